@@ -1,0 +1,2 @@
+//! The payment cart's daemon.
+fn main() {}

@@ -1,0 +1,15 @@
+//! Device layer of the payment cart.
+//!
+//! Every device on the cart sits behind a small trait, with a real driver and a
+//! simulator that speaks the same protocol over a real serial line. This crate
+//! depends on no other crate of the workspace.
+//!
+//! # Layout
+//! - [`scanner`]: barcode scanners (serial and HID keyboard-wedge) and the
+//!   barcode decoder.
+//! - [`reader`]: the card reader: its serial protocol, the cart-side driver and
+//!   the simulator.
+#![deny(missing_docs)]
+
+pub mod reader;
+pub mod scanner;

@@ -1,0 +1,1 @@
+//! The card reader: protocol, cart-side driver and simulator.

@@ -1,0 +1,1 @@
+//! Barcode scanners: the `Scanner` trait, drivers and the decoder.

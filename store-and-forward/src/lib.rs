@@ -1,0 +1,2 @@
+//! The cart's durable heart.
+#![deny(missing_docs)]
