@@ -1,0 +1,47 @@
+//! Failpoints for the crash tests: with the `failpoints` feature, the
+//! process kills itself with SIGKILL at a named point when the environment
+//! says so. Without the feature every call compiles to nothing.
+//!
+//! `CART_FAILPOINT=<name>` arms one point; `CART_FAILPOINT_SKIP=<n>` lets
+//! it pass `n` times first.
+
+/// Every failpoint in the ledger's decision path, in order.
+pub const DECISION_PATH: &[&str] = &[
+    "attempt.before_commit",
+    "attempt.after_commit",
+    "decision.before_commit",
+    "decision.after_commit",
+    "decision.before_counter_increment",
+    "decision.after_counter_increment",
+];
+
+/// Kills the process here if this point is armed.
+#[cfg(feature = "failpoints")]
+pub fn hit(name: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static PASSES: AtomicU64 = AtomicU64::new(0);
+    let armed = ARMED.get_or_init(|| {
+        let name = std::env::var("CART_FAILPOINT").ok()?;
+        let skip = std::env::var("CART_FAILPOINT_SKIP")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Some((name, skip))
+    });
+    if let Some((armed, skip)) = armed
+        && armed == name
+        && PASSES.fetch_add(1, Ordering::SeqCst) >= *skip
+    {
+        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Kills the process here if this point is armed (disabled build: no-op).
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &str) {}

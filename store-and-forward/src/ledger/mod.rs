@@ -1,0 +1,175 @@
+//! The ledger: one SQLite file (WAL, `synchronous=FULL`, mode 0600) holding
+//! payments, the outbox, telemetry and the cart's state.
+//!
+//! A [`Ledger`] owns one connection and takes `&mut self` for every write:
+//! the daemon keeps it behind one owner (a Mutex or a thread), which is also
+//! what SQLite's single writer wants.
+//!
+//! - `open.rs`: opening, checks on a foreign or damaged file, migrations,
+//!   the counter binding and crash recovery.
+//! - `payments.rs`: the checkout path (attempt, decisions, outcomes).
+//! - `outbox.rs`: batches for the uplink, delivery, retry, quarantine.
+//! - `telemetry.rs`: group-committed telemetry under a disk quota.
+//! - `state.rs`: cart-level state, limits and deny-list updates, status.
+
+mod open;
+mod outbox;
+mod payments;
+pub mod schema;
+mod state;
+mod telemetry;
+
+use std::path::PathBuf;
+
+use rusqlite::Connection;
+
+use crate::counter::MonotonicCounter;
+use crate::datakey::Sealer;
+use crate::policy::{LedgerIntegrity, Limits};
+
+pub use open::OpenReport;
+pub use outbox::{OutboxBody, OutboxClass, OutboxRecord, PaymentForward, RetryPolicy};
+pub use payments::{Applied, PaymentRecord};
+pub use state::{LedgerStatus, OutboxDepth, UpdateOutcome, keys};
+pub use telemetry::EnqueueReport;
+
+use payments::free_bytes as payments_free_bytes;
+
+/// How the ledger is set up (the `[ledger]` table of the cart's config).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// Disk quota for undelivered telemetry, bytes; over it the oldest
+    /// telemetry is dropped and counted.
+    pub telemetry_quota_bytes: u64,
+    /// Free space kept for payments: below it offline approval stops and
+    /// new telemetry is shed.
+    pub payment_reserve_bytes: u64,
+    /// Delivered records are purged after this many seconds.
+    pub retention_secs: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            path: PathBuf::from("ledger.sqlite"),
+            telemetry_quota_bytes: 64 * 1024 * 1024,
+            payment_reserve_bytes: 32 * 1024 * 1024,
+            retention_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// The durable ledger. See the module docs.
+pub struct Ledger {
+    conn: Connection,
+    config: LedgerConfig,
+    sealer: Sealer,
+    counter: Box<dyn MonotonicCounter>,
+    integrity: LedgerIntegrity,
+    limits: Limits,
+    /// Bytes of undelivered telemetry, kept in memory (summed at open).
+    telemetry_bytes: u64,
+    /// Commits since the last WAL checkpoint (auto-checkpoint is off so
+    /// checkouts never pay for one).
+    commits_since_checkpoint: u64,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.config.path)
+            .field("integrity", &self.integrity)
+            .field("limits_version", &self.limits.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run a PASSIVE checkpoint after this many commits without one.
+const CHECKPOINT_EVERY_COMMITS: u64 = 2_000;
+
+impl Ledger {
+    /// The ledger's binding to the monotonic counter.
+    pub fn integrity(&self) -> &LedgerIntegrity {
+        &self.integrity
+    }
+
+    /// The offline limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The config it was opened with.
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok(())` when SQLite says "ok".
+    pub fn integrity_check(&self) -> Result<(), crate::LedgerError> {
+        let rows: Vec<String> = self
+            .conn
+            .prepare("PRAGMA integrity_check")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if rows.len() == 1 && rows[0] == "ok" {
+            Ok(())
+        } else {
+            Err(crate::LedgerError::Corrupt {
+                path: self.config.path.clone(),
+                detail: rows.join("; "),
+            })
+        }
+    }
+
+    /// Reads one of the connection's pragmas as an integer (diagnostics,
+    /// tests). Only plain pragma names are accepted.
+    pub fn pragma_i64(&self, name: &str) -> Result<i64, crate::LedgerError> {
+        Ok(self.conn.query_row(&pragma_sql(name)?, [], |r| r.get(0))?)
+    }
+
+    /// Reads one of the connection's pragmas as text.
+    pub fn pragma_string(&self, name: &str) -> Result<String, crate::LedgerError> {
+        Ok(self.conn.query_row(&pragma_sql(name)?, [], |r| r.get(0))?)
+    }
+
+    /// Housekeeping: purge delivered records past retention and checkpoint
+    /// the WAL. The daemon calls it every few seconds, off the checkout path.
+    pub fn maintain(&mut self, now: crate::Timestamp) -> Result<u64, crate::LedgerError> {
+        let purged = self.purge_delivered(now)?;
+        self.checkpoint()?;
+        Ok(purged)
+    }
+
+    fn checkpoint(&mut self) -> Result<(), crate::LedgerError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        self.commits_since_checkpoint = 0;
+        Ok(())
+    }
+
+    fn note_commit(&mut self) {
+        self.commits_since_checkpoint += 1;
+    }
+
+    /// Checkpoints when many commits went by without one (off the checkout
+    /// path: called after telemetry and outbox writes).
+    fn checkpoint_if_due(&mut self) -> Result<(), crate::LedgerError> {
+        if self.commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+}
+
+fn pragma_sql(name: &str) -> Result<String, crate::LedgerError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return Err(crate::LedgerError::BadValue {
+            table: "pragma",
+            column: "name",
+            value: name.to_owned(),
+        });
+    }
+    Ok(format!("PRAGMA {name}"))
+}

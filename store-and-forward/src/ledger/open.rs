@@ -1,0 +1,397 @@
+//! Opening a ledger: refuse foreign or damaged files without touching them,
+//! create or migrate, bind to the monotonic counter, recover in-doubt
+//! attempts.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tracing::{info, warn};
+
+use super::schema::{APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION};
+use super::state::{keys, read_meta, write_meta};
+use super::{Ledger, LedgerConfig};
+use crate::counter::MonotonicCounter;
+use crate::datakey::{DataKey, Sealer};
+use crate::error::LedgerError;
+use crate::payment::{PaymentKey, PaymentState};
+use crate::policy::{LedgerIntegrity, Limits};
+use crate::time::Timestamp;
+
+/// What happened while opening, for the journal and the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// A new ledger was created.
+    pub created: bool,
+    /// The file's schema version before this open.
+    pub schema_before: i64,
+    /// The file's schema version now.
+    pub schema_now: i64,
+    /// Attempts found between their commit and their decision (a crash):
+    /// now in-doubt, to be resolved with the backend by key.
+    pub in_doubt: Vec<PaymentKey>,
+    /// The binding to the monotonic counter.
+    pub integrity: LedgerIntegrity,
+    /// The counter was one behind (a crash between an offline approval's
+    /// commit and the increment) and was brought level.
+    pub counter_repaired: bool,
+}
+
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+impl Ledger {
+    /// Opens (or creates) the ledger at `config.path`.
+    ///
+    /// A file that is not a ledger, belongs to another application, fails
+    /// SQLite's quick check or needs newer firmware is refused with an error
+    /// that says how to recover, and is left untouched.
+    ///
+    /// `limits` come from the config file; limits persisted from a newer
+    /// backend update win over them, an older version never replaces a newer.
+    pub fn open(
+        config: LedgerConfig,
+        limits: Limits,
+        counter: Box<dyn MonotonicCounter>,
+        data_key: &mut dyn DataKey,
+        now: Timestamp,
+    ) -> Result<(Ledger, OpenReport), LedgerError> {
+        let path = config.path.clone();
+        let created = prepare_file(&path)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| refuse(&path, e))?;
+        if !created {
+            check_existing(&conn, &path)?;
+        }
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            warn!(%mode, "ledger could not switch to WAL");
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL;
+             PRAGMA wal_autocheckpoint = 0;
+             PRAGMA busy_timeout = 5000;",
+        )?;
+        let schema_before: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        migrate(&conn, created)?;
+        let schema_now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+
+        let key = data_key.load_or_create()?;
+        let sealer = Sealer::new(&key);
+
+        let mut ledger = Ledger {
+            conn,
+            config,
+            sealer,
+            counter,
+            integrity: LedgerIntegrity::Bound,
+            limits,
+            telemetry_bytes: 0,
+            commits_since_checkpoint: 0,
+        };
+
+        let counter_repaired = ledger.check_binding(now)?;
+        let in_doubt = ledger.recover_in_doubt(now)?;
+        ledger.load_persisted_limits(now)?;
+        ledger.telemetry_bytes = ledger.conn.query_row(
+            "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE class = 2 AND status = 0",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+
+        let report = OpenReport {
+            created,
+            schema_before,
+            schema_now,
+            in_doubt,
+            integrity: ledger.integrity.clone(),
+            counter_repaired,
+        };
+        info!(
+            path = %ledger.config.path.display(),
+            created,
+            schema = schema_now,
+            in_doubt = report.in_doubt.len(),
+            integrity = ?report.integrity,
+            "ledger open"
+        );
+        Ok((ledger, report))
+    }
+
+    /// Compares the ledger with the monotonic counter (the brief's start-up
+    /// rule) and binds a new ledger. Returns whether a lagging counter was
+    /// repaired.
+    pub(crate) fn check_binding(&mut self, now: Timestamp) -> Result<bool, LedgerError> {
+        let expected =
+            read_meta(&self.conn, keys::COUNTER_EXPECTED)?.and_then(|s| s.parse::<u64>().ok());
+        let value = match self.counter.read() {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(cause = %e, "monotonic counter unreadable: offline approval off");
+                self.integrity = LedgerIntegrity::CounterMismatch {
+                    detail: e.to_string(),
+                };
+                return Ok(false);
+            }
+        };
+        let Some(expected) = expected else {
+            let tx = self.conn.transaction()?;
+            write_meta(&tx, keys::COUNTER_EXPECTED, &value.to_string())?;
+            write_meta(&tx, keys::COUNTER_BOUND_AT, &value.to_string())?;
+            write_meta(&tx, keys::COUNTER_BOUND_MS, &now.0.to_string())?;
+            tx.commit()?;
+            info!(counter = value, "ledger bound to the monotonic counter");
+            self.integrity = LedgerIntegrity::Bound;
+            return Ok(false);
+        };
+        let mut repaired = false;
+        self.integrity = if value == expected {
+            LedgerIntegrity::Bound
+        } else if value + 1 == expected {
+            // Committed an offline approval, then stopped before the increment.
+            match self.counter.increment() {
+                Ok(v) if v == expected => {
+                    info!(counter = v, "monotonic counter repaired after a crash");
+                    repaired = true;
+                    LedgerIntegrity::Bound
+                }
+                Ok(v) => LedgerIntegrity::CounterMismatch {
+                    detail: format!("counter went to {v} on repair, ledger expects {expected}"),
+                },
+                Err(e) => LedgerIntegrity::CounterMismatch {
+                    detail: e.to_string(),
+                },
+            }
+        } else if value > expected {
+            warn!(
+                ledger = expected,
+                counter = value,
+                "ledger is behind the monotonic counter: a restored older copy; offline approval off"
+            );
+            LedgerIntegrity::RolledBack {
+                ledger: expected,
+                counter: value,
+            }
+        } else {
+            LedgerIntegrity::CounterMismatch {
+                detail: format!(
+                    "counter {value} is {} behind the ledger ({expected}): counter replaced or reset",
+                    expected - value
+                ),
+            }
+        };
+        Ok(repaired)
+    }
+
+    /// Re-binds the ledger to the counter's current value. For a technician,
+    /// after the backend has reconciled a rolled-back ledger.
+    pub fn rebind_counter(&mut self, now: Timestamp) -> Result<(), LedgerError> {
+        let value = self.counter.read()?;
+        let tx = self.conn.transaction()?;
+        write_meta(&tx, keys::COUNTER_EXPECTED, &value.to_string())?;
+        write_meta(&tx, keys::COUNTER_BOUND_AT, &value.to_string())?;
+        write_meta(&tx, keys::COUNTER_BOUND_MS, &now.0.to_string())?;
+        tx.commit()?;
+        warn!(counter = value, "ledger re-bound to the monotonic counter");
+        self.integrity = LedgerIntegrity::Bound;
+        Ok(())
+    }
+
+    /// Attempts left in `card_read` by a crash become in-doubt, each with an
+    /// inquiry in the outbox so the backend resolves it by key.
+    fn recover_in_doubt(&mut self, now: Timestamp) -> Result<Vec<PaymentKey>, LedgerError> {
+        let tx = self.conn.transaction()?;
+        let rows: Vec<(i64, Vec<u8>)> = tx
+            .prepare("SELECT seq, key FROM payments WHERE state = ?1")?
+            .query_map([PaymentState::CardRead.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for (seq, raw) in rows {
+            let key = super::payments::key_from_blob(&raw)?;
+            super::payments::set_state(
+                &tx,
+                seq,
+                PaymentState::CardRead,
+                PaymentState::InDoubt,
+                now,
+                Some("restart before decision"),
+            )?;
+            super::outbox::insert(
+                &tx,
+                super::OutboxClass::Payment,
+                super::outbox::KIND_PAYMENT_INQUIRY,
+                Some(seq),
+                None,
+                now,
+            )?;
+            warn!(payment = %key, "attempt in doubt after restart: will ask the backend");
+            keys.push(key);
+        }
+        tx.commit()?;
+        Ok(keys)
+    }
+}
+
+/// Creates a new 0600 file when none exists. Returns whether it did.
+fn prepare_file(path: &Path) -> Result<bool, LedgerError> {
+    let io = |source| LedgerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            if fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false) {
+                return Err(LedgerError::NotALedger {
+                    path: path.to_path_buf(),
+                    detail: "empty main file beside a non-empty WAL".into(),
+                });
+            }
+            Ok(true)
+        }
+        Ok(_) => {
+            let mut header = [0u8; 16];
+            let mut f = fs::File::open(path).map_err(io)?;
+            let n = read_up_to(&mut f, &mut header).map_err(io)?;
+            if n < 16 || &header != SQLITE_HEADER {
+                return Err(LedgerError::NotALedger {
+                    path: path.to_path_buf(),
+                    detail: "no SQLite header".into(),
+                });
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
+            Ok(true)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn read_up_to(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn refuse(path: &Path, e: rusqlite::Error) -> LedgerError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => LedgerError::NotALedger {
+            path: path.to_path_buf(),
+            detail: "SQLite says: file is not a database".into(),
+        },
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => LedgerError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
+        _ => LedgerError::Sqlite(e),
+    }
+}
+
+/// Read-only checks on an existing file before anything is written to it.
+fn check_existing(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| refuse(path, e))?;
+    if app_id != APPLICATION_ID {
+        return Err(LedgerError::Foreign {
+            path: path.to_path_buf(),
+            application_id: app_id,
+        });
+    }
+    let findings: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| refuse(path, e))?;
+    if findings != ["ok"] {
+        return Err(LedgerError::Corrupt {
+            path: path.to_path_buf(),
+            detail: findings.join("; "),
+        });
+    }
+    let min_reader: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'min_reader_version'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(|e| refuse(path, e))?
+        .and_then(|s| s.parse().ok());
+    if let Some(needed) = min_reader
+        && needed > SCHEMA_VERSION
+    {
+        return Err(LedgerError::TooNew {
+            path: path.to_path_buf(),
+            needed,
+            ours: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn migrate(conn: &Connection, created: bool) -> Result<(), LedgerError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current >= SCHEMA_VERSION {
+        // Same schema, or a newer one still readable by this code (checked
+        // above): never downgrade it.
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| -> Result<(), LedgerError> {
+        if created {
+            conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
+        }
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            conn.execute_batch(m.sql)?;
+            let old_min: i64 = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'min_reader_version'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('min_reader_version', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![old_min.max(m.min_reader_version).to_string()],
+            )?;
+            conn.execute_batch(&format!("PRAGMA user_version = {}", m.version))?;
+            info!(version = m.version, "ledger schema migrated");
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

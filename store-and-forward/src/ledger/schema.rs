@@ -1,0 +1,98 @@
+//! The ledger's schema and its additive migrations.
+//!
+//! `PRAGMA user_version` holds the schema version; `meta.min_reader_version`
+//! holds the oldest schema version whose code can still open the file. A
+//! migration only adds (tables, columns, indexes), so a firmware rollback can
+//! still open a ledger holding unforwarded payments; a migration that cannot
+//! stay readable by older code raises `min_reader_version`.
+
+/// Marks the file as a cart ledger (`PRAGMA application_id`, "CART").
+pub const APPLICATION_ID: i64 = 0x4341_5254;
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// One migration: the schema version it produces, its SQL, and the oldest
+/// reader version that can open the file afterwards.
+pub(crate) struct Migration {
+    pub version: i64,
+    pub min_reader_version: i64,
+    pub sql: &'static str,
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    min_reader_version: 1,
+    sql: r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One row per payment attempt, keyed by its idempotency key.
+CREATE TABLE payments (
+    seq                 INTEGER PRIMARY KEY,
+    key                 BLOB NOT NULL UNIQUE,
+    created_ms          INTEGER NOT NULL,
+    updated_ms          INTEGER NOT NULL,
+    amount_minor        INTEGER NOT NULL CHECK (amount_minor > 0),
+    currency            TEXT NOT NULL,
+    online_required     INTEGER NOT NULL,
+    state               TEXT NOT NULL,
+    masked_pan          TEXT NOT NULL,
+    fingerprint         BLOB NOT NULL,
+    entry_mode          TEXT NOT NULL,
+    card_sealed         BLOB NOT NULL,
+    decided_ms          INTEGER,
+    offline_approved_ms INTEGER,
+    forwarded_ms        INTEGER,
+    counter_value       INTEGER,
+    decision            TEXT,
+    backend_reference   TEXT,
+    backend_reason      TEXT
+);
+CREATE INDEX payments_state ON payments (state);
+CREATE INDEX payments_velocity ON payments (fingerprint, offline_approved_ms)
+    WHERE offline_approved_ms IS NOT NULL;
+
+-- Every state change, for audits and the technician's diagnostics.
+CREATE TABLE payment_log (
+    id          INTEGER PRIMARY KEY,
+    payment_seq INTEGER NOT NULL REFERENCES payments (seq),
+    at_ms       INTEGER NOT NULL,
+    from_state  TEXT,
+    to_state    TEXT NOT NULL,
+    detail      TEXT
+);
+
+-- The transactional outbox. class: 0 payment, 1 control, 2 telemetry.
+-- status: 0 pending, 1 delivered, 2 quarantined.
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    class           INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    payment_seq     INTEGER REFERENCES payments (seq),
+    payload         BLOB,
+    size            INTEGER NOT NULL,
+    created_ms      INTEGER NOT NULL,
+    status          INTEGER NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    done_ms         INTEGER
+);
+CREATE INDEX outbox_pending ON outbox (class, id) WHERE status = 0;
+CREATE INDEX outbox_done ON outbox (done_ms) WHERE status = 1;
+
+-- Cart-level state other parts persist through the ledger.
+CREATE TABLE cart_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE deny_list (
+    fingerprint BLOB PRIMARY KEY
+) WITHOUT ROWID;
+"#,
+}];

@@ -1,0 +1,329 @@
+//! Cart-level state persisted through the ledger: trusted time, backend
+//! contact, versioned downstream updates (limits, deny-list, others), and
+//! the status report.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::Ledger;
+use crate::error::LedgerError;
+use crate::money::Currency;
+use crate::policy::{Exposure, LedgerIntegrity, Limits, LimitsConfig};
+use crate::time::{ClockTrust, Timestamp, clock_trust};
+
+/// Well-known keys of the `meta` and `cart_state` tables.
+pub mod keys {
+    /// meta: counter value the ledger expects (bound value + offline approvals).
+    pub const COUNTER_EXPECTED: &str = "counter_expected";
+    /// meta: counter value when the ledger was bound.
+    pub const COUNTER_BOUND_AT: &str = "counter_bound_at";
+    /// meta: when it was bound.
+    pub const COUNTER_BOUND_MS: &str = "counter_bound_ms";
+    /// cart_state: the last wall-clock time known to be good (ms).
+    pub const LAST_KNOWN_GOOD_MS: &str = "time.last_known_good_ms";
+    /// cart_state: the last successful contact with the backend (ms).
+    pub const LAST_BACKEND_CONTACT_MS: &str = "backend.last_contact_ms";
+    /// cart_state: the offline limits in force (JSON).
+    pub const LIMITS: &str = "policy.limits";
+    /// cart_state: the deny-list version.
+    pub const DENY_LIST_VERSION: &str = "policy.deny_list_version";
+    /// cart_state: telemetry events dropped over quota, in all.
+    pub const TELEMETRY_DROPPED: &str = "telemetry.dropped";
+    /// cart_state prefix for other downstream versions (`downstream.<name>`).
+    pub const DOWNSTREAM_PREFIX: &str = "downstream.";
+}
+
+pub(crate) fn read_meta(conn: &Connection, key: &str) -> Result<Option<String>, LedgerError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+pub(crate) fn write_meta(conn: &Connection, key: &str, value: &str) -> Result<(), LedgerError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn read_state(conn: &Connection, key: &str) -> Result<Option<String>, LedgerError> {
+    Ok(conn
+        .query_row("SELECT value FROM cart_state WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+pub(crate) fn write_state(
+    conn: &Connection,
+    key: &str,
+    value: &str,
+    now: Timestamp,
+) -> Result<(), LedgerError> {
+    conn.execute(
+        "INSERT INTO cart_state (key, value, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+        params![key, value, now.0],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn read_state_i64(conn: &Connection, key: &str) -> Result<Option<i64>, LedgerError> {
+    Ok(read_state(conn, key)?.and_then(|s| s.parse().ok()))
+}
+
+/// Whether a versioned update was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum UpdateOutcome {
+    /// Newer than the current version: applied.
+    Applied,
+    /// Same or older than the current version: ignored (a replay or an
+    /// out-of-order delivery). Still acknowledged by the uplink.
+    Ignored {
+        /// The version in force.
+        current: u64,
+    },
+}
+
+/// Queue depth of one outbox class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxDepth {
+    /// Class name.
+    pub class: String,
+    /// Records waiting.
+    pub pending: u64,
+    /// Bytes waiting.
+    pub pending_bytes: u64,
+    /// Creation time of the oldest waiting record.
+    pub oldest_pending: Option<Timestamp>,
+    /// Records quarantined.
+    pub quarantined: u64,
+}
+
+/// Everything `cartctl status` and the UI show about the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerStatus {
+    /// Binding to the monotonic counter.
+    pub integrity: LedgerIntegrity,
+    /// The wall clock's trust verdict.
+    pub clock: ClockTrust,
+    /// Last known-good time.
+    pub last_known_good: Option<Timestamp>,
+    /// Last backend contact.
+    pub last_backend_contact: Option<Timestamp>,
+    /// The limits in force.
+    pub limits: Limits,
+    /// Outstanding offline exposure.
+    pub exposure: Exposure,
+    /// Payments per state.
+    pub payments: BTreeMap<String, u64>,
+    /// Merchant losses: declined after forward, amount per currency.
+    pub declined_after_forward: BTreeMap<Currency, i64>,
+    /// Outbox depth per class.
+    pub outbox: Vec<OutboxDepth>,
+    /// Telemetry dropped over quota since the ledger was created.
+    pub telemetry_dropped: u64,
+}
+
+impl Ledger {
+    /// Reads a cart-state value.
+    pub fn state(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        read_state(&self.conn, key)
+    }
+
+    /// Writes a cart-state value (one commit).
+    pub fn set_state(&mut self, key: &str, value: &str, now: Timestamp) -> Result<(), LedgerError> {
+        write_state(&self.conn, key, value, now)?;
+        self.note_commit();
+        Ok(())
+    }
+
+    /// Records a time known to be good (from the backend or a verified TLS
+    /// session). Only moves forward.
+    pub fn record_known_good_time(
+        &mut self,
+        good: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let cur = read_state_i64(&self.conn, keys::LAST_KNOWN_GOOD_MS)?;
+        if cur.is_none_or(|c| good.0 > c) {
+            self.set_state(keys::LAST_KNOWN_GOOD_MS, &good.0.to_string(), now)?;
+        }
+        Ok(())
+    }
+
+    /// Records a successful contact with the backend at `at` (also a
+    /// known-good time).
+    pub fn record_backend_contact(&mut self, at: Timestamp) -> Result<(), LedgerError> {
+        let tx = self.conn.transaction()?;
+        write_state(&tx, keys::LAST_BACKEND_CONTACT_MS, &at.0.to_string(), at)?;
+        let cur = read_state_i64(&tx, keys::LAST_KNOWN_GOOD_MS)?;
+        if cur.is_none_or(|c| at.0 > c) {
+            write_state(&tx, keys::LAST_KNOWN_GOOD_MS, &at.0.to_string(), at)?;
+        }
+        tx.commit()?;
+        self.note_commit();
+        Ok(())
+    }
+
+    /// The trusted-time verdict for `now`.
+    pub fn clock_trust(&self, now: Timestamp) -> Result<ClockTrust, LedgerError> {
+        let good = read_state_i64(&self.conn, keys::LAST_KNOWN_GOOD_MS)?.map(Timestamp);
+        Ok(clock_trust(now, good, self.limits.clock_tolerance_secs))
+    }
+
+    /// Applies offline limits from the backend when their version is newer.
+    /// Invalid limits are refused whole (the error names the key).
+    pub fn apply_limits_update(
+        &mut self,
+        update: &LimitsConfig,
+        now: Timestamp,
+    ) -> Result<UpdateOutcome, LedgerError> {
+        let limits = update.validate("limits")?;
+        if limits.version <= self.limits.version {
+            return Ok(UpdateOutcome::Ignored {
+                current: self.limits.version,
+            });
+        }
+        let json = serde_json::to_string(&limits).map_err(|e| LedgerError::BadValue {
+            table: "cart_state",
+            column: "policy.limits",
+            value: e.to_string(),
+        })?;
+        self.set_state(keys::LIMITS, &json, now)?;
+        info!(version = limits.version, "offline limits updated");
+        self.limits = limits;
+        Ok(UpdateOutcome::Applied)
+    }
+
+    /// Uses persisted limits when they are newer than the config's; persists
+    /// the config's when they are newer.
+    pub(crate) fn load_persisted_limits(&mut self, now: Timestamp) -> Result<(), LedgerError> {
+        let persisted = match read_state(&self.conn, keys::LIMITS)? {
+            Some(json) => match serde_json::from_str::<Limits>(&json) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    warn!(cause = %e, "persisted limits unreadable; using the config's");
+                    None
+                }
+            },
+            None => None,
+        };
+        match persisted {
+            Some(p) if p.version > self.limits.version => self.limits = p,
+            Some(p) if p.version == self.limits.version => {}
+            _ => {
+                if let Ok(json) = serde_json::to_string(&self.limits) {
+                    self.set_state(keys::LIMITS, &json, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a deny-list update when `version` is newer: `replace` swaps
+    /// the whole list, otherwise `add`/`remove` are applied as a delta.
+    pub fn apply_deny_list(
+        &mut self,
+        version: u64,
+        replace: bool,
+        add: &[Vec<u8>],
+        remove: &[Vec<u8>],
+        now: Timestamp,
+    ) -> Result<UpdateOutcome, LedgerError> {
+        let tx = self.conn.transaction()?;
+        let current = read_state_i64(&tx, keys::DENY_LIST_VERSION)?.unwrap_or(0) as u64;
+        if version <= current {
+            return Ok(UpdateOutcome::Ignored { current });
+        }
+        if replace {
+            tx.execute("DELETE FROM deny_list", [])?;
+        }
+        for f in remove {
+            tx.execute("DELETE FROM deny_list WHERE fingerprint = ?1", [f])?;
+        }
+        for f in add {
+            tx.execute(
+                "INSERT OR IGNORE INTO deny_list (fingerprint) VALUES (?1)",
+                [f],
+            )?;
+        }
+        write_state(&tx, keys::DENY_LIST_VERSION, &version.to_string(), now)?;
+        tx.commit()?;
+        self.note_commit();
+        info!(
+            version,
+            added = add.len(),
+            removed = remove.len(),
+            replace,
+            "deny-list updated"
+        );
+        Ok(UpdateOutcome::Applied)
+    }
+
+    /// Records `version` of a named downstream stream (catalog, ...) when it
+    /// is newer than the one recorded: the rule every versioned update follows.
+    pub fn accept_downstream_version(
+        &mut self,
+        name: &str,
+        version: u64,
+        now: Timestamp,
+    ) -> Result<UpdateOutcome, LedgerError> {
+        let key = format!("{}{name}", keys::DOWNSTREAM_PREFIX);
+        let current = read_state_i64(&self.conn, &key)?.unwrap_or(0) as u64;
+        if version <= current {
+            return Ok(UpdateOutcome::Ignored { current });
+        }
+        self.set_state(&key, &version.to_string(), now)?;
+        Ok(UpdateOutcome::Applied)
+    }
+
+    /// The status report.
+    pub fn status(&self, now: Timestamp) -> Result<LedgerStatus, LedgerError> {
+        let mut payments = BTreeMap::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT state, COUNT(*) FROM payments GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (s, n) = row?;
+                payments.insert(s, n as u64);
+            }
+        }
+        let mut losses = BTreeMap::new();
+        {
+            let mut stmt = self.conn.prepare(
+                "SELECT currency, SUM(amount_minor) FROM payments WHERE state = 'declined_after_forward'
+                 GROUP BY currency",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (c, n) = row?;
+                if let Ok(c) = Currency::new(&c) {
+                    losses.insert(c, n);
+                }
+            }
+        }
+        Ok(LedgerStatus {
+            integrity: self.integrity.clone(),
+            clock: self.clock_trust(now)?,
+            last_known_good: read_state_i64(&self.conn, keys::LAST_KNOWN_GOOD_MS)?.map(Timestamp),
+            last_backend_contact: read_state_i64(&self.conn, keys::LAST_BACKEND_CONTACT_MS)?
+                .map(Timestamp),
+            limits: self.limits.clone(),
+            exposure: super::payments::exposure(&self.conn)?,
+            payments,
+            declined_after_forward: losses,
+            outbox: self.outbox_depth()?,
+            telemetry_dropped: read_state_i64(&self.conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0)
+                as u64,
+        })
+    }
+}

@@ -1,0 +1,199 @@
+//! Opening the ledger: pragmas, permissions, refusing foreign, damaged and
+//! too-new files without touching them, additive migrations.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use rusqlite::Connection;
+use store_and_forward::LedgerError;
+use store_and_forward::ledger::schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+fn sha(path: &std::path::Path) -> Vec<u8> {
+    fs::read(path).unwrap()
+}
+
+#[test]
+fn opened_ledger_is_wal_with_full_sync() {
+    let fx = Fixture::new();
+    let ledger = fx.open();
+    drop(ledger);
+    // The pragmas as a connection to the same file sees them, plus the
+    // ledger's own connection settings checked through its behaviour below.
+    let (ledger, report) = fx.reopen();
+    assert!(!report.created);
+    let conn = Connection::open(fx.path()).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(app, APPLICATION_ID);
+    drop(ledger);
+}
+
+#[test]
+fn ledger_connection_uses_synchronous_full() {
+    let fx = Fixture::new();
+    let ledger = fx.open();
+    assert_eq!(ledger.pragma_i64("synchronous").unwrap(), 2, "FULL is 2");
+    assert_eq!(ledger.pragma_i64("wal_autocheckpoint").unwrap(), 0);
+    assert_eq!(ledger.pragma_string("journal_mode").unwrap(), "wal");
+}
+
+#[test]
+fn files_are_private() {
+    let fx = Fixture::new();
+    let mut ledger = fx.open();
+    let a = attempt(eur(100), 1);
+    ledger.record_card_read(&a, t0()).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let p = format!("{}{suffix}", fx.path().display());
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{p}");
+    }
+}
+
+#[test]
+fn garbage_file_is_refused_and_untouched() {
+    let fx = Fixture::new();
+    fs::write(
+        fx.path(),
+        b"this is not a database, it is a shopping list\n".repeat(100),
+    )
+    .unwrap();
+    let before = sha(fx.path());
+    let err = fx.try_open_at(t0()).unwrap_err();
+    assert!(matches!(err, LedgerError::NotALedger { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("left untouched") && msg.contains("mv "),
+        "{msg}"
+    );
+    assert_eq!(sha(fx.path()), before);
+}
+
+#[test]
+fn foreign_sqlite_database_is_refused_and_untouched() {
+    let fx = Fixture::new();
+    {
+        let c = Connection::open(fx.path()).unwrap();
+        c.execute_batch("CREATE TABLE songs (title TEXT); INSERT INTO songs VALUES ('x');")
+            .unwrap();
+    }
+    let before = sha(fx.path());
+    let err = fx.try_open_at(t0()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LedgerError::Foreign {
+                application_id: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(sha(fx.path()), before);
+}
+
+#[test]
+fn damaged_ledger_is_refused_and_untouched() {
+    let fx = Fixture::new();
+    {
+        let mut ledger = fx.open();
+        for i in 0..200 {
+            ledger
+                .record_card_read(&attempt(eur(100 + i), 1), t0())
+                .unwrap();
+        }
+        ledger.maintain(t0()).unwrap();
+    }
+    // Fold the WAL in, then scribble over the middle of the file.
+    {
+        let c = Connection::open(fx.path()).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+    let mut bytes = fs::read(fx.path()).unwrap();
+    assert!(bytes.len() > 8192, "{}", bytes.len());
+    let page = 4096;
+    for b in &mut bytes[page + 100..page * 2] {
+        *b = 0xA5;
+    }
+    fs::write(fx.path(), &bytes).unwrap();
+    let before = sha(fx.path());
+    let err = fx.try_open_at(t0()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LedgerError::Corrupt { .. } | LedgerError::NotALedger { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("untouched"), "{err}");
+    assert_eq!(sha(fx.path()), before);
+}
+
+#[test]
+fn too_new_ledger_is_refused() {
+    let fx = Fixture::new();
+    drop(fx.open());
+    {
+        let c = Connection::open(fx.path()).unwrap();
+        c.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'min_reader_version'",
+            [(SCHEMA_VERSION + 1).to_string()],
+        )
+        .unwrap();
+    }
+    let err = fx.try_open_at(t0()).unwrap_err();
+    assert!(matches!(err, LedgerError::TooNew { .. }), "{err:?}");
+}
+
+#[test]
+fn newer_schema_still_readable_opens_without_downgrade() {
+    // A newer firmware added a table (additive) and left min_reader_version
+    // at ours: this (older) code must open it and keep the newer version.
+    let fx = Fixture::new();
+    let mut ledger = fx.open();
+    let a = attempt(eur(700), 2);
+    ledger.record_card_read(&a, t0()).unwrap();
+    ledger.decide_offline(&a.key, t0()).unwrap();
+    drop(ledger);
+    {
+        let c = Connection::open(fx.path()).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE future_feature (x INTEGER);
+             ALTER TABLE payments ADD COLUMN future_column TEXT;
+             PRAGMA user_version = {};",
+            SCHEMA_VERSION + 1
+        ))
+        .unwrap();
+    }
+    let (ledger, report) = fx.reopen();
+    assert_eq!(report.schema_now, SCHEMA_VERSION + 1);
+    let p = ledger.payment(&a.key).unwrap().unwrap();
+    assert_eq!(p.state, store_and_forward::PaymentState::OfflineApproved);
+}
+
+#[test]
+fn new_ledger_records_schema_and_min_reader() {
+    let fx = Fixture::new();
+    let (_, report) = fx.try_open_at(t0()).unwrap();
+    assert!(report.created);
+    assert_eq!(report.schema_before, 0);
+    assert_eq!(report.schema_now, SCHEMA_VERSION);
+    let c = Connection::open(fx.path()).unwrap();
+    let min: String = c
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'min_reader_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(min, "1");
+}
