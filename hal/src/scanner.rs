@@ -1,1 +1,0 @@
-//! Barcode scanners: the `Scanner` trait, drivers and the decoder.

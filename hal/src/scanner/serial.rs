@@ -1,0 +1,281 @@
+//! The serial scanner driver: a scanner on an RS-232 line (or a USB CDC-ACM
+//! port), read through serialport, framed into lines, decoded.
+
+use std::io::{ErrorKind, Read};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serialport::{SerialPort, TTYPort};
+use zeroize::Zeroize;
+
+use super::decode::{Decoder, year_of};
+use super::line::{Frame, LineFramer};
+use super::reject::RejectReason;
+use super::state::{Backoff, BackoffConfig, DeviceState, StateHandle};
+use super::{Rejection, Scan, ScanContent, Scanner, ScannerError};
+
+/// Parity of the serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    /// No parity bit (8N1, the usual setting).
+    #[default]
+    None,
+    /// Odd parity.
+    Odd,
+    /// Even parity (7E1 scanners).
+    Even,
+}
+
+/// The byte(s) the scanner sends after each scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Terminator {
+    /// Carriage return (0x0D), the usual factory setting.
+    #[default]
+    Cr,
+    /// Line feed (0x0A).
+    Lf,
+    /// CR LF; either byte ends a line, the empty line between is skipped.
+    Crlf,
+    /// Tab (0x09).
+    Tab,
+    /// ETX (0x03), for scanners framed STX ... ETX (a leading STX is then
+    /// line noise and rejected).
+    Etx,
+}
+
+impl Terminator {
+    /// The bytes that end a line.
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            Terminator::Cr => b"\r",
+            Terminator::Lf => b"\n",
+            Terminator::Crlf => b"\r\n",
+            Terminator::Tab => b"\t",
+            Terminator::Etx => b"\x03",
+        }
+    }
+}
+
+/// A serial scanner's settings (config file section `[scanner.serial]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SerialScannerConfig {
+    /// Device path, e.g. `/dev/ttyS1` or a `/dev/serial/by-id/...` link.
+    pub port: String,
+    /// Baud rate.
+    pub baud_rate: u32,
+    /// Parity.
+    pub parity: Parity,
+    /// Data bits, 7 or 8.
+    pub data_bits: u8,
+    /// Stop bits, 1 or 2.
+    pub stop_bits: u8,
+    /// What ends a scan.
+    pub terminator: Terminator,
+    /// Longest accepted line in bytes; longer ones are rejected.
+    pub max_line: usize,
+    /// Reopen timing when the port goes away.
+    pub backoff: BackoffConfig,
+}
+
+impl Default for SerialScannerConfig {
+    fn default() -> Self {
+        Self {
+            port: "/dev/ttyS1".to_owned(),
+            baud_rate: 9600,
+            parity: Parity::None,
+            data_bits: 8,
+            stop_bits: 1,
+            terminator: Terminator::Cr,
+            max_line: 1024,
+            backoff: BackoffConfig::default(),
+        }
+    }
+}
+
+/// A scanner on a serial line.
+pub struct SerialScanner {
+    config: SerialScannerConfig,
+    decoder: Decoder,
+    // One owner: the scanner's thread. A serial fd is not shared.
+    port: Option<TTYPort>,
+    framer: LineFramer,
+    backoff: Backoff,
+    state: StateHandle,
+    read_buf: [u8; 256],
+}
+
+impl std::fmt::Debug for SerialScanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SerialScanner")
+            .field("port", &self.config.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SerialScanner {
+    /// A driver for `config`. The port is opened on the first
+    /// [`Scanner::next_scan`] (and reopened whenever it goes away), so a
+    /// scanner plugged in after start is picked up.
+    pub fn new(config: SerialScannerConfig, decoder: Decoder) -> Result<Self, ScannerError> {
+        let bad = |key, problem| Err(ScannerError::Config { key, problem });
+        if !matches!(config.data_bits, 7 | 8) {
+            return bad("data_bits", "must be 7 or 8");
+        }
+        if !matches!(config.stop_bits, 1 | 2) {
+            return bad("stop_bits", "must be 1 or 2");
+        }
+        if config.baud_rate == 0 {
+            return bad("baud_rate", "must be above 0");
+        }
+        if config.max_line == 0 {
+            return bad("max_line", "must be above 0");
+        }
+        Ok(Self {
+            framer: LineFramer::new(config.terminator.bytes(), config.max_line),
+            backoff: Backoff::new(config.backoff),
+            state: StateHandle::new(DeviceState::Reconnecting { attempts: 0 }),
+            decoder,
+            config,
+            port: None,
+            read_buf: [0; 256],
+        })
+    }
+
+    fn open(&self) -> serialport::Result<TTYPort> {
+        let c = &self.config;
+        serialport::new(&c.port, c.baud_rate)
+            .parity(match c.parity {
+                Parity::None => serialport::Parity::None,
+                Parity::Odd => serialport::Parity::Odd,
+                Parity::Even => serialport::Parity::Even,
+            })
+            .data_bits(if c.data_bits == 7 {
+                serialport::DataBits::Seven
+            } else {
+                serialport::DataBits::Eight
+            })
+            .stop_bits(if c.stop_bits == 2 {
+                serialport::StopBits::Two
+            } else {
+                serialport::StopBits::One
+            })
+            .flow_control(serialport::FlowControl::None)
+            .timeout(Duration::from_millis(100))
+            .open_native()
+    }
+
+    /// Opens the port if it is closed and the backoff allows. Returns
+    /// whether the port is open.
+    fn ensure_open(&mut self, now: Instant) -> Result<bool, ScannerError> {
+        if self.port.is_some() {
+            return Ok(true);
+        }
+        if self.backoff.exhausted() {
+            self.state.set(DeviceState::Gone);
+            return Err(ScannerError::Gone {
+                device: self.config.port.clone(),
+                attempts: self.backoff.attempts(),
+            });
+        }
+        if !self.backoff.ready(now) {
+            return Ok(false);
+        }
+        match self.open() {
+            Ok(port) => {
+                tracing::info!(port = %self.config.port, "serial scanner open");
+                self.port = Some(port);
+                self.backoff.reset();
+                self.framer.reset();
+                self.state.set(DeviceState::Connected);
+                Ok(true)
+            }
+            Err(err) => {
+                self.backoff.failed(now);
+                tracing::debug!(port = %self.config.port, cause = %err, "serial scanner open failed");
+                self.state.set(DeviceState::Reconnecting {
+                    attempts: self.backoff.attempts(),
+                });
+                Ok(false)
+            }
+        }
+    }
+
+    fn lost(&mut self, cause: &dyn std::fmt::Display) {
+        tracing::warn!(port = %self.config.port, cause = %cause, "serial scanner lost");
+        self.port = None;
+        self.framer.reset();
+        self.state.set(DeviceState::Reconnecting { attempts: 0 });
+    }
+
+    fn frame_to_scan(&self, frame: Frame) -> Scan {
+        let at = SystemTime::now();
+        let monotonic = Instant::now();
+        let content = match frame {
+            Frame::Line(mut line) => {
+                let content = self.decoder.decode(&line, year_of(at));
+                line.zeroize();
+                content
+            }
+            Frame::TooLong { max } => {
+                ScanContent::Rejected(Rejection::new(RejectReason::TooLong { max }, None, b""))
+            }
+        };
+        Scan {
+            at,
+            monotonic,
+            content,
+        }
+    }
+}
+
+impl Scanner for SerialScanner {
+    fn next_scan(&mut self, timeout: Duration) -> Result<Option<Scan>, ScannerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(frame) = self.framer.pop() {
+                return Ok(Some(self.frame_to_scan(frame)));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if !self.ensure_open(now)? {
+                std::thread::sleep(
+                    self.backoff
+                        .wait(now)
+                        .min(deadline - now)
+                        .max(Duration::from_millis(1)),
+                );
+                continue;
+            }
+            let Some(port) = self.port.as_mut() else {
+                continue;
+            };
+            if let Err(err) = port.set_timeout(deadline - now) {
+                self.lost(&err);
+                continue;
+            }
+            match port.read(&mut self.read_buf) {
+                Ok(0) => self.lost(&"end of file"),
+                Ok(n) => {
+                    self.framer.push(&self.read_buf[..n]);
+                    self.read_buf[..n].zeroize();
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => return Ok(None),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => self.lost(&e),
+            }
+        }
+    }
+
+    fn state(&self) -> DeviceState {
+        self.state.get()
+    }
+
+    fn state_handle(&self) -> StateHandle {
+        self.state.clone()
+    }
+}
