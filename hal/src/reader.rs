@@ -1,1 +1,0 @@
-//! The card reader: protocol, cart-side driver and simulator.
