@@ -170,7 +170,7 @@ fn sigkill_at_random_moments_and_failpoints_loses_and_duplicates_nothing() {
     while killed < kills {
         round += 1;
         assert!(round < kills * 3, "children are not being killed");
-        let was_killed = if round % 2 == 0 {
+        let was_killed = if round.is_multiple_of(2) {
             let name = points[(round as usize / 2) % points.len()];
             let hit = run_child(
                 dir.path(),
