@@ -225,15 +225,14 @@ impl Decoder {
             return Err(RejectReason::Unrecognised);
         }
         match text.len() {
-            // EAN-8 and UPC-E are both 8 digits; a code whose own check
-            // digit fits is EAN-8, else one that expands correctly is UPC-E.
-            8 => self.retail(Symbology::Ean8, text, text, None).or_else(|e| {
-                if matches!(text.as_bytes()[0], b'0' | b'1') {
-                    self.upce(text)
-                } else {
-                    Err(e)
-                }
-            }),
+            // EAN-8 and UPC-E are both 8 digits. UPC-E starts with its
+            // number system 0 or 1, where EAN-8 has restricted (0) or rare
+            // (1) prefixes: such a code is read as UPC-E when it expands
+            // correctly, else as EAN-8; any other 8 digits are EAN-8.
+            8 if matches!(text.as_bytes()[0], b'0' | b'1') => self
+                .upce(text)
+                .or_else(|_| self.retail(Symbology::Ean8, text, text, None)),
+            8 => self.retail(Symbology::Ean8, text, text, None),
             12 => self.retail(Symbology::UpcA, text, text, None),
             13 => self.retail(Symbology::Ean13, text, text, None),
             14 => self.retail(Symbology::Itf14, text, text, None),

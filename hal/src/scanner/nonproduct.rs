@@ -53,9 +53,9 @@ pub struct StaffBadge {
 /// Reads a `WIFI:S:<ssid>;T:<type>;P:<password>;H:<hidden>;;` code. Fields
 /// come in any order; `\` escapes `; , : \ "`; unknown fields are ignored.
 pub fn parse_wifi(text: &str) -> Result<WifiCredentials, RejectReason> {
-    let body = text
-        .strip_prefix("WIFI:")
-        .ok_or(RejectReason::BadWifi("no WIFI: prefix"))?;
+    let body = text.strip_prefix("WIFI:").ok_or(RejectReason::BadWifi {
+        problem: "no WIFI: prefix",
+    })?;
     let mut ssid: Option<String> = None;
     let mut security = None;
     let mut password = Zeroizing::new(String::new());
@@ -70,9 +70,9 @@ pub fn parse_wifi(text: &str) -> Result<WifiCredentials, RejectReason> {
         while let Some(c) = chars.next() {
             match c {
                 '\\' => {
-                    let escaped = chars
-                        .next()
-                        .ok_or(RejectReason::BadWifi("dangling escape"))?;
+                    let escaped = chars.next().ok_or(RejectReason::BadWifi {
+                        problem: "dangling escape",
+                    })?;
                     if in_value {
                         value.push(escaped)
                     } else {
@@ -90,7 +90,9 @@ pub fn parse_wifi(text: &str) -> Result<WifiCredentials, RejectReason> {
         }
         let empty_field = key.is_empty() && !in_value;
         if !closed && !empty_field {
-            return Err(RejectReason::BadWifi("not terminated"));
+            return Err(RejectReason::BadWifi {
+                problem: "not terminated",
+            });
         }
         if empty_field {
             // ";;" or the end of the data right after a ';'.
@@ -103,7 +105,11 @@ pub fn parse_wifi(text: &str) -> Result<WifiCredentials, RejectReason> {
                     "WPA" | "WPA2" | "WPA3" | "SAE" => WifiSecurity::Wpa,
                     "WEP" => WifiSecurity::Wep,
                     "NOPASS" | "" => WifiSecurity::Open,
-                    _ => return Err(RejectReason::BadWifi("unknown security type")),
+                    _ => {
+                        return Err(RejectReason::BadWifi {
+                            problem: "unknown security type",
+                        });
+                    }
                 })
             }
             "P" => password = value,
@@ -112,14 +118,20 @@ pub fn parse_wifi(text: &str) -> Result<WifiCredentials, RejectReason> {
         }
     }
     if chars.as_str().chars().any(|c| !c.is_whitespace()) {
-        return Err(RejectReason::BadWifi("data after the end"));
+        return Err(RejectReason::BadWifi {
+            problem: "data after the end",
+        });
     }
     let ssid = ssid
         .filter(|s| !s.is_empty())
-        .ok_or(RejectReason::BadWifi("no network name"))?;
+        .ok_or(RejectReason::BadWifi {
+            problem: "no network name",
+        })?;
     let security = security.unwrap_or(WifiSecurity::Open);
     if security != WifiSecurity::Open && password.is_empty() {
-        return Err(RejectReason::BadWifi("no password"));
+        return Err(RejectReason::BadWifi {
+            problem: "no password",
+        });
     }
     Ok(WifiCredentials {
         ssid,
@@ -164,7 +176,7 @@ mod tests {
             "WIFI:",
         ] {
             assert!(
-                matches!(parse_wifi(bad), Err(RejectReason::BadWifi(_))),
+                matches!(parse_wifi(bad), Err(RejectReason::BadWifi { .. })),
                 "{bad}"
             );
         }

@@ -69,8 +69,11 @@ pub enum RejectReason {
     #[error("this code does not identify a product")]
     NoGtin,
     /// A `WIFI:` provisioning code that could not be parsed.
-    #[error("invalid Wi-Fi provisioning code ({0})")]
-    BadWifi(&'static str),
+    #[error("invalid Wi-Fi provisioning code ({problem})")]
+    BadWifi {
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// A code that is neither a product, a provisioning code nor a badge.
     #[error("this code is not a product")]
     Unrecognised,

@@ -141,7 +141,7 @@ fn wifi_and_badge_pass_through() {
     // A bad WIFI: code is rejected without an excerpt of its text.
     match decode(b"WIFI:S:x;T:WPA;P:secret") {
         ScanContent::Rejected(r) => {
-            assert!(matches!(r.reason, RejectReason::BadWifi(_)));
+            assert!(matches!(r.reason, RejectReason::BadWifi { .. }));
             assert_eq!(r.excerpt, None);
         }
         other => panic!("{other:?}"),
