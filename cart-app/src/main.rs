@@ -1,2 +1,65 @@
-//! The payment cart's daemon.
-fn main() {}
+//! The payment cart's daemon and tools.
+//!
+//! The daemon itself arrives with the checkout-UI issue; today the binary
+//! checks a configuration file and runs the ledger's scripted session.
+
+mod config;
+mod demo_ledger;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cart-app",
+    version,
+    about = "The payment cart's daemon and tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validates a configuration file and prints it with defaults filled in.
+    CheckConfig {
+        /// The file (see config/cart.toml).
+        path: PathBuf,
+    },
+    /// Runs a scripted checkout session against a real ledger file.
+    DemoLedger {
+        /// Folder for the ledger, its counter and data key (new if missing).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::CheckConfig { path } => {
+            let (config, _) = config::Config::load(&path)?;
+            println!(
+                "{}",
+                toml::to_string_pretty(&config).context("printing the config")?
+            );
+            Ok(())
+        }
+        Command::DemoLedger { dir } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => std::env::temp_dir().join(format!("cart-demo-{}", std::process::id())),
+            };
+            demo_ledger::run(dir)
+        }
+    }
+}

@@ -33,9 +33,15 @@ const ISO_4217: &[(&str, u8)] = &[
 ];
 
 /// An ISO 4217 currency code, validated against the active list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency([u8; 3]);
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A currency code that is not an active ISO 4217 code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

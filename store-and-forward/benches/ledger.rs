@@ -1,0 +1,214 @@
+//! Ledger benchmarks (a bench binary, not a test): run with
+//! `cargo bench -p store-and-forward --bench ledger` or through
+//! `scripts/bench-ledger.sh`, which also counts fsyncs with strace.
+//!
+//! - checkout: offline decision + durable commit (p50/p99/p99.9), alone and
+//!   with telemetry group commits interleaved;
+//! - telemetry enqueue with group commit (events/s);
+//! - outbox batch read + mark delivered (records/s).
+//!
+//! `LEDGER_BENCH_DIR` picks the folder (default: the target folder; a tmpfs
+//! would hide the fsync cost). `--checkouts N` runs only N checkouts (for
+//! counting system calls).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use store_and_forward::counter::FileCounter;
+use store_and_forward::datakey::FileDataKey;
+use store_and_forward::ledger::OutboxClass;
+use store_and_forward::policy::LimitsConfig;
+use store_and_forward::telemetry::TelemetryEvent;
+use store_and_forward::{
+    CardRead, Currency, EntryMode, Ledger, LedgerConfig, Money, NewAttempt, PaymentKey, Timestamp,
+};
+
+fn bench_dir(name: &str) -> PathBuf {
+    let base = std::env::var_os("LEDGER_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ledger-bench")
+        });
+    let dir = base.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create bench dir");
+    dir
+}
+
+fn open(dir: &std::path::Path) -> Ledger {
+    let limits = LimitsConfig {
+        version: 1,
+        per_payment_cap: [("EUR".to_string(), 10_000)].into(),
+        total_outstanding_cap: [("EUR".to_string(), i64::MAX / 2)].into(),
+        max_outstanding_count: u32::MAX,
+        velocity_max_per_card: u32::MAX,
+        ..LimitsConfig::default()
+    }
+    .validate("offline")
+    .expect("limits");
+    let config = LedgerConfig {
+        path: dir.join("ledger.sqlite"),
+        telemetry_quota_bytes: 1 << 40,
+        payment_reserve_bytes: 0,
+        ..LedgerConfig::default()
+    };
+    let counter = FileCounter::open(dir.join("counter"), 1_000).expect("counter");
+    let mut key = FileDataKey::new(dir.join("data.key"));
+    let (mut l, _) = Ledger::open(
+        config,
+        limits,
+        Box::new(counter),
+        &mut key,
+        Timestamp::now(),
+    )
+    .expect("open");
+    l.record_backend_contact(Timestamp::now()).expect("contact");
+    l
+}
+
+fn attempt(i: u64) -> NewAttempt {
+    NewAttempt {
+        key: PaymentKey::new(),
+        amount: Money::new(100 + (i % 9_000) as i64, Currency::new("EUR").expect("EUR")),
+        online_required: false,
+        card: CardRead {
+            masked_pan: "411111******1111".into(),
+            fingerprint: vec![(i % 251) as u8; 32],
+            emv_data: vec![0x9F; 180],
+            encrypted_blob: vec![0xEE; 160],
+            entry_mode: EntryMode::Contactless,
+        },
+    }
+}
+
+fn reading(seq: u64) -> TelemetryEvent {
+    TelemetryEvent::Reading {
+        at: Timestamp::now(),
+        seq,
+        temperature_c: 21.5,
+        battery_pct: 80,
+        rssi_dbm: -61,
+        state: "shopping".into(),
+        position: Some((12.5, 40.25)),
+    }
+}
+
+fn report(name: &str, h: &Histogram<u64>) {
+    println!(
+        "{name}: n={} p50={:.3} ms p99={:.3} ms p99.9={:.3} ms max={:.3} ms",
+        h.len(),
+        h.value_at_quantile(0.50) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0,
+        h.max() as f64 / 1000.0
+    );
+}
+
+/// Returns (decision+commit histogram, whole checkout histogram), in µs.
+fn checkouts(
+    ledger: &mut Ledger,
+    n: u64,
+    telemetry_per_checkout: u64,
+    housekeeping: bool,
+) -> (Histogram<u64>, Histogram<u64>) {
+    let mut decide = Histogram::<u64>::new(3).expect("histogram");
+    let mut whole = Histogram::<u64>::new(3).expect("histogram");
+    let mut seq = 0;
+    for i in 0..n {
+        let a = attempt(i);
+        let t0 = Instant::now();
+        ledger
+            .record_card_read(&a, Timestamp::now())
+            .expect("attempt");
+        let t1 = Instant::now();
+        let d = ledger
+            .decide_offline(&a.key, Timestamp::now())
+            .expect("decide");
+        let t2 = Instant::now();
+        assert!(d.approved, "{:?}", d.reasons);
+        decide.record((t2 - t1).as_micros() as u64).expect("record");
+        whole.record((t2 - t0).as_micros() as u64).expect("record");
+        if telemetry_per_checkout > 0 {
+            let events: Vec<_> = (0..telemetry_per_checkout)
+                .map(|k| reading(seq + k))
+                .collect();
+            seq += telemetry_per_checkout;
+            ledger
+                .enqueue_telemetry(&events, Timestamp::now())
+                .expect("telemetry");
+        }
+        if housekeeping && i % 500 == 499 {
+            // The daemon's housekeeping timer, off the checkout path.
+            ledger.maintain(Timestamp::now()).expect("maintain");
+        }
+    }
+    (decide, whole)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--checkouts") {
+        let n: u64 = args
+            .get(pos + 1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1000);
+        let dir = bench_dir("syscalls");
+        let mut ledger = open(&dir);
+        checkouts(&mut ledger, n, 0, false);
+        println!("ran {n} checkouts");
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+
+    let dir = bench_dir("checkout");
+    let mut ledger = open(&dir);
+    checkouts(&mut ledger, 200, 0, true); // warm-up
+    let (decide, whole) = checkouts(&mut ledger, 5_000, 0, true);
+    report("offline decision + commit", &decide);
+    report("whole checkout (attempt + decision, 2 commits)", &whole);
+    let (decide, whole) = checkouts(&mut ledger, 5_000, 20, true);
+    report("offline decision + commit, telemetry interleaved", &decide);
+    report("whole checkout, telemetry interleaved", &whole);
+    drop(ledger);
+
+    let dir = bench_dir("telemetry");
+    let mut ledger = open(&dir);
+    let total = 259_200u64;
+    let group = 1_000u64;
+    let start = Instant::now();
+    let mut seq = 0;
+    while seq < total {
+        let events: Vec<_> = (seq..seq + group).map(reading).collect();
+        ledger
+            .enqueue_telemetry(&events, Timestamp::now())
+            .expect("enqueue");
+        seq += group;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "telemetry enqueue: {total} events in groups of {group}: {secs:.2} s, {:.0} events/s",
+        total as f64 / secs
+    );
+
+    let start = Instant::now();
+    let mut done = 0usize;
+    loop {
+        let batch = ledger
+            .take_batch(OutboxClass::Telemetry, 0, 1_000, 1 << 20, Timestamp::now())
+            .expect("take");
+        if batch.is_empty() {
+            break;
+        }
+        let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
+        ledger.mark_delivered(&ids, Timestamp::now()).expect("mark");
+        done += ids.len();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "outbox batch read + mark delivered: {done} records in {secs:.2} s, {:.0} records/s",
+        done as f64 / secs
+    );
+}
