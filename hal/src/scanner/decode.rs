@@ -140,7 +140,15 @@ impl Decoder {
         add_on: Option<AddOn>,
     ) -> Result<Product, RejectReason> {
         let gtin = Gtin::parse(gtin_digits)?;
-        let content = match self.config.variable_measure.read(&gtin) {
+        // Restricted-circulation (in-store) numbers exist only as EAN-13
+        // and UPC-A; an ITF-14 or EAN-8 with such digits is an ordinary GTIN.
+        let in_store = matches!(symbology, Symbology::Ean13 | Symbology::UpcA) && add_on.is_none();
+        let content = match self
+            .config
+            .variable_measure
+            .read(&gtin)
+            .filter(|_| in_store)
+        {
             Some(vm) => ProductContent::VariableMeasure(vm?),
             None => ProductContent::Retail { add_on },
         };
@@ -234,6 +242,7 @@ impl Decoder {
                 .or_else(|_| self.retail(Symbology::Ean8, text, text, None)),
             8 => self.retail(Symbology::Ean8, text, text, None),
             12 => self.retail(Symbology::UpcA, text, text, None),
+            13 if text.starts_with('0') => self.retail(Symbology::UpcA, text, text, None),
             13 => self.retail(Symbology::Ean13, text, text, None),
             14 => self.retail(Symbology::Itf14, text, text, None),
             15 | 18 => self.with_add_on(text),
