@@ -79,7 +79,10 @@ mod tests {
             mask_pan("4111111111111111").unwrap().as_str(),
             "411111******1111"
         );
-        assert_eq!(mask_pan("378282246310005").unwrap().as_str(), "378282*****0005");
+        assert_eq!(
+            mask_pan("378282246310005").unwrap().as_str(),
+            "378282*****0005"
+        );
         assert!(mask_pan("4111").is_none());
     }
 

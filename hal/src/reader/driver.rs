@@ -164,7 +164,9 @@ impl<P: Read + Write + Send> SerialReader<P> {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    io::ErrorKind::TimedOut
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(self.fail(e)),
         }
@@ -202,8 +204,13 @@ impl<P: Read + Write + Send> SerialReader<P> {
             && self.snapshot.current_key == Some(key)
         {
             // A card removed after the read does not undo the read.
-            let keep = matches!(m, Message::Event { event: UiEvent::CardRemoved, .. })
-                && self.snapshot.last_state == Some(ReaderPaymentState::CardRead);
+            let keep = matches!(
+                m,
+                Message::Event {
+                    event: UiEvent::CardRemoved,
+                    ..
+                }
+            ) && self.snapshot.last_state == Some(ReaderPaymentState::CardRead);
             if !keep {
                 self.snapshot.last_state = Some(state);
             }

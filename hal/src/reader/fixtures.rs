@@ -222,7 +222,8 @@ pub fn load_fingerprint_key(path: &Path) -> Result<FingerprintKey, FixtureError>
     if !f.test_only {
         return Err(FixtureError::NotTestOnly(path.to_owned()));
     }
-    let bytes = Zeroizing::new(hex::decode(&f.key_hex).map_err(|_| FixtureError::BadKey(path.to_owned()))?);
+    let bytes =
+        Zeroizing::new(hex::decode(&f.key_hex).map_err(|_| FixtureError::BadKey(path.to_owned()))?);
     let arr: [u8; 32] = bytes
         .as_slice()
         .try_into()

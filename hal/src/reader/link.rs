@@ -184,7 +184,11 @@ impl Link {
                 seq: o.seq,
                 tries: o.tries,
             };
-            tracing::warn!(seq = o.seq, tries = o.tries, "reader link: no ACK, frame dropped");
+            tracing::warn!(
+                seq = o.seq,
+                tries = o.tries,
+                "reader link: no ACK, frame dropped"
+            );
             self.outstanding = None;
             self.errors.push_back(err);
             self.pump(now);
@@ -317,3 +321,7 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "link_tests.rs"]
+mod tests;

@@ -41,8 +41,8 @@ use uuid::Uuid;
 
 pub use driver::{DriverConfig, SerialReader};
 pub use message::{
-    CardReadResult, Currency, DeclineReason, Outcome, PaymentErrorCode, PaymentRequest,
-    ReaderInfo, ReaderPaymentState, StatusReply, UiEvent,
+    CardReadResult, Currency, DeclineReason, Outcome, PaymentErrorCode, PaymentRequest, ReaderInfo,
+    ReaderPaymentState, StatusReply, UiEvent,
 };
 
 /// Errors of the cart-side reader.

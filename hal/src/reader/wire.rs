@@ -8,9 +8,9 @@
 use uuid::Uuid;
 
 use super::message::{
-    CardReadResult, Capabilities, Currency, Cvm, DeclineReason, EntryMode, Fingerprint,
-    MaskedPan, Message, Outcome, PaymentErrorCode, PaymentRequest, ReaderInfo,
-    ReaderPaymentState, StatusReply, UiEvent,
+    Capabilities, CardReadResult, Currency, Cvm, DeclineReason, EntryMode, Fingerprint, MaskedPan,
+    Message, Outcome, PaymentErrorCode, PaymentRequest, ReaderInfo, ReaderPaymentState,
+    StatusReply, UiEvent,
 };
 
 /// Errors decoding a message payload. The link has already acknowledged the

@@ -69,8 +69,8 @@ pub fn build(
     let currency = currency_numeric(req.currency)?;
     // Simulated application cryptogram: a MAC over the transaction, so it is
     // stable per payment and differs between payments.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.fingerprint(&card.pan).0.as_slice())
-        .ok()?;
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.fingerprint(&card.pan).0.as_slice()).ok()?;
     mac.update(req.key.as_bytes());
     mac.update(&req.amount_minor.to_be_bytes());
     mac.update(&atc.to_be_bytes());

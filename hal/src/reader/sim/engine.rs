@@ -11,7 +11,7 @@ use crate::reader::card::{FingerprintKey, mask_pan};
 use crate::reader::carddata::{self, Binding, CardData, ProcessorPublicKey};
 use crate::reader::fixtures::{ReaderBehaviour, TestCard, TestCards};
 use crate::reader::message::{
-    CardReadResult, Capabilities, Currency, Cvm, Message, PROTOCOL_VERSION, PaymentErrorCode,
+    Capabilities, CardReadResult, Currency, Cvm, Message, PROTOCOL_VERSION, PaymentErrorCode,
     PaymentRequest, ReaderInfo, ReaderPaymentState, StatusReply, UiEvent,
 };
 
@@ -333,9 +333,7 @@ impl Engine {
                             });
                             self.fail(key, PaymentErrorCode::CardRemoved);
                         }
-                        ReaderBehaviour::Unreadable => {
-                            self.fail(key, PaymentErrorCode::Unreadable)
-                        }
+                        ReaderBehaviour::Unreadable => self.fail(key, PaymentErrorCode::Unreadable),
                         _ => self.finish_read(key, &card),
                     }
                     return;

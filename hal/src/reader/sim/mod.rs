@@ -72,7 +72,8 @@ impl SimConfig {
     /// Loads the fixtures from `dir` (normally `tests/fixtures`).
     pub fn from_fixtures(dir: &Path) -> Result<Self, SimError> {
         let cards = TestCards::load(&dir.join(fixtures::TEST_CARDS))?;
-        let processor_key = fixtures::load_processor_public_key(&dir.join(fixtures::PROCESSOR_KEY))?;
+        let processor_key =
+            fixtures::load_processor_public_key(&dir.join(fixtures::PROCESSOR_KEY))?;
         let fingerprint_key = fixtures::load_fingerprint_key(&dir.join(fixtures::FINGERPRINT_KEY))?;
         Ok(SimConfig {
             engine: EngineConfig {
@@ -101,7 +102,11 @@ pub struct SimReport {
 
 /// Runs the simulator on `line` until stopped or unplugged. `line` is the
 /// master side of a pty or an opened serial device.
-pub fn run(line: File, cfg: SimConfig, commands: Receiver<SimCommand>) -> Result<SimReport, SimError> {
+pub fn run(
+    line: File,
+    cfg: SimConfig,
+    commands: Receiver<SimCommand>,
+) -> Result<SimReport, SimError> {
     if cfg.engine.cards.get(&cfg.engine.default_card).is_none() {
         return Err(SimError::UnknownCard(cfg.engine.default_card.clone()));
     }
@@ -111,15 +116,8 @@ pub fn run(line: File, cfg: SimConfig, commands: Receiver<SimCommand>) -> Result
     let mut faults = FaultInjector::new(cfg.faults);
     let mut buf = [0u8; 512];
     loop {
-        match commands.try_recv() {
-            Ok(SimCommand::QueueCard(name)) => {
-                if !engine.queue_card(&name) {
-                    tracing::warn!(card = %name, "reader sim: unknown test card ignored");
-                }
-                continue;
-            }
-            Ok(SimCommand::Unplug) | Ok(SimCommand::Stop) | Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {}
+        if !drain_commands(&commands, &mut engine) {
+            break;
         }
         let now = Instant::now();
         let next = [link.poll_timeout(), engine.next_deadline()]
@@ -154,6 +152,11 @@ pub fn run(line: File, cfg: SimConfig, commands: Receiver<SimCommand>) -> Result
                 Err(e) => return Err(e.into()),
             }
         }
+        // Commands sent before the bytes just read must act first (a card
+        // queued before START_PAYMENT is for that payment).
+        if !drain_commands(&commands, &mut engine) {
+            break;
+        }
         let now = Instant::now();
         link.handle_timeout(now);
         while let Some(d) = link.poll_delivered() {
@@ -176,7 +179,9 @@ pub fn run(line: File, cfg: SimConfig, commands: Receiver<SimCommand>) -> Result
                         tracing::warn!(cause = %e, msg = m.name(), "reader sim: message not sent");
                     }
                 }
-                Err(e) => tracing::warn!(cause = %e, msg = m.name(), "reader sim: message not encoded"),
+                Err(e) => {
+                    tracing::warn!(cause = %e, msg = m.name(), "reader sim: message not encoded")
+                }
             }
         }
         let out = faults.apply(link.poll_transmit());
@@ -192,6 +197,23 @@ pub fn run(line: File, cfg: SimConfig, commands: Receiver<SimCommand>) -> Result
         faults_injected: faults.applied(),
         link: link.stats(),
     })
+}
+
+/// Applies pending commands; `false` when the simulator must stop.
+fn drain_commands(commands: &Receiver<SimCommand>, engine: &mut Engine) -> bool {
+    loop {
+        match commands.try_recv() {
+            Ok(SimCommand::QueueCard(name)) => {
+                if !engine.queue_card(&name) {
+                    tracing::warn!(card = %name, "reader sim: unknown test card ignored");
+                }
+            }
+            Ok(SimCommand::Unplug | SimCommand::Stop) | Err(TryRecvError::Disconnected) => {
+                return false;
+            }
+            Err(TryRecvError::Empty) => return true,
+        }
+    }
 }
 
 /// A simulator running on its own thread behind a pseudo-terminal.
@@ -224,6 +246,11 @@ impl SimHandle {
     pub fn unplug(mut self) -> Result<SimReport, SimError> {
         let _ = self.commands.send(SimCommand::Unplug);
         self.slave = None;
+        self.join()
+    }
+
+    /// Waits until the simulator stops by itself (a command or a line error).
+    pub fn wait(mut self) -> Result<SimReport, SimError> {
         self.join()
     }
 
