@@ -17,17 +17,39 @@ pub struct Config {
     pub ledger: LedgerConfig,
     /// Offline limits.
     pub offline: LimitsConfig,
+    /// The card deny-list shipped with the cart.
+    pub deny_list: DenyListConfig,
+}
+
+/// Card fingerprints refused offline, as configured; the backend's newer
+/// versions replace it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DenyListConfig {
+    /// Version of this list.
+    pub version: u64,
+    /// Card fingerprints, hex.
+    pub fingerprints: Vec<String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file's content with defaults filled in.
+    pub config: Config,
+    /// Validated offline limits.
+    pub limits: Limits,
+    /// Decoded deny-list fingerprints.
+    pub deny_list: Vec<Vec<u8>>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             cart_id: "cart-0000".into(),
-            ledger: LedgerConfig {
-                path: "/var/lib/cart/ledger.sqlite".into(),
-                ..LedgerConfig::default()
-            },
+            ledger: LedgerConfig::default(),
             offline: LimitsConfig::default(),
+            deny_list: DenyListConfig::default(),
         }
     }
 }
@@ -67,7 +89,7 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads and validates `path`.
-    pub fn load(path: &Path) -> Result<(Config, Limits), ConfigError> {
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
@@ -76,7 +98,7 @@ impl Config {
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<(Config, Limits), ConfigError> {
+    pub fn parse(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             source: Box::new(e),
@@ -88,7 +110,25 @@ impl Config {
                 path: origin.to_owned(),
                 source,
             })?;
-        Ok((config, limits))
+        let mut deny_list = Vec::with_capacity(config.deny_list.fingerprints.len());
+        for (i, f) in config.deny_list.fingerprints.iter().enumerate() {
+            let bytes = hex::decode(f)
+                .ok()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| ConfigError::Invalid {
+                    path: origin.to_owned(),
+                    source: PolicyError {
+                        key: format!("deny_list.fingerprints[{i}]"),
+                        message: format!("{f:?} is not a hex fingerprint"),
+                    },
+                })?;
+            deny_list.push(bytes);
+        }
+        Ok(Loaded {
+            config,
+            limits,
+            deny_list,
+        })
     }
 }
 
@@ -103,7 +143,7 @@ mod tests {
     #[test]
     fn reference_file_parses_to_the_defaults() {
         let text = include_str!("../config/cart.toml");
-        let (config, _) = Config::parse(text, "cart.toml").unwrap();
+        let config = Config::parse(text, "cart.toml").unwrap().config;
         let defaults = Config::default();
         assert_eq!(config.offline, defaults.offline);
         assert_eq!(config.ledger.path, defaults.ledger.path);
@@ -170,6 +210,15 @@ mod tests {
             e.contains("offline.per_payment_cap.EUR") && e.contains("above"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bad_deny_list_entry_names_its_index() {
+        let e = err("[deny_list]\nversion = 1\nfingerprints = [\"abcd\", \"xyz\"]\n");
+        assert!(e.contains("deny_list.fingerprints[1]"), "{e}");
+        let ok =
+            Config::parse("[deny_list]\nversion = 1\nfingerprints = [\"abcd\"]\n", "t").unwrap();
+        assert_eq!(ok.deny_list, vec![vec![0xab, 0xcd]]);
     }
 
     #[test]

@@ -47,10 +47,19 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::CheckConfig { path } => {
-            let (config, _) = config::Config::load(&path)?;
+            let loaded = config::Config::load(&path)?;
+            let config = &loaded.config;
+            eprintln!(
+                "{}: valid; offline limits version {} ({} currencies), deny-list version {} ({} cards)",
+                path.display(),
+                loaded.limits.version,
+                loaded.limits.per_payment_cap.len(),
+                config.deny_list.version,
+                loaded.deny_list.len()
+            );
             println!(
                 "{}",
-                toml::to_string_pretty(&config).context("printing the config")?
+                toml::to_string_pretty(config).context("printing the config")?
             );
             Ok(())
         }

@@ -54,7 +54,7 @@ pub struct LedgerConfig {
 impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
-            path: PathBuf::from("ledger.sqlite"),
+            path: PathBuf::from("/var/lib/cart/ledger.sqlite"),
             telemetry_quota_bytes: 64 * 1024 * 1024,
             payment_reserve_bytes: 32 * 1024 * 1024,
             retention_secs: 7 * 24 * 3600,
