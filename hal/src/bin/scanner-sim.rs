@@ -21,6 +21,24 @@ use hal::scanner::sim::{self, SimConfig};
 const USAGE: &str = "usage: scanner-sim [--port DEV | --pty] [--baud N] [--aim] \
 [--terminator cr|lf|crlf|tab|etx] [--interval-ms N] [--hold] [FILE]";
 
+/// A command line that cannot be run; the usage is printed and the exit
+/// code is 2.
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    #[error("{0} needs a value")]
+    MissingValue(&'static str),
+    #[error("{0} is not a number")]
+    NotANumber(&'static str),
+    #[error("unknown terminator {0:?}")]
+    Terminator(String),
+    #[error("unknown argument {0:?}")]
+    Unknown(String),
+    #[error("give exactly one of --port and --pty")]
+    PortOrPty,
+    #[error("help requested")]
+    Help,
+}
+
 struct Args {
     port: Option<String>,
     pty: bool,
@@ -31,7 +49,7 @@ struct Args {
     file: Option<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args() -> Result<Args, ArgError> {
     let mut args = Args {
         port: None,
         pty: false,
@@ -43,11 +61,15 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        let mut value = |name: &'static str| it.next().ok_or(ArgError::MissingValue(name));
         match arg.as_str() {
             "--port" => args.port = Some(value("--port")?),
             "--pty" => args.pty = true,
-            "--baud" => args.baud = value("--baud")?.parse().map_err(|_| "bad --baud")?,
+            "--baud" => {
+                args.baud = value("--baud")?
+                    .parse()
+                    .map_err(|_| ArgError::NotANumber("--baud"))?
+            }
             "--aim" => args.config.aim = true,
             "--terminator" => {
                 args.config.terminator = match value("--terminator")?.as_str() {
@@ -56,23 +78,23 @@ fn parse_args() -> Result<Args, String> {
                     "crlf" => Terminator::Crlf,
                     "tab" => Terminator::Tab,
                     "etx" => Terminator::Etx,
-                    other => return Err(format!("unknown terminator {other}")),
+                    other => return Err(ArgError::Terminator(other.to_owned())),
                 }
             }
             "--interval-ms" => {
                 let ms: u64 = value("--interval-ms")?
                     .parse()
-                    .map_err(|_| "bad --interval-ms")?;
+                    .map_err(|_| ArgError::NotANumber("--interval-ms"))?;
                 args.interval = Duration::from_millis(ms);
             }
             "--hold" => args.hold = true,
-            "-h" | "--help" => return Err(USAGE.to_owned()),
+            "-h" | "--help" => return Err(ArgError::Help),
             f if !f.starts_with('-') && args.file.is_none() => args.file = Some(f.to_owned()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            other => return Err(ArgError::Unknown(other.to_owned())),
         }
     }
     if args.pty == args.port.is_some() {
-        return Err(format!("give exactly one of --port and --pty\n{USAGE}"));
+        return Err(ArgError::PortOrPty);
     }
     Ok(args)
 }
@@ -118,8 +140,12 @@ fn run(args: Args) -> io::Result<usize> {
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
+        Err(ArgError::Help) => {
+            eprintln!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("scanner-sim: {err}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
