@@ -24,7 +24,7 @@ fn messages() -> Vec<(&'static str, Message)> {
             },
         ),
         (
-            "CARD_READ (~330 B payload)",
+            "CARD_READ (283 B payload)",
             Message::CardRead(CardReadResult {
                 key,
                 entry_mode: EntryMode::Chip,

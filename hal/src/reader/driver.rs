@@ -342,3 +342,7 @@ impl<P: Read + Write + Send> PaymentReader for SerialReader<P> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

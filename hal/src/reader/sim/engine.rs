@@ -300,6 +300,8 @@ impl Engine {
             };
             let t = self.cfg.timings;
             let phase = a.phase;
+            // Phases follow each other on schedule, so a late poll catches up.
+            let base = a.due;
             match phase {
                 Phase::WaitCard => match card.reader {
                     ReaderBehaviour::NoCard => {
@@ -313,16 +315,16 @@ impl Engine {
                         return;
                     }
                     _ if card.pin => {
-                        self.advance(key, Phase::Pin, now + t.pin, UiEvent::PinRequired);
+                        self.advance(key, Phase::Pin, base + t.pin, UiEvent::PinRequired);
                     }
                     _ => {
                         let read = read_time(&card, t);
-                        self.advance(key, Phase::Reading, now + read, UiEvent::Processing);
+                        self.advance(key, Phase::Reading, base + read, UiEvent::Processing);
                     }
                 },
                 Phase::Pin => {
                     let read = read_time(&card, t);
-                    self.advance(key, Phase::Reading, now + read, UiEvent::Processing);
+                    self.advance(key, Phase::Reading, base + read, UiEvent::Processing);
                 }
                 Phase::Reading => {
                     match card.reader {
@@ -411,3 +413,7 @@ fn read_time(card: &TestCard, t: SimTimings) -> Duration {
         _ => t.read,
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
