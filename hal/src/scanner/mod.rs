@@ -121,7 +121,8 @@ pub struct Rejection {
     /// The symbology named by the AIM identifier, if one was sent.
     pub symbology: Option<Symbology>,
     /// The start of the data, printable characters only, for a technician;
-    /// `None` for a `WIFI:` code (it may hold a password).
+    /// `None` when there is no data kept (over-long lines, unmapped keys)
+    /// and for a `WIFI:` code (it may hold a password).
     pub excerpt: Option<String>,
 }
 
@@ -131,7 +132,7 @@ impl Rejection {
 
     /// A rejection with a printable excerpt of `data`.
     pub fn new(reason: RejectReason, symbology: Option<Symbology>, data: &[u8]) -> Self {
-        let excerpt = (!data.starts_with(b"WIFI:")).then(|| {
+        let excerpt = (!data.is_empty() && !data.starts_with(b"WIFI:")).then(|| {
             String::from_utf8_lossy(data)
                 .chars()
                 .take(Self::EXCERPT_LEN)
