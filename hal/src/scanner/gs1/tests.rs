@@ -133,6 +133,14 @@ fn invalid_pairs_and_missing_associations() {
         })
     );
     assert!(parse(&gs(&["0010614141123456789702095011015300033724"]), YEAR).is_ok());
+    // 02 and 37 belong on a logistic unit: 37 requires an SSCC (00).
+    assert_eq!(
+        parse(b"02095011015300033724", YEAR),
+        Err(Gs1Error::MissingAssociation {
+            ai: "37".into(),
+            requires: "(00)".into()
+        })
+    );
     // 392n needs 01 and a measure or a count.
     assert!(matches!(
         parse(b"010950110153000339220499", YEAR),
