@@ -71,7 +71,7 @@ fn the_pan_never_reaches_the_cart_side_or_its_logs() {
         "4111111111111111"
     ));
 
-    let sim = start_sim(3);
+    let sim = start_sim(3, 4);
     let mut r = open(&sim);
     let names = [
         "chip-approve",

@@ -34,13 +34,14 @@ fn ui(events: &[PaymentEvent]) -> Vec<UiEvent> {
 /// Runs every test card through the simulator and checks the result against
 /// the card's behaviour. Returns the number of cards read.
 fn every_card(
-    faults: u32,
+    out: u32,
+    inbound: u32,
 ) -> (
     usize,
     hal::reader::DriverSnapshot,
     hal::reader::sim::SimReport,
 ) {
-    let sim = start_sim(faults);
+    let sim = start_sim(out, inbound);
     let mut r = open(&sim);
     let fp_key = fingerprint_key();
     let mut read = 0;
@@ -106,7 +107,7 @@ fn every_card(
 
 #[test]
 fn every_test_card_over_a_clean_pty() {
-    let (read, snap, report) = every_card(0);
+    let (read, snap, report) = every_card(0, 0);
     assert_eq!(read, 10);
     assert_eq!(report.faults_injected, 0);
     assert_eq!(snap.link.retransmissions, 0);
@@ -116,7 +117,7 @@ fn every_test_card_over_a_clean_pty() {
 fn every_test_card_over_a_noisy_line() {
     // Every 3rd frame from the reader is corrupted, noise-prefixed,
     // truncated or dropped, in turn.
-    let (read, snap, report) = every_card(3);
+    let (read, snap, report) = every_card(3, 0);
     assert_eq!(read, 10);
     assert!(report.faults_injected >= 8, "{report:?}");
     // The cart saw damaged frames and NAKed them, and had to resend when the
@@ -128,8 +129,20 @@ fn every_test_card_over_a_noisy_line() {
 }
 
 #[test]
+fn every_test_card_over_a_line_noisy_both_ways() {
+    // Also every 4th frame from the cart is damaged on its way to the reader:
+    // the reader NAKs what it can see and the cart resends.
+    let (read, snap, report) = every_card(3, 4);
+    assert_eq!(read, 10);
+    assert!(report.link.damaged > 0, "{report:?}");
+    assert!(snap.link.naks_received > 0, "{snap:?}");
+    assert!(snap.link.retransmissions > 0, "{snap:?}");
+    assert!(snap.link.damaged > 0, "{snap:?}");
+}
+
+#[test]
 fn cancel_while_waiting_for_the_card() {
-    let sim = start_sim(0);
+    let sim = start_sim(0, 0);
     let mut r = open(&sim);
     sim.queue_card("no-card");
     let req = request(999, 60);
@@ -171,7 +184,7 @@ fn cancel_while_waiting_for_the_card() {
 
 #[test]
 fn unplugged_mid_payment_is_a_typed_error_and_the_key_is_kept() {
-    let sim = start_sim(0);
+    let sim = start_sim(0, 0);
     let mut r = open(&sim);
     sim.queue_card("slow-read");
     let req = request(4200, 30);
@@ -206,7 +219,7 @@ fn unplugged_mid_payment_is_a_typed_error_and_the_key_is_kept() {
 
 #[test]
 fn restart_resolves_the_attempt_by_key_and_never_reads_a_second_card() {
-    let sim = start_sim(0);
+    let sim = start_sim(0, 0);
     let mut r = open(&sim);
     let req = request(1999, 10);
     let events = pay(&mut r, &req);
@@ -244,7 +257,7 @@ fn restart_resolves_the_attempt_by_key_and_never_reads_a_second_card() {
 
 #[test]
 fn busy_and_bad_requests_are_refused() {
-    let sim = start_sim(0);
+    let sim = start_sim(0, 0);
     let mut r = open(&sim);
     sim.queue_card("no-card");
     let a = request(100, 60);

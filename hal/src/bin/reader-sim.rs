@@ -1,14 +1,15 @@
 //! `reader-sim`: the card reader simulator on a serial line.
 //!
 //! ```text
-//! reader-sim [--fixtures DIR] [--port PATH] [--card NAME]... [--default-card NAME] [--faults N]
+//! reader-sim [--fixtures DIR] [--port PATH] [--card NAME]... [--default-card NAME] [--faults N] [--faults-in N]
 //! ```
 //!
 //! Without `--port` it creates a pseudo-terminal and prints `PTY <path>` on
 //! stdout: open that path as the cart's reader port. With `--port` it opens
 //! the given serial device or pty. Each `--card` queues a test card for the
 //! next payment; more can be queued at run time by writing `card NAME` lines
-//! on stdin, each confirmed by a `QUEUED NAME` line (`quit` stops). `--faults N` damages every N-th frame it sends.
+//! on stdin, each confirmed by a `QUEUED NAME` line (`quit` stops). `--faults N` damages every N-th frame it sends, `--faults-in N` every
+//! N-th frame it receives (before its own link layer sees it).
 //! Card names and behaviours: `tests/fixtures/test-cards.json`.
 
 use std::fs::OpenOptions;
@@ -26,12 +27,13 @@ struct Args {
     cards: Vec<String>,
     default_card: Option<String>,
     faults: u32,
+    faults_in: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(
-        "usage: reader-sim [--fixtures DIR] [--port PATH] [--card NAME]... [--default-card NAME] [--faults N] ({0})"
+        "usage: reader-sim [--fixtures DIR] [--port PATH] [--card NAME]... [--default-card NAME] [--faults N] [--faults-in N] ({0})"
     )]
     Usage(String),
     #[error(transparent)]
@@ -49,6 +51,7 @@ fn parse() -> Result<Args, CliError> {
         cards: Vec::new(),
         default_card: None,
         faults: 0,
+        faults_in: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +68,11 @@ fn parse() -> Result<Args, CliError> {
                 a.faults = value()?
                     .parse()
                     .map_err(|_| CliError::Usage("--faults takes a number".into()))?
+            }
+            "--faults-in" => {
+                a.faults_in = value()?
+                    .parse()
+                    .map_err(|_| CliError::Usage("--faults-in takes a number".into()))?
             }
             other => return Err(CliError::Usage(format!("unknown argument {other}"))),
         }
@@ -114,7 +122,10 @@ fn main() -> Result<(), CliError> {
         .init();
     let args = parse()?;
     let mut cfg = SimConfig::from_fixtures(&args.fixtures)?;
-    cfg.faults = FaultPlan { every: args.faults };
+    cfg.faults = FaultPlan {
+        every: args.faults,
+        inbound_every: args.faults_in,
+    };
     if let Some(d) = args.default_card {
         cfg.engine.default_card = d;
     }

@@ -22,14 +22,19 @@ pub fn processor_key() -> ProcessorPrivateKey {
         .unwrap()
 }
 
-pub fn sim_config(faults: u32) -> SimConfig {
+/// A simulator damaging every `out`-th frame it sends and every `inbound`-th
+/// frame it receives (0 = none).
+pub fn sim_config(out: u32, inbound: u32) -> SimConfig {
     let mut cfg = SimConfig::from_fixtures(&fixtures::source_tree_dir()).unwrap();
-    cfg.faults = FaultPlan { every: faults };
+    cfg.faults = FaultPlan {
+        every: out,
+        inbound_every: inbound,
+    };
     cfg
 }
 
-pub fn start_sim(faults: u32) -> SimHandle {
-    sim::spawn_pty(sim_config(faults)).unwrap()
+pub fn start_sim(out: u32, inbound: u32) -> SimHandle {
+    sim::spawn_pty(sim_config(out, inbound)).unwrap()
 }
 
 pub fn driver_config() -> DriverConfig {

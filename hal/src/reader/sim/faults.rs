@@ -9,6 +9,9 @@ pub struct FaultPlan {
     /// Damage every n-th frame the simulator sends (ACKs included); 0 = never.
     /// Must be 2 or more for the payment to get through.
     pub every: u32,
+    /// Damage every n-th frame the simulator receives, before its link sees
+    /// it, as a noisy line towards the reader would; 0 = never.
+    pub inbound_every: u32,
 }
 
 /// A fault applied to one frame; they are used in this order, round-robin.
@@ -36,7 +39,7 @@ pub struct FaultInjector {
 }
 
 impl FaultInjector {
-    /// An injector following `plan`.
+    /// An injector damaging every `plan.every`-th frame (0 = none).
     pub fn new(plan: FaultPlan) -> Self {
         FaultInjector {
             plan,
@@ -44,12 +47,21 @@ impl FaultInjector {
         }
     }
 
+    /// An injector for the inbound direction (`plan.inbound_every`).
+    pub fn inbound(plan: FaultPlan) -> Self {
+        FaultInjector::new(FaultPlan {
+            every: plan.inbound_every,
+            inbound_every: 0,
+        })
+    }
+
     /// Faults applied so far.
     pub fn applied(&self) -> u64 {
         self.applied
     }
 
-    /// Takes well-formed outgoing frames, returns the bytes to put on the line.
+    /// Takes well-formed frames (possibly split across calls: a partial frame
+    /// waits for the rest), returns the bytes to pass on.
     pub fn apply(&mut self, bytes: Vec<u8>) -> Vec<u8> {
         if self.plan.every == 0 || bytes.is_empty() {
             return bytes;

@@ -114,6 +114,7 @@ pub fn run(
     let mut engine = Engine::new(cfg.engine);
     let mut link = Link::new(cfg.link);
     let mut faults = FaultInjector::new(cfg.faults);
+    let mut inbound_faults = FaultInjector::inbound(cfg.faults);
     let mut buf = [0u8; 512];
     loop {
         if !drain_commands(&commands, &mut engine) {
@@ -143,7 +144,10 @@ pub fn run(
         if readable {
             match line.read(&mut buf) {
                 Ok(0) => {}
-                Ok(n) => link.handle_input(&buf[..n], Instant::now()),
+                Ok(n) => {
+                    let bytes = inbound_faults.apply(buf[..n].to_vec());
+                    link.handle_input(&bytes, Instant::now());
+                }
                 // EIO: no one has the other side open (cart restarting). Wait.
                 Err(e) if e.raw_os_error() == Some(libc::EIO) => {
                     std::thread::sleep(Duration::from_millis(20));
@@ -194,7 +198,7 @@ pub fn run(
         }
     }
     Ok(SimReport {
-        faults_injected: faults.applied(),
+        faults_injected: faults.applied() + inbound_faults.applied(),
         link: link.stats(),
     })
 }
