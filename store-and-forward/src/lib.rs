@@ -16,6 +16,8 @@
 //! - [`counter`]: the monotonic-counter trait and a file-backed counter.
 //! - [`datakey`]: the data-key trait and card-data sealing.
 //! - [`money`], [`time`]: currencies and amounts; timestamps and trusted time.
+//! - [`wire`]: the wire contract (envelope, message bodies, topics,
+//!   telemetry packing).
 //! - [`failpoint`]: crash-test hooks (feature `failpoints`).
 //! - [`error`], the crate's error type [`LedgerError`].
 #![deny(missing_docs)]
@@ -30,6 +32,7 @@ pub mod payment;
 pub mod policy;
 pub mod telemetry;
 pub mod time;
+pub mod wire;
 
 pub use error::LedgerError;
 pub use ledger::{Ledger, LedgerConfig};

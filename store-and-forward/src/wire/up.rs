@@ -1,0 +1,220 @@
+//! Cart-to-cloud message bodies.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::envelope::{Kind, WireError, body};
+use crate::ledger::{OutboxDepth, PaymentForward};
+use crate::money::Money;
+use crate::payment::EntryMode;
+use crate::policy::Exposure;
+use crate::telemetry::TelemetryEvent;
+use crate::time::Timestamp;
+
+/// What the card reader returned, for the processor. The PAN is only inside
+/// `blob`, encrypted by the reader to the processor's key; `emv` may carry
+/// track data and is only ever sent over TLS.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardData {
+    /// Masked PAN.
+    pub masked_pan: String,
+    /// The reader's card fingerprint.
+    #[serde(with = "super::b64")]
+    pub fingerprint: Vec<u8>,
+    /// Entry mode.
+    pub entry_mode: EntryMode,
+    /// EMV data (TLV).
+    #[serde(with = "super::b64")]
+    pub emv: Vec<u8>,
+    /// The reader's encrypted card data.
+    #[serde(with = "super::b64")]
+    pub blob: Vec<u8>,
+}
+
+impl fmt::Debug for CardData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CardData")
+            .field("masked_pan", &self.masked_pan)
+            .field("entry_mode", &self.entry_mode)
+            .field("emv", &format_args!("<{} bytes>", self.emv.len()))
+            .field("blob", &format_args!("<{} bytes>", self.blob.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Online authorization request. Envelope id: the payment key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequest {
+    /// Amount.
+    pub amount: Money,
+    /// Card data.
+    pub card: CardData,
+    /// When the attempt was committed.
+    pub created: Timestamp,
+}
+
+/// An offline approval to authorize. Envelope id: the payment key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    /// Amount.
+    pub amount: Money,
+    /// Card data.
+    pub card: CardData,
+    /// When the attempt was committed.
+    pub created: Timestamp,
+    /// When the cart approved it offline.
+    pub approved_offline_at: Option<Timestamp>,
+    /// The ledger's counter value for that approval.
+    pub counter: Option<u64>,
+}
+
+/// What does the backend know of this in-doubt key? Envelope id: the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inquiry {
+    /// Amount.
+    pub amount: Money,
+    /// When the attempt was committed.
+    pub created: Timestamp,
+}
+
+impl From<&PaymentForward> for CardData {
+    fn from(p: &PaymentForward) -> Self {
+        CardData {
+            masked_pan: p.masked_pan.clone(),
+            fingerprint: p.fingerprint.clone(),
+            entry_mode: p.entry_mode,
+            emv: p.emv_data.to_vec(),
+            blob: p.encrypted_blob.clone(),
+        }
+    }
+}
+
+/// A batch of telemetry events. Envelope id: `{ledger}:{first sequence}`.
+/// The backend deduplicates events by (cart, ledger, sequence).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryBatch {
+    /// The ledger's id: sequences are unique within it.
+    pub ledger: String,
+    /// Inclusive ranges of event sequences, in order, matching `events`.
+    pub seqs: Vec<(i64, i64)>,
+    /// The events (kept raw: an event type newer than the reader is kept,
+    /// not rejected).
+    pub events: Vec<Value>,
+}
+
+impl TelemetryBatch {
+    /// Every event's sequence, in order.
+    pub fn sequences(&self) -> impl Iterator<Item = i64> + '_ {
+        self.seqs.iter().flat_map(|(a, b)| *a..=*b)
+    }
+
+    /// The events this code knows, with their sequence.
+    pub fn known_events(&self) -> Vec<(i64, TelemetryEvent)> {
+        self.sequences()
+            .zip(&self.events)
+            .filter_map(|(s, v)| serde_json::from_value(v.clone()).ok().map(|e| (s, e)))
+            .collect()
+    }
+}
+
+/// The cart's status. Envelope id: a sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartStatus {
+    /// Firmware version.
+    pub firmware: String,
+    /// Ledger binding (`bound`, `rolled_back`, `counter_mismatch`).
+    pub integrity: String,
+    /// Outstanding offline exposure.
+    pub exposure: Exposure,
+    /// Outbox depth per class.
+    pub outbox: Vec<OutboxDepth>,
+    /// Versions in force: limits, deny-list, catalog.
+    pub versions: Versions,
+    /// Telemetry dropped over quota so far.
+    pub telemetry_dropped: u64,
+}
+
+/// Versions of the downstream data the cart holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Versions {
+    /// Offline limits.
+    pub limits: u64,
+    /// Deny-list.
+    pub deny_list: u64,
+    /// Catalog.
+    pub catalog: u64,
+}
+
+/// How the cart handled a downstream message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckResult {
+    /// Applied.
+    Applied,
+    /// Already had it, or a newer version: nothing changed.
+    Ignored,
+    /// Could not be applied (see `reason`).
+    Rejected,
+}
+
+/// Acknowledgement of a downstream message. Envelope id: `{type}:{id}` of
+/// the acknowledged message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The acknowledged message's type.
+    pub of: Kind,
+    /// Its envelope id.
+    pub of_id: String,
+    /// What the cart did.
+    pub result: AckResult,
+    /// The version in force afterwards, for versioned streams.
+    pub current_version: Option<u64>,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+}
+
+/// A decoded cart-to-cloud message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Up {
+    /// Online authorization request.
+    AuthRequest(AuthRequest),
+    /// Offline approval forward.
+    PaymentForward(Forward),
+    /// In-doubt inquiry.
+    PaymentInquiry(Inquiry),
+    /// Telemetry.
+    TelemetryBatch(TelemetryBatch),
+    /// Status.
+    CartStatus(Box<CartStatus>),
+    /// Acknowledgement.
+    Ack(Ack),
+}
+
+impl Up {
+    /// Its type.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Up::AuthRequest(_) => Kind::AuthRequest,
+            Up::PaymentForward(_) => Kind::PaymentForward,
+            Up::PaymentInquiry(_) => Kind::PaymentInquiry,
+            Up::TelemetryBatch(_) => Kind::TelemetryBatch,
+            Up::CartStatus(_) => Kind::CartStatus,
+            Up::Ack(_) => Kind::Ack,
+        }
+    }
+
+    pub(crate) fn from_body(kind: Kind, v: Value) -> Result<Up, WireError> {
+        Ok(match kind {
+            Kind::AuthRequest => Up::AuthRequest(body(kind, v)?),
+            Kind::PaymentForward => Up::PaymentForward(body(kind, v)?),
+            Kind::PaymentInquiry => Up::PaymentInquiry(body(kind, v)?),
+            Kind::TelemetryBatch => Up::TelemetryBatch(body(kind, v)?),
+            Kind::CartStatus => Up::CartStatus(Box::new(body(kind, v)?)),
+            Kind::Ack => Up::Ack(body(kind, v)?),
+            other => return Err(WireError::WrongDirection(other)),
+        })
+    }
+}
