@@ -77,7 +77,6 @@ pub struct LinkStats {
     pub noise_bytes: u64,
 }
 
-#[derive(Debug)]
 struct Outstanding {
     seq: u8,
     bytes: Vec<u8>,
@@ -86,7 +85,7 @@ struct Outstanding {
 }
 
 /// A payload delivered by the link.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub struct Delivered {
     /// True when it came in a SYNC frame (the peer restarted its session).
     pub sync: bool,
@@ -94,8 +93,27 @@ pub struct Delivered {
     pub payload: Vec<u8>,
 }
 
+// Payloads may be card-read results: Debug shows lengths and counters only.
+impl std::fmt::Debug for Delivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivered")
+            .field("sync", &self.sync)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("cfg", &self.cfg)
+            .field("stats", &self.stats())
+            .field("queued", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// One end of the link.
-#[derive(Debug)]
 pub struct Link {
     cfg: LinkConfig,
     decoder: Decoder,
