@@ -203,6 +203,23 @@ fn crlf_terminator_and_wifi_code() {
 }
 
 #[test]
+fn stx_etx_framing_drops_noise_before_the_stx() {
+    let mut p = pty();
+    let mut cfg = config(&p.path);
+    cfg.terminator = Terminator::Etx;
+    let mut scanner = SerialScanner::new(cfg, Decoder::default()).expect("config");
+    let sim_cfg = SimConfig {
+        aim: true,
+        terminator: Terminator::Etx,
+    };
+    p.master.write_all(b"\xff\x00line noise").expect("write");
+    sim::write_scan(&mut p.master, b"5901234123457", &sim_cfg).expect("write");
+    sim::write_scan(&mut p.master, b"96385074", &sim_cfg).expect("write");
+    assert_eq!(gtin(&next(&mut scanner)), "05901234123457");
+    assert_eq!(gtin(&next(&mut scanner)), "00000096385074");
+}
+
+#[test]
 fn line_settings_reach_the_port() {
     // Linux ptys force 8 data bits without parity (the pty driver rewrites
     // CSIZE and PARENB), so only the baud rate can be observed here; 7E1

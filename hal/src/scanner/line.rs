@@ -24,6 +24,7 @@ pub enum Frame {
 #[derive(Debug)]
 pub struct LineFramer {
     terminators: Vec<u8>,
+    start: Option<u8>,
     max: usize,
     buf: Vec<u8>,
     discarding: bool,
@@ -36,6 +37,7 @@ impl LineFramer {
     pub fn new(terminators: &[u8], max: usize) -> Self {
         Self {
             terminators: terminators.to_vec(),
+            start: None,
             max: max.max(1),
             buf: Vec::with_capacity(64),
             discarding: false,
@@ -43,10 +45,19 @@ impl LineFramer {
         }
     }
 
+    /// Also treats `start` as the beginning of a line (STX of STX ... ETX
+    /// framing): it is dropped, and so is any partial line before it.
+    pub fn with_start(mut self, start: u8) -> Self {
+        self.start = Some(start);
+        self
+    }
+
     /// Feeds bytes; complete frames become available through [`Self::pop`].
     pub fn push(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            if self.terminators.contains(&b) {
+            if self.start == Some(b) {
+                self.reset();
+            } else if self.terminators.contains(&b) {
                 if self.discarding {
                     self.discarding = false;
                 } else if !self.buf.is_empty() {
@@ -116,6 +127,21 @@ mod tests {
         );
         f.push(b"abcd\r");
         assert_eq!(frames(&mut f), vec![Frame::Line(b"abcd".to_vec())]);
+    }
+
+    #[test]
+    fn start_byte_begins_a_fresh_line() {
+        let mut f = LineFramer::new(b"\x03", 8).with_start(0x02);
+        f.push(b"\x0212\x03noise\x0234\x03\x02123456789\x03\x025\x03");
+        assert_eq!(
+            frames(&mut f),
+            vec![
+                Frame::Line(b"12".to_vec()),
+                Frame::Line(b"34".to_vec()),
+                Frame::TooLong { max: 8 },
+                Frame::Line(b"5".to_vec()),
+            ]
+        );
     }
 
     #[test]

@@ -15,14 +15,17 @@
 //! - [`aim`]: AIM symbology identifiers and the [`Symbology`] enum.
 //! - [`nonproduct`]: `WIFI:` provisioning codes and staff badges.
 //! - [`decode`]: line in, typed content out.
-//! - [`line`]: the sans-IO line framer (terminators, over-long lines, resync).
+//! - [`line`](mod@line): the sans-IO line framer (terminators, over-long lines, resync).
 //! - [`serial`]: the serial scanner driver (serialport).
 //! - [`keymap`]: evdev key events to characters, a pure state machine.
 //! - [`wedge`]: the HID keyboard-wedge driver (evdev, grab, reopen).
 //! - [`sim`]: the scanner simulator that writes scans to a serial line.
+//! - [`channel`]: a scanner fed through a channel, for the demo and tests
+//!   of the code that consumes scans.
 //! - [`reject`]: the rejection reasons.
 
 pub mod aim;
+pub mod channel;
 pub mod check;
 pub mod decode;
 pub mod gs1;
@@ -42,6 +45,7 @@ use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
 pub use aim::{AimId, Symbology};
+pub use channel::{ChannelScanner, ScanFeeder};
 pub use decode::{Decoder, DecoderConfig};
 pub use gs1::ElementString;
 pub use gtin::{AddOn, Gtin};

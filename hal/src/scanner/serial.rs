@@ -40,8 +40,8 @@ pub enum Terminator {
     Crlf,
     /// Tab (0x09).
     Tab,
-    /// ETX (0x03), for scanners framed STX ... ETX (a leading STX is then
-    /// line noise and rejected).
+    /// ETX (0x03), for scanners that frame each scan STX ... ETX; an STX
+    /// starts a fresh line (anything before it is dropped).
     Etx,
 }
 
@@ -133,8 +133,13 @@ impl SerialScanner {
         if config.max_line == 0 {
             return bad("max_line", "must be above 0");
         }
+        let framer = LineFramer::new(config.terminator.bytes(), config.max_line);
+        let framer = match config.terminator {
+            Terminator::Etx => framer.with_start(0x02),
+            _ => framer,
+        };
         Ok(Self {
-            framer: LineFramer::new(config.terminator.bytes(), config.max_line),
+            framer,
             backoff: Backoff::new(config.backoff),
             state: StateHandle::new(DeviceState::Reconnecting { attempts: 0 }),
             decoder,

@@ -67,7 +67,10 @@ pub fn aim_for(data: &[u8]) -> &'static [u8] {
 
 /// The bytes the scanner puts on the line for one code.
 pub fn frame(code: &[u8], config: &SimConfig) -> Vec<u8> {
-    let mut out = Vec::with_capacity(code.len() + 5);
+    let mut out = Vec::with_capacity(code.len() + 6);
+    if config.terminator == Terminator::Etx {
+        out.push(0x02);
+    }
     let has_aim = code.starts_with(b"]") && code.len() >= 3;
     if config.aim && !has_aim {
         out.extend_from_slice(aim_for(code));
@@ -134,6 +137,11 @@ mod tests {
         assert_eq!(frame(b"96385074", &aim), b"]E496385074\r");
         assert_eq!(frame(b"4006381333931", &plain), b"4006381333931\r\n");
         assert_eq!(frame(b"]Q1hello", &plain), b"hello\r\n");
+        let etx = SimConfig {
+            aim: false,
+            terminator: Terminator::Etx,
+        };
+        assert_eq!(frame(b"96385074", &etx), b"\x0296385074\x03");
         let gs1 = parse_code("(01)09501101530003(10)AB1(17)260101").expect("code");
         assert_eq!(frame(&gs1, &aim), b"]C1010950110153000310AB1\x1d17260101\r");
         assert_eq!(parse_code("# comment"), None);
