@@ -8,7 +8,9 @@ use hal::scanner::line::{Frame, LineFramer};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, rest)) = data.split_first() else { return };
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
     let mut framer = LineFramer::new(b"\r\n", 64);
     for chunk in rest.chunks(usize::from(cut).max(1)) {
         framer.push(chunk);
@@ -18,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let config = KeymapConfig { gs_function_key: Some(cut % 25), ..KeymapConfig::default() };
+    let config = KeymapConfig {
+        gs_function_key: Some(cut % 25),
+        ..KeymapConfig::default()
+    };
     let mut lines = WedgeLines::new(config, 64);
     for ev in rest.chunks_exact(3) {
         let code = u16::from_le_bytes([ev[0], ev[1] % 3]);
