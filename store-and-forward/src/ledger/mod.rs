@@ -70,6 +70,8 @@ pub struct Ledger {
     counter: Box<dyn MonotonicCounter>,
     integrity: LedgerIntegrity,
     limits: Limits,
+    /// This ledger's random id: telemetry sequences are unique within it.
+    ledger_id: String,
     /// Bytes of undelivered telemetry, kept in memory (summed at open).
     telemetry_bytes: u64,
     /// Commits since the last WAL checkpoint (auto-checkpoint is off so
@@ -91,6 +93,12 @@ impl std::fmt::Debug for Ledger {
 const CHECKPOINT_EVERY_COMMITS: u64 = 2_000;
 
 impl Ledger {
+    /// This ledger's id (random, made at creation): the scope in which
+    /// telemetry sequence numbers are unique.
+    pub fn ledger_id(&self) -> &str {
+        &self.ledger_id
+    }
+
     /// The ledger's binding to the monotonic counter.
     pub fn integrity(&self) -> &LedgerIntegrity {
         &self.integrity

@@ -90,10 +90,19 @@ impl Ledger {
             counter,
             integrity: LedgerIntegrity::Bound,
             limits,
+            ledger_id: String::new(),
             telemetry_bytes: 0,
             commits_since_checkpoint: 0,
         };
 
+        ledger.ledger_id = match read_meta(&ledger.conn, keys::LEDGER_ID)? {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                write_meta(&ledger.conn, keys::LEDGER_ID, &id)?;
+                id
+            }
+        };
         let counter_repaired = ledger.check_binding(now)?;
         let in_doubt = ledger.recover_in_doubt(now)?;
         ledger.load_persisted_limits(now)?;

@@ -16,6 +16,8 @@ use crate::time::{ClockTrust, Timestamp, clock_trust};
 
 /// Well-known keys of the `meta` and `cart_state` tables.
 pub mod keys {
+    /// meta: the ledger's random id.
+    pub const LEDGER_ID: &str = "ledger_id";
     /// meta: counter value the ledger expects (bound value + offline approvals).
     pub const COUNTER_EXPECTED: &str = "counter_expected";
     /// meta: counter value when the ledger was bound.
