@@ -11,7 +11,7 @@ use zeroize::Zeroize;
 use super::decode::{Decoder, year_of};
 use super::line::{Frame, LineFramer};
 use super::reject::RejectReason;
-use super::state::{Backoff, BackoffConfig, DeviceState, StateHandle};
+use super::state::{BackoffConfig, DeviceState, Link, StateHandle};
 use super::{Rejection, Scan, ScanContent, Scanner, ScannerError};
 
 /// Parity of the serial line.
@@ -100,10 +100,8 @@ pub struct SerialScanner {
     config: SerialScannerConfig,
     decoder: Decoder,
     // One owner: the scanner's thread. A serial fd is not shared.
-    port: Option<TTYPort>,
+    link: Link<TTYPort>,
     framer: LineFramer,
-    backoff: Backoff,
-    state: StateHandle,
     read_buf: [u8; 256],
 }
 
@@ -140,79 +138,17 @@ impl SerialScanner {
         };
         Ok(Self {
             framer,
-            backoff: Backoff::new(config.backoff),
-            state: StateHandle::new(DeviceState::Reconnecting { attempts: 0 }),
+            link: Link::new(config.port.clone(), config.backoff),
             decoder,
             config,
-            port: None,
             read_buf: [0; 256],
         })
     }
 
-    fn open(&self) -> serialport::Result<TTYPort> {
-        let c = &self.config;
-        serialport::new(&c.port, c.baud_rate)
-            .parity(match c.parity {
-                Parity::None => serialport::Parity::None,
-                Parity::Odd => serialport::Parity::Odd,
-                Parity::Even => serialport::Parity::Even,
-            })
-            .data_bits(if c.data_bits == 7 {
-                serialport::DataBits::Seven
-            } else {
-                serialport::DataBits::Eight
-            })
-            .stop_bits(if c.stop_bits == 2 {
-                serialport::StopBits::Two
-            } else {
-                serialport::StopBits::One
-            })
-            .flow_control(serialport::FlowControl::None)
-            .timeout(Duration::from_millis(100))
-            .open_native()
-    }
-
-    /// Opens the port if it is closed and the backoff allows. Returns
-    /// whether the port is open.
-    fn ensure_open(&mut self, now: Instant) -> Result<bool, ScannerError> {
-        if self.port.is_some() {
-            return Ok(true);
-        }
-        if self.backoff.exhausted() {
-            self.state.set(DeviceState::Gone);
-            return Err(ScannerError::Gone {
-                device: self.config.port.clone(),
-                attempts: self.backoff.attempts(),
-            });
-        }
-        if !self.backoff.ready(now) {
-            return Ok(false);
-        }
-        match self.open() {
-            Ok(port) => {
-                tracing::info!(port = %self.config.port, "serial scanner open");
-                self.port = Some(port);
-                self.backoff.reset();
-                self.framer.reset();
-                self.state.set(DeviceState::Connected);
-                Ok(true)
-            }
-            Err(err) => {
-                self.backoff.failed(now);
-                tracing::debug!(port = %self.config.port, cause = %err, "serial scanner open failed");
-                self.state.set(DeviceState::Reconnecting {
-                    attempts: self.backoff.attempts(),
-                });
-                Ok(false)
-            }
-        }
-    }
-
     fn lost(&mut self, cause: &dyn std::fmt::Display) {
-        tracing::warn!(port = %self.config.port, cause = %cause, "serial scanner lost");
-        self.port = None;
+        self.link.lost(cause);
+        // A partial line from before the loss must not join the next scan.
         self.framer.reset();
-        self.state.set(DeviceState::Reconnecting { attempts: 0 });
     }
 
     fn frame_to_scan(&self, frame: Frame) -> Scan {
@@ -247,23 +183,17 @@ impl Scanner for SerialScanner {
             if now >= deadline {
                 return Ok(None);
             }
-            if !self.ensure_open(now)? {
-                std::thread::sleep(
-                    self.backoff
-                        .wait(now)
-                        .min(deadline - now)
-                        .max(Duration::from_millis(1)),
-                );
-                continue;
-            }
-            let Some(port) = self.port.as_mut() else {
+            let config = &self.config;
+            let Some(port) = self.link.get_or_open(now, || open_port(config))? else {
+                let pause = self.link.wait(now).min(deadline - now);
+                std::thread::sleep(pause.max(Duration::from_millis(1)));
                 continue;
             };
-            if let Err(err) = port.set_timeout(deadline - now) {
-                self.lost(&err);
-                continue;
-            }
-            match port.read(&mut self.read_buf) {
+            let read = port
+                .set_timeout(deadline - now)
+                .map_err(std::io::Error::from)
+                .and_then(|()| port.read(&mut self.read_buf));
+            match read {
                 Ok(0) => self.lost(&"end of file"),
                 Ok(n) => {
                     self.framer.push(&self.read_buf[..n]);
@@ -277,10 +207,32 @@ impl Scanner for SerialScanner {
     }
 
     fn state(&self) -> DeviceState {
-        self.state.get()
+        self.link.state().get()
     }
 
     fn state_handle(&self) -> StateHandle {
-        self.state.clone()
+        self.link.state().clone()
     }
+}
+
+fn open_port(c: &SerialScannerConfig) -> serialport::Result<TTYPort> {
+    serialport::new(&c.port, c.baud_rate)
+        .parity(match c.parity {
+            Parity::None => serialport::Parity::None,
+            Parity::Odd => serialport::Parity::Odd,
+            Parity::Even => serialport::Parity::Even,
+        })
+        .data_bits(if c.data_bits == 7 {
+            serialport::DataBits::Seven
+        } else {
+            serialport::DataBits::Eight
+        })
+        .stop_bits(if c.stop_bits == 2 {
+            serialport::StopBits::Two
+        } else {
+            serialport::StopBits::One
+        })
+        .flow_control(serialport::FlowControl::None)
+        .timeout(Duration::from_millis(100))
+        .open_native()
 }

@@ -1,9 +1,13 @@
-//! A device's connection state, shared with the UI, and the reopen backoff.
+//! A device's connection state, shared with the UI, the reopen backoff, and
+//! [`Link`]: the open-or-reopen logic both scanner drivers share.
 
+use std::fmt::Display;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use super::ScannerError;
 
 /// Whether a scanner is usable, for the UI's status line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,6 +132,85 @@ impl Backoff {
     }
 }
 
+/// A device handle owned by one driver thread, opened on demand and
+/// reopened with backoff after it is lost, its state published through a
+/// [`StateHandle`].
+#[derive(Debug)]
+pub(crate) struct Link<D> {
+    name: String,
+    device: Option<D>,
+    backoff: Backoff,
+    state: StateHandle,
+}
+
+impl<D> Link<D> {
+    /// A link to the device called `name` (for logs and errors), closed.
+    pub(crate) fn new(name: String, backoff: BackoffConfig) -> Self {
+        Self {
+            name,
+            device: None,
+            backoff: Backoff::new(backoff),
+            state: StateHandle::new(DeviceState::Reconnecting { attempts: 0 }),
+        }
+    }
+
+    /// The open device, opening it with `open` when it is closed and the
+    /// backoff allows. `Ok(None)`: not open now, try again after
+    /// [`Self::wait`]. `Err(Gone)` once the attempt budget is spent.
+    pub(crate) fn get_or_open<E: Display>(
+        &mut self,
+        now: Instant,
+        open: impl FnOnce() -> Result<D, E>,
+    ) -> Result<Option<&mut D>, ScannerError> {
+        if self.device.is_none() {
+            if self.backoff.exhausted() {
+                self.state.set(DeviceState::Gone);
+                return Err(ScannerError::Gone {
+                    device: self.name.clone(),
+                    attempts: self.backoff.attempts(),
+                });
+            }
+            if !self.backoff.ready(now) {
+                return Ok(None);
+            }
+            match open() {
+                Ok(device) => {
+                    tracing::info!(device = %self.name, "scanner open");
+                    self.device = Some(device);
+                    self.backoff.reset();
+                    self.state.set(DeviceState::Connected);
+                }
+                Err(err) => {
+                    self.backoff.failed(now);
+                    tracing::debug!(device = %self.name, cause = %err, "scanner open failed");
+                    let attempts = self.backoff.attempts();
+                    self.state.set(DeviceState::Reconnecting { attempts });
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(self.device.as_mut())
+    }
+
+    /// Time until the next open attempt.
+    pub(crate) fn wait(&self, now: Instant) -> Duration {
+        self.backoff.wait(now)
+    }
+
+    /// The device failed (unplugged, hung up): close it; the next
+    /// [`Self::get_or_open`] tries to reopen at once.
+    pub(crate) fn lost(&mut self, cause: &dyn Display) {
+        tracing::warn!(device = %self.name, cause = %cause, "scanner lost");
+        self.device = None;
+        self.state.set(DeviceState::Reconnecting { attempts: 0 });
+    }
+
+    /// The published state.
+    pub(crate) fn state(&self) -> &StateHandle {
+        &self.state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +236,47 @@ mod tests {
         assert!(b.ready(t0 + Duration::from_millis(350)));
         b.reset();
         assert_eq!((b.attempts(), b.exhausted()), (0, false));
+    }
+
+    #[test]
+    fn link_reopens_after_loss_and_gives_up_after_the_budget() {
+        let cfg = BackoffConfig {
+            initial_ms: 1000,
+            max_ms: 1000,
+            max_attempts: Some(2),
+        };
+        let mut link: Link<u8> = Link::new("test".into(), cfg);
+        let t0 = Instant::now();
+        let fail = || Err::<u8, &str>("absent");
+        assert!(link.get_or_open(t0, fail).expect("budget left").is_none());
+        assert_eq!(
+            link.state().get(),
+            DeviceState::Reconnecting { attempts: 1 }
+        );
+        // Not before the backoff: open is not even called.
+        let never = || -> Result<u8, &str> { panic!("opened too early") };
+        assert!(link.get_or_open(t0, never).expect("budget left").is_none());
+        let t1 = t0 + link.wait(t0);
+        assert_eq!(
+            link.get_or_open(t1, || Ok::<u8, &str>(7))
+                .expect("open")
+                .copied(),
+            Some(7)
+        );
+        assert_eq!(link.state().get(), DeviceState::Connected);
+        link.lost(&"unplugged");
+        assert_eq!(
+            link.state().get(),
+            DeviceState::Reconnecting { attempts: 0 }
+        );
+        assert!(link.get_or_open(t1, fail).expect("budget left").is_none());
+        let t2 = t1 + link.wait(t1);
+        assert!(link.get_or_open(t2, fail).expect("budget left").is_none());
+        assert!(matches!(
+            link.get_or_open(t2 + link.wait(t2), fail),
+            Err(ScannerError::Gone { attempts: 2, .. })
+        ));
+        assert_eq!(link.state().get(), DeviceState::Gone);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use zeroize::Zeroize;
 use super::decode::{Decoder, year_of};
 use super::keymap::{KeymapConfig, WedgeLines};
 use super::reject::RejectReason;
-use super::state::{Backoff, BackoffConfig, DeviceState, StateHandle};
+use super::state::{BackoffConfig, DeviceState, Link, StateHandle};
 use super::{Rejection, Scan, ScanContent, Scanner, ScannerError};
 
 /// A keyboard-wedge scanner's settings (config section `[scanner.wedge]`).
@@ -54,11 +54,9 @@ pub struct WedgeScanner {
     config: WedgeScannerConfig,
     decoder: Decoder,
     // One owner: the scanner's thread.
-    device: Option<Device>,
+    link: Link<Device>,
     lines: WedgeLines,
     ready: VecDeque<Result<Vec<u8>, RejectReason>>,
-    backoff: Backoff,
-    state: StateHandle,
 }
 
 impl std::fmt::Debug for WedgeScanner {
@@ -91,95 +89,17 @@ impl WedgeScanner {
         }
         Ok(Self {
             lines: WedgeLines::new(config.keymap, config.max_line),
-            backoff: Backoff::new(config.backoff),
-            state: StateHandle::new(DeviceState::Reconnecting { attempts: 0 }),
+            link: Link::new(config.device.display().to_string(), config.backoff),
             ready: VecDeque::new(),
-            device: None,
             decoder,
             config,
         })
     }
 
-    fn open(&self) -> std::io::Result<Device> {
-        let mut dev = Device::open(&self.config.device)?;
-        if self.config.grab {
-            dev.grab()?;
-        }
-        dev.set_nonblocking(true)?;
-        Ok(dev)
-    }
-
-    fn ensure_open(&mut self, now: Instant) -> Result<bool, ScannerError> {
-        if self.device.is_some() {
-            return Ok(true);
-        }
-        if self.backoff.exhausted() {
-            self.state.set(DeviceState::Gone);
-            return Err(ScannerError::Gone {
-                device: self.config.device.display().to_string(),
-                attempts: self.backoff.attempts(),
-            });
-        }
-        if !self.backoff.ready(now) {
-            return Ok(false);
-        }
-        match self.open() {
-            Ok(dev) => {
-                tracing::info!(device = %self.config.device.display(), name = dev.name().unwrap_or(""), "wedge scanner open");
-                self.device = Some(dev);
-                self.backoff.reset();
-                self.lines.reset();
-                self.state.set(DeviceState::Connected);
-                Ok(true)
-            }
-            Err(err) => {
-                self.backoff.failed(now);
-                tracing::debug!(device = %self.config.device.display(), cause = %err, "wedge scanner open failed");
-                self.state.set(DeviceState::Reconnecting {
-                    attempts: self.backoff.attempts(),
-                });
-                Ok(false)
-            }
-        }
-    }
-
     fn lost(&mut self, cause: &dyn std::fmt::Display) {
-        tracing::warn!(device = %self.config.device.display(), cause = %cause, "wedge scanner lost");
-        self.device = None;
+        self.link.lost(cause);
+        // A partial scan from before the loss must not join the next one.
         self.lines.reset();
-        self.state.set(DeviceState::Reconnecting { attempts: 0 });
-    }
-
-    /// Waits for the device to be readable, then reads what it has.
-    fn read_some(&mut self, wait: Duration) -> std::io::Result<()> {
-        let Some(dev) = self.device.as_mut() else {
-            return Ok(());
-        };
-        let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(dev.as_fd(), PollFlags::POLLIN)];
-        let n = poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let hangup = fds[0].revents().is_some_and(|r| {
-            r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
-        });
-        if hangup {
-            return Err(std::io::Error::new(ErrorKind::BrokenPipe, "device hung up"));
-        }
-        let events = match dev.fetch_events() {
-            Ok(events) => events,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for ev in events {
-            if let EventSummary::Key(_, code, value) = ev.destructure()
-                && let Some(line) = self.lines.feed(code, value)
-            {
-                self.ready.push_back(line);
-            }
-        }
-        Ok(())
     }
 
     fn to_scan(&self, line: Result<Vec<u8>, RejectReason>) -> Scan {
@@ -212,18 +132,16 @@ impl Scanner for WedgeScanner {
             if now >= deadline {
                 return Ok(None);
             }
-            if !self.ensure_open(now)? {
-                std::thread::sleep(
-                    self.backoff
-                        .wait(now)
-                        .min(deadline - now)
-                        .max(Duration::from_millis(1)),
-                );
+            let config = &self.config;
+            let Some(dev) = self.link.get_or_open(now, || open_device(config))? else {
+                let pause = self.link.wait(now).min(deadline - now);
+                std::thread::sleep(pause.max(Duration::from_millis(1)));
                 continue;
-            }
+            };
             // Poll in slices of at most 1 s so the u16 poll timeout never clips.
             let wait = (deadline - now).min(Duration::from_secs(1));
-            match self.read_some(wait) {
+            let read = read_events(dev, wait, &mut self.lines, &mut self.ready);
+            match read {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // ENODEV after an unplug, or a hangup.
@@ -233,10 +151,59 @@ impl Scanner for WedgeScanner {
     }
 
     fn state(&self) -> DeviceState {
-        self.state.get()
+        self.link.state().get()
     }
 
     fn state_handle(&self) -> StateHandle {
-        self.state.clone()
+        self.link.state().clone()
     }
+}
+
+fn open_device(config: &WedgeScannerConfig) -> std::io::Result<Device> {
+    let mut dev = Device::open(&config.device)?;
+    if config.grab {
+        dev.grab()?;
+    }
+    dev.set_nonblocking(true)?;
+    tracing::info!(
+        name = dev.name().unwrap_or(""),
+        grabbed = config.grab,
+        "wedge scanner"
+    );
+    Ok(dev)
+}
+
+/// Waits up to `wait` for the device to be readable, then reads what
+/// it has.
+fn read_events(
+    dev: &mut Device,
+    wait: Duration,
+    lines: &mut WedgeLines,
+    ready: &mut VecDeque<Result<Vec<u8>, RejectReason>>,
+) -> std::io::Result<()> {
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(dev.as_fd(), PollFlags::POLLIN)];
+    let n = poll(&mut fds, PollTimeout::from(ms)).map_err(std::io::Error::from)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let hangup = fds[0].revents().is_some_and(|r| {
+        r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+    });
+    if hangup {
+        return Err(std::io::Error::new(ErrorKind::BrokenPipe, "device hung up"));
+    }
+    let events = match dev.fetch_events() {
+        Ok(events) => events,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for ev in events {
+        if let EventSummary::Key(_, code, value) = ev.destructure()
+            && let Some(line) = lines.feed(code, value)
+        {
+            ready.push_back(line);
+        }
+    }
+    Ok(())
 }
