@@ -165,3 +165,24 @@ fn over_long_scan_is_refused_and_next_scan_is_clean() {
         vec![Err(RejectReason::TooLong { max: 4 }), Ok(b"2".to_vec())]
     );
 }
+
+mod typed_text_round_trips {
+    use super::*;
+    use hal::scanner::keymap::key_events_for;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_printable_text_typed_by_the_scanner_reads_back(
+            text in "[ -~\u{1d}]{1,60}",
+            tab in any::<bool>(),
+        ) {
+            let terminator = if tab { WedgeTerminator::Tab } else { WedgeTerminator::Enter };
+            let config = KeymapConfig { terminator, gs_function_key: None };
+            let events = key_events_for(text.as_bytes(), config).expect("every printable byte has a key");
+            let mut lines = WedgeLines::new(config, 256);
+            let out: Vec<_> = events.iter().filter_map(|&(k, v)| lines.feed(k, v)).collect();
+            prop_assert_eq!(out, vec![Ok(text.into_bytes())]);
+        }
+    }
+}

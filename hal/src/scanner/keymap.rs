@@ -266,6 +266,69 @@ impl KeyDecoder {
     }
 }
 
+/// The key events a US-keymap wedge scanner sends to type `text` and end
+/// it with the configured terminator (GS as Ctrl+]): the inverse of
+/// [`KeyDecoder`], for the simulator and the tests. `None` when a byte has
+/// no key.
+pub fn key_events_for(text: &[u8], config: KeymapConfig) -> Option<Vec<(KeyCode, i32)>> {
+    let mut out = Vec::with_capacity(text.len() * 2 + 2);
+    let tap = |out: &mut Vec<(KeyCode, i32)>, key: KeyCode| {
+        out.push((key, PRESS));
+        out.push((key, RELEASE));
+    };
+    for &b in text {
+        if b == 0x1d {
+            out.push((KeyCode::KEY_LEFTCTRL, PRESS));
+            tap(&mut out, KeyCode::KEY_RIGHTBRACE);
+            out.push((KeyCode::KEY_LEFTCTRL, RELEASE));
+            continue;
+        }
+        let (key, shift) = if b.is_ascii_alphabetic() {
+            let lower = b.to_ascii_lowercase();
+            let key = (0..=u16::MAX)
+                .map(KeyCode::new)
+                .find(|k| letter(*k) == Some(lower))?;
+            (key, b.is_ascii_uppercase())
+        } else {
+            (0..0x80u16)
+                .map(KeyCode::new)
+                .find_map(|k| match symbol(k) {
+                    Some((plain, _))
+                        if plain == b && keypad_digit(k).is_none() && !is_keypad(k) =>
+                    {
+                        Some((k, false))
+                    }
+                    Some((_, shifted)) if shifted == b && !is_keypad(k) => Some((k, true)),
+                    _ => None,
+                })?
+        };
+        if shift {
+            out.push((KeyCode::KEY_LEFTSHIFT, PRESS));
+        }
+        tap(&mut out, key);
+        if shift {
+            out.push((KeyCode::KEY_LEFTSHIFT, RELEASE));
+        }
+    }
+    let end = match config.terminator {
+        WedgeTerminator::Tab => KeyCode::KEY_TAB,
+        WedgeTerminator::Enter | WedgeTerminator::EnterOrTab => KeyCode::KEY_ENTER,
+    };
+    tap(&mut out, end);
+    Some(out)
+}
+
+fn is_keypad(k: KeyCode) -> bool {
+    matches!(
+        k,
+        KeyCode::KEY_KPASTERISK
+            | KeyCode::KEY_KPMINUS
+            | KeyCode::KEY_KPPLUS
+            | KeyCode::KEY_KPSLASH
+            | KeyCode::KEY_KPDOT
+    )
+}
+
 fn toggle(mask: u8, bit: u8, value: i32) -> u8 {
     match value {
         PRESS => mask | bit,
