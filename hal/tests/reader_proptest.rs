@@ -168,6 +168,11 @@ proptest! {
     }
 
     #[test]
+    fn tlv_walker_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = hal::reader::tlv::check_no_card_data(&bytes);
+    }
+
+    #[test]
     fn message_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = wire::decode(&bytes);
     }

@@ -9,12 +9,17 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::link::{Link, LinkConfig, LinkError};
-use super::message::{Message, PROTOCOL_VERSION, PaymentRequest, ReaderInfo, UiEvent};
-use super::wire;
+use super::message::{
+    Message, PROTOCOL_VERSION, PaymentErrorCode, PaymentRequest, ReaderInfo, UiEvent,
+};
 use super::{
     DriverSnapshot, Outcome, PaymentEvent, PaymentReader, ReaderError, ReaderPaymentState,
     StatusReply,
 };
+use super::{tlv, wire};
+
+/// Messages kept for [`PaymentReader::next_event`] before the oldest is dropped.
+pub const INBOX_LIMIT: usize = 256;
 
 /// Settings of the driver.
 #[derive(Clone, Debug)]
@@ -185,6 +190,20 @@ impl<P: Read + Write + Send> SerialReader<P> {
     }
 
     fn file(&mut self, m: Message) {
+        let m = match m {
+            Message::CardRead(r) => match tlv::check_no_card_data(&r.emv) {
+                Ok(()) => Message::CardRead(r),
+                Err(e) => {
+                    // Never keep it: it may hold card data in clear.
+                    tracing::error!(key = %r.key, cause = %e, "reader: card read refused");
+                    Message::PaymentError {
+                        key: r.key,
+                        code: PaymentErrorCode::ReaderFault,
+                    }
+                }
+            },
+            other => other,
+        };
         let (key, state) = match &m {
             Message::Event { key, event } => (
                 *key,
@@ -213,6 +232,12 @@ impl<P: Read + Write + Send> SerialReader<P> {
             ) && self.snapshot.last_state == Some(ReaderPaymentState::CardRead);
             if !keep {
                 self.snapshot.last_state = Some(state);
+            }
+        }
+        if self.inbox.len() >= INBOX_LIMIT {
+            // Nobody is reading events (or the reader floods us): keep the newest.
+            if let Some(old) = self.inbox.pop_front() {
+                tracing::warn!(msg = old.name(), "reader: event queue full, oldest dropped");
             }
         }
         self.inbox.push_back(m);

@@ -140,3 +140,45 @@ fn hang_up_and_eio_mean_disconnected() {
         ReaderError::Io(_)
     ));
 }
+
+#[test]
+fn a_card_read_with_the_pan_in_clear_is_refused_as_a_reader_fault() {
+    use crate::reader::message::{CardReadResult, Cvm, EntryMode, Fingerprint, MaskedPan};
+    let key = Uuid::from_u128(8);
+    let pan_tlv = vec![0x5A, 0x08, 0x41, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11];
+    let mut d = driver(Box::new(move |m| match m {
+        Message::Hello { .. } => vec![reply(1)],
+        Message::StartPayment(r) => vec![
+            wire::encode(&Message::CardRead(CardReadResult {
+                key: r.key,
+                entry_mode: EntryMode::Chip,
+                cvm: Cvm::None,
+                masked_pan: MaskedPan::new("411111******1111").unwrap(),
+                fingerprint: Fingerprint([0; 32]),
+                emv: pan_tlv.clone(),
+                blob: vec![1, 2, 3],
+            }))
+            .unwrap(),
+        ],
+        _ => vec![],
+    }));
+    d.hello().unwrap();
+    let req = PaymentRequest {
+        key,
+        amount_minor: 1,
+        currency: "EUR".parse().unwrap(),
+        card_timeout_s: 1,
+    };
+    d.start_payment(&req).unwrap();
+    assert_eq!(
+        d.next_event(Duration::from_secs(5)).unwrap(),
+        Some(PaymentEvent::Failed {
+            key,
+            code: PaymentErrorCode::ReaderFault
+        })
+    );
+    assert_eq!(
+        d.snapshot().last_state,
+        Some(ReaderPaymentState::Failed(PaymentErrorCode::ReaderFault))
+    );
+}

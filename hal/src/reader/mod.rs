@@ -8,6 +8,8 @@
 //!   duplicate detection).
 //! - [`message`] and [`wire`]: the messages and their byte encoding.
 //! - [`card`]: Luhn, PAN masking and the keyed card fingerprint (reader side).
+//! - [`tlv`]: BER-TLV walker; the driver refuses EMV data carrying card data
+//!   in clear.
 //! - [`carddata`]: card-data encryption to the processor's key (and its
 //!   decryption, for the backend emulator).
 //! - [`fixtures`]: the TEST ONLY keys and test-card table under `tests/fixtures`.
@@ -33,6 +35,7 @@ pub mod frame;
 pub mod link;
 pub mod message;
 pub mod sim;
+pub mod tlv;
 pub mod wire;
 
 use std::time::Duration;
