@@ -110,7 +110,10 @@ fn every_test_card_over_a_clean_pty() {
     let (read, snap, report) = every_card(0, 0);
     assert_eq!(read, 10);
     assert_eq!(report.faults_injected, 0);
-    assert_eq!(snap.link.retransmissions, 0);
+    // No damage on a clean line. (Retransmissions are not asserted: a slow
+    // machine may legitimately miss T_ACK.)
+    assert_eq!(snap.link.damaged, 0);
+    assert_eq!(snap.link.noise_bytes, 0);
 }
 
 #[test]
