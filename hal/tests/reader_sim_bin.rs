@@ -13,7 +13,7 @@ use reader_common::{collect, request};
 #[test]
 fn the_binary_serves_payments_over_its_pty() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reader-sim"))
-        .args(["--card", "chip-pin-approve"])
+        .args(["--exit-on-eof", "--card", "chip-pin-approve"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -42,6 +42,7 @@ fn the_binary_opens_a_given_port() {
     let slave_path = nix::unistd::ttyname(&pty.slave).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_reader-sim"))
         .args([
+            "--exit-on-eof",
             "--port",
             slave_path.to_str().unwrap(),
             "--card",

@@ -1,16 +1,20 @@
 //! `reader-sim`: the card reader simulator on a serial line.
 //!
 //! ```text
-//! reader-sim [--fixtures DIR] [--port PATH] [--card NAME]... [--default-card NAME] [--faults N] [--faults-in N]
+//! reader-sim [--fixtures DIR] [--port PATH] [--card NAME]... [--default-card NAME]
+//!            [--faults N] [--faults-in N] [--exit-on-eof]
 //! ```
 //!
 //! Without `--port` it creates a pseudo-terminal and prints `PTY <path>` on
 //! stdout: open that path as the cart's reader port. With `--port` it opens
 //! the given serial device or pty. Each `--card` queues a test card for the
 //! next payment; more can be queued at run time by writing `card NAME` lines
-//! on stdin, each confirmed by a `QUEUED NAME` line (`quit` stops). `--faults N` damages every N-th frame it sends, `--faults-in N` every
-//! N-th frame it receives (before its own link layer sees it).
-//! Card names and behaviours: `tests/fixtures/test-cards.json`.
+//! on stdin, each confirmed by a `QUEUED NAME` line. `quit` stops it, and so
+//! does the end of stdin with `--exit-on-eof` (as tests use it); otherwise it
+//! runs until killed. `--faults N` damages every N-th frame it sends,
+//! `--faults-in N` every N-th frame it receives (before its own link layer
+//! sees it). Card names and behaviours: `tests/fixtures/test-cards.json`;
+//! the protocol: `docs/reader-protocol.md` (appendix A).
 
 use std::fs::OpenOptions;
 use std::io::BufRead;
@@ -28,12 +32,13 @@ struct Args {
     default_card: Option<String>,
     faults: u32,
     faults_in: u32,
+    exit_on_eof: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(
-        "usage: reader-sim [--fixtures DIR] [--port PATH] [--card NAME]... [--default-card NAME] [--faults N] [--faults-in N] ({0})"
+        "usage: reader-sim [--fixtures DIR] [--port PATH] [--card NAME]... [--default-card NAME] [--faults N] [--faults-in N] [--exit-on-eof] ({0})"
     )]
     Usage(String),
     #[error(transparent)]
@@ -52,6 +57,7 @@ fn parse() -> Result<Args, CliError> {
         default_card: None,
         faults: 0,
         faults_in: 0,
+        exit_on_eof: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,6 +75,7 @@ fn parse() -> Result<Args, CliError> {
                     .parse()
                     .map_err(|_| CliError::Usage("--faults takes a number".into()))?
             }
+            "--exit-on-eof" => a.exit_on_eof = true,
             "--faults-in" => {
                 a.faults_in = value()?
                     .parse()
@@ -137,8 +144,9 @@ fn main() -> Result<(), CliError> {
             }
             println!("PTY {}", handle.path().display());
             let tx = handle.commands();
-            // Runs until `quit`; without stdin, until killed.
-            let report = if read_stdin(tx) {
+            // Runs until `quit` (or, with --exit-on-eof, the end of stdin);
+            // otherwise until killed.
+            let report = if read_stdin(tx) || args.exit_on_eof {
                 handle.stop()?
             } else {
                 handle.wait()?
@@ -155,8 +163,9 @@ fn main() -> Result<(), CliError> {
             for c in args.cards {
                 let _ = tx.send(SimCommand::QueueCard(c));
             }
+            let exit_on_eof = args.exit_on_eof;
             std::thread::spawn(move || {
-                if !read_stdin(tx.clone()) {
+                if !read_stdin(tx.clone()) && !exit_on_eof {
                     // End of input: keep the sender alive so the simulator
                     // runs until killed.
                     std::mem::forget(tx);
