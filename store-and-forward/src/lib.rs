@@ -19,6 +19,7 @@
 //! - [`wire`]: the wire contract (envelope, message bodies, topics,
 //!   telemetry packing).
 //! - [`failpoint`]: crash-test hooks (feature `failpoints`).
+//! - [`uplink`]: MQTT 5 over mutual TLS to the broker (link, TLS identity, backoff, topics).
 //! - [`error`], the crate's error type [`LedgerError`].
 #![deny(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod payment;
 pub mod policy;
 pub mod telemetry;
 pub mod time;
+pub mod uplink;
 pub mod wire;
 
 pub use error::LedgerError;

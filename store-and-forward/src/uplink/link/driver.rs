@@ -1,0 +1,354 @@
+//! The owner of rumqttc's event loop: polls it, reconnects with backoff,
+//! restores subscriptions, feeds the dispatcher, publishes the state.
+//!
+//! Polling again after an error is rumqttc's reconnect; between attempts
+//! the driver empties rumqttc's queues (clean session) and fails what was
+//! waiting, so a packet from an old connection is never matched to a caller
+//! of a new one.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rumqttc::Outgoing;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PubAckReason, Publish, SubscribeReasonCode};
+use rumqttc::v5::{Event, EventLoop};
+use tokio::sync::mpsc;
+
+use super::dispatch::Dispatch;
+use super::error::classify;
+use super::{Incoming, LinkConfig, LinkError, Shared};
+use crate::time::Timestamp;
+use crate::uplink::backoff::Backoff;
+
+/// How long a graceful DISCONNECT may take.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
+
+/// The owner loop's state.
+pub(crate) struct Driver {
+    eventloop: EventLoop,
+    shared: Arc<Shared>,
+    incoming: mpsc::Sender<Incoming>,
+    backoff: Backoff,
+    /// A poll that makes no progress this long means a dead link even if
+    /// the socket looks open (a write blocked on a half-open connection
+    /// keeps rumqttc from sending its keep-alive ping).
+    stall: Duration,
+}
+
+/// What one turn of the loop produced.
+enum Step {
+    Event(Box<Event>),
+    Lost(LinkError),
+    Reconnect,
+    Shutdown,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        eventloop: EventLoop,
+        shared: Arc<Shared>,
+        incoming: mpsc::Sender<Incoming>,
+        config: &LinkConfig,
+    ) -> Driver {
+        Driver {
+            eventloop,
+            shared,
+            incoming,
+            backoff: Backoff::new(
+                Duration::from_millis(config.backoff_base_ms),
+                Duration::from_millis(config.backoff_max_ms),
+            ),
+            stall: config.keep_alive() * 2
+                + Duration::from_secs(config.connect_timeout_secs)
+                + Duration::from_secs(1),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let client_id = self.shared.client_id.clone();
+        tracing::info!(client_id, "uplink starting");
+        loop {
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let step = tokio::select! {
+                biased;
+                _ = self.shared.shutdown.notified() => Step::Shutdown,
+                _ = self.shared.reconnect.notified() => Step::Reconnect,
+                r = tokio::time::timeout(self.stall, self.eventloop.poll()) => match r {
+                    Ok(Ok(ev)) => Step::Event(Box::new(ev)),
+                    Ok(Err(e)) => Step::Lost(classify(&e)),
+                    Err(_) => Step::Lost(LinkError::Connection {
+                        detail: format!("no progress for {:?}: link considered dead", self.stall),
+                    }),
+                },
+            };
+            match step {
+                Step::Event(ev) => {
+                    if !self.on_event(*ev).await {
+                        break;
+                    }
+                }
+                Step::Shutdown => {
+                    self.graceful_disconnect().await;
+                    break;
+                }
+                Step::Reconnect => {
+                    tracing::info!(client_id, "reconnect requested");
+                    self.link_lost(LinkError::Connection {
+                        detail: "reconnect requested".to_string(),
+                    })
+                    .await;
+                }
+                Step::Lost(err) => {
+                    self.link_lost(err).await;
+                    if !self.wait_backoff().await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.finish();
+        tracing::info!(client_id, "uplink stopped");
+    }
+
+    /// Handles one event; false when the link must stop.
+    async fn on_event(&mut self, ev: Event) -> bool {
+        if let Event::Incoming(Packet::ConnAck(_)) = ev {
+            self.on_connected();
+            return true;
+        }
+        if let Event::Incoming(Packet::SubAck(ack)) = &ev {
+            let refused: Vec<_> = ack
+                .return_codes
+                .iter()
+                .filter(|c| !matches!(c, SubscribeReasonCode::Success(_)))
+                .collect();
+            if !refused.is_empty() {
+                tracing::error!(?refused, "broker refused subscriptions");
+                self.shared.state.send_modify(|s| {
+                    s.last_error = Some(format!("subscriptions refused: {refused:?}"));
+                });
+            }
+            return true;
+        }
+        let forward = {
+            let mut d = self.shared.lock();
+            apply(&mut d, ev)
+        };
+        match forward {
+            Some(msg) => self.forward(msg).await,
+            None => true,
+        }
+    }
+
+    fn on_connected(&mut self) {
+        self.backoff.on_connected(Instant::now());
+        {
+            let mut d = self.shared.lock();
+            d.up = true;
+        }
+        if !self.shared.subscriptions.is_empty() {
+            let filters = self
+                .shared
+                .subscriptions
+                .iter()
+                .map(|(f, q)| Filter::new(f.clone(), *q));
+            if let Err(e) = self.shared.client.try_subscribe_many(filters) {
+                tracing::error!(cause = %e, "could not queue the subscriptions");
+            }
+        }
+        self.shared.state.send_modify(|s| {
+            s.up = true;
+            s.since = Timestamp::now();
+            s.connects += 1;
+        });
+        tracing::info!(
+            client_id = %self.shared.client_id,
+            subscriptions = self.shared.subscriptions.len(),
+            "uplink up"
+        );
+    }
+
+    /// Sends a message to the consumer; false when shutting down meanwhile.
+    async fn forward(&mut self, msg: Incoming) -> bool {
+        tokio::select! {
+            biased;
+            r = self.incoming.send(msg) => {
+                if r.is_err() {
+                    tracing::debug!("incoming channel closed; message dropped");
+                }
+                true
+            }
+            _ = self.shared.shutdown.notified() => {
+                self.shared.shutdown.notify_one();
+                true
+            }
+        }
+    }
+
+    /// The connection is gone (or being dropped): empty rumqttc's queues,
+    /// fail every waiting caller, publish the state.
+    async fn link_lost(&mut self, err: LinkError) {
+        let mut late = Vec::new();
+        let failed = {
+            let mut d = self.shared.lock();
+            // Events rumqttc buffered from the old connection still count
+            // (a PUBACK read just before the error is a real acknowledgement).
+            let stale: Vec<Event> = self.eventloop.state.events.drain(..).collect();
+            for ev in stale {
+                if let Some(msg) = apply(&mut d, ev) {
+                    late.push(msg);
+                }
+            }
+            // Under the lock: nothing enters rumqttc's channel meanwhile.
+            self.eventloop.clean();
+            self.eventloop.pending.clear();
+            self.eventloop.state.collision = None;
+            d.fail_all()
+        };
+        let tls = match &err {
+            LinkError::Tls { kind, .. } => Some(*kind),
+            _ => None,
+        };
+        let text = err.to_string();
+        let mut was_up = false;
+        let mut repeated = false;
+        self.shared.state.send_modify(|s| {
+            was_up = s.up;
+            repeated = s.last_error.as_deref() == Some(text.as_str());
+            if s.up {
+                s.since = Timestamp::now();
+            }
+            s.up = false;
+            s.failures += 1;
+            s.last_error = Some(text.clone());
+            s.tls_failure = tls;
+        });
+        let client_id = &self.shared.client_id;
+        if tls.is_some() {
+            tracing::error!(client_id, cause = %text, "uplink TLS failure");
+        } else if was_up || !repeated {
+            tracing::warn!(client_id, cause = %text, failed, "uplink down");
+        } else {
+            tracing::debug!(client_id, cause = %text, "uplink still down");
+        }
+        for msg in late {
+            self.forward(msg).await;
+        }
+    }
+
+    /// Sleeps the backoff delay; false when asked to stop meanwhile.
+    async fn wait_backoff(&mut self) -> bool {
+        let delay = self
+            .backoff
+            .next_delay(Instant::now(), rand::random::<f64>());
+        tracing::debug!(
+            delay_ms = delay.as_millis() as u64,
+            attempt = self.backoff.attempt(),
+            "reconnecting after backoff"
+        );
+        tokio::select! {
+            biased;
+            _ = self.shared.shutdown.notified() => false,
+            _ = self.shared.reconnect.notified() => true,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    async fn graceful_disconnect(&mut self) {
+        let up = self.shared.lock().up;
+        if !up {
+            return;
+        }
+        if self.shared.client.try_disconnect().is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + DISCONNECT_GRACE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.eventloop.poll()).await {
+                Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(ev)) => {
+                    let mut d = self.shared.lock();
+                    // Late acknowledgements still resolve their callers.
+                    let _ = apply(&mut d, ev);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        {
+            let mut d = self.shared.lock();
+            self.eventloop.clean();
+            self.eventloop.pending.clear();
+            d.fail_all();
+        }
+        self.shared.permits.close();
+        self.shared.state.send_modify(|s| {
+            if s.up {
+                s.since = Timestamp::now();
+            }
+            s.up = false;
+        });
+        self.shared.stopped.send_replace(true);
+    }
+}
+
+/// Feeds one rumqttc event to the dispatcher; returns a message for the
+/// `Incoming` channel if the event was one.
+fn apply(d: &mut Dispatch, ev: Event) -> Option<Incoming> {
+    match ev {
+        Event::Outgoing(Outgoing::Publish(pkid)) => {
+            d.on_outgoing_publish(pkid);
+            None
+        }
+        Event::Incoming(Packet::PubAck(ack)) => {
+            let (code, name) = puback_reason(ack.reason);
+            let text = ack
+                .properties
+                .as_ref()
+                .and_then(|p| p.reason_string.as_deref());
+            d.on_puback(ack.pkid, code, name, text);
+            None
+        }
+        Event::Incoming(Packet::Publish(p)) => incoming(p).and_then(|m| d.on_incoming(m)),
+        _ => None,
+    }
+}
+
+fn incoming(p: Publish) -> Option<Incoming> {
+    let topic = match String::from_utf8(p.topic.to_vec()) {
+        Ok(t) => t,
+        Err(_) => {
+            tracing::warn!("incoming publish with a non-UTF-8 topic dropped");
+            return None;
+        }
+    };
+    let (correlation_data, response_topic) = match p.properties {
+        Some(props) => (props.correlation_data, props.response_topic),
+        None => (None, None),
+    };
+    Some(Incoming {
+        topic,
+        payload: p.payload,
+        correlation_data,
+        response_topic,
+    })
+}
+
+/// The MQTT 5 code and name of a PUBACK reason.
+pub(crate) fn puback_reason(r: PubAckReason) -> (u8, &'static str) {
+    match r {
+        PubAckReason::Success => (0, "Success"),
+        PubAckReason::NoMatchingSubscribers => (16, "NoMatchingSubscribers"),
+        PubAckReason::UnspecifiedError => (128, "UnspecifiedError"),
+        PubAckReason::ImplementationSpecificError => (131, "ImplementationSpecificError"),
+        PubAckReason::NotAuthorized => (135, "NotAuthorized"),
+        PubAckReason::TopicNameInvalid => (144, "TopicNameInvalid"),
+        PubAckReason::PacketIdentifierInUse => (145, "PacketIdentifierInUse"),
+        PubAckReason::QuotaExceeded => (151, "QuotaExceeded"),
+        PubAckReason::PayloadFormatInvalid => (153, "PayloadFormatInvalid"),
+    }
+}

@@ -1,0 +1,125 @@
+//! A TCP proxy on loopback that injects network faults between a client and
+//! the broker: cut every connection at once (as a Wi-Fi drop does), or go
+//! silent while keeping sockets open (a half-open link only keep-alive finds).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+struct Shared {
+    target_port: u16,
+    conns: Mutex<Vec<TcpStream>>,
+    blackhole: AtomicBool,
+    stop: AtomicBool,
+    accepted: AtomicU64,
+}
+
+/// The proxy; dropping it stops accepting and cuts every connection.
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// Listens on an ephemeral loopback port and forwards to `127.0.0.1:target_port`.
+    pub fn start(target_port: u16) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let shared = Arc::new(Shared {
+            target_port,
+            conns: Mutex::new(Vec::new()),
+            blackhole: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            accepted: AtomicU64::new(0),
+        });
+        let accept_shared = shared.clone();
+        thread::spawn(move || accept_loop(listener, accept_shared));
+        FaultProxy { port, shared }
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open connection (both sides see the socket shut down).
+    pub fn cut_all(&self) {
+        let mut conns = self.shared.conns.lock().expect("proxy lock");
+        for s in conns.drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// While on, bytes in both directions are read and thrown away and
+    /// sockets stay open: the link is half-open.
+    pub fn set_blackhole(&self, on: bool) {
+        self.shared.blackhole.store(on, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.cut_all();
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for client in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
+        let Ok(upstream) = TcpStream::connect(("127.0.0.1", shared.target_port)) else {
+            // Broker down: the client sees its connection closed at once.
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let (Ok(c2), Ok(u2), Ok(c3), Ok(u3)) = (
+            client.try_clone(),
+            upstream.try_clone(),
+            client.try_clone(),
+            upstream.try_clone(),
+        ) else {
+            continue;
+        };
+        {
+            let mut conns = shared.conns.lock().expect("proxy lock");
+            conns.push(c3);
+            conns.push(u3);
+        }
+        let s1 = shared.clone();
+        let s2 = shared.clone();
+        thread::spawn(move || pump(client, upstream, s1));
+        thread::spawn(move || pump(u2, c2, s2));
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if shared.blackhole.load(Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
