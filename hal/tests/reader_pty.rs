@@ -311,3 +311,21 @@ fn a_reader_that_never_acknowledges_gives_no_ack() {
     assert_eq!(r.snapshot().link.retransmissions, 3);
     drop(pty);
 }
+
+#[test]
+fn a_driver_opened_without_hello_opens_the_session_itself() {
+    let sim = start_sim(0, 0);
+    let path = sim.path().to_str().unwrap().to_owned();
+    // A first session that only said HELLO (SEQ 0): the reader's last
+    // accepted SEQ is 0.
+    drop(open(&sim));
+    // A restarted cart whose first DATA frame carried SEQ 0 again would be
+    // taken for a duplicate and dropped; the driver sends HELLO first.
+    let mut r = SerialReader::open(&path, driver_config()).unwrap();
+    let req = request(20, 5);
+    assert!(matches!(
+        pay(&mut r, &req).last(),
+        Some(PaymentEvent::CardRead(_))
+    ));
+    assert!(r.snapshot().reader.is_some());
+}

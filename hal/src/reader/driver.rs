@@ -59,6 +59,8 @@ pub struct SerialReader<P> {
     inbox: VecDeque<Message>,
     snapshot: DriverSnapshot,
     disconnected: bool,
+    /// True once HELLO was answered on this port (spec 4.5: HELLO first).
+    in_session: bool,
 }
 
 impl<P> std::fmt::Debug for SerialReader<P> {
@@ -121,6 +123,7 @@ impl<P: Read + Write + Send> SerialReader<P> {
             inbox: VecDeque::new(),
             snapshot: DriverSnapshot::default(),
             disconnected: false,
+            in_session: false,
         }
     }
 
@@ -243,6 +246,15 @@ impl<P: Read + Write + Send> SerialReader<P> {
         self.inbox.push_back(m);
     }
 
+    /// Opens the session first if nobody did: a DATA frame sent before HELLO
+    /// could be taken for a duplicate of the previous session's last frame.
+    fn ensure_session(&mut self) -> Result<(), ReaderError> {
+        if !self.in_session {
+            self.hello()?;
+        }
+        Ok(())
+    }
+
     fn wait_acked(&mut self, seq: u8) -> Result<(), ReaderError> {
         while !self.link.is_acked(seq) {
             self.turn()?;
@@ -303,12 +315,14 @@ impl<P: Read + Write + Send> PaymentReader for SerialReader<P> {
             "reader: connected"
         );
         self.snapshot.reader = Some(info.clone());
+        self.in_session = true;
         Ok(info)
     }
 
     fn start_payment(&mut self, request: &PaymentRequest) -> Result<(), ReaderError> {
         self.snapshot.current_key = Some(request.key);
         self.snapshot.last_state = None;
+        self.ensure_session()?;
         tracing::info!(
             key = %request.key,
             amount_minor = request.amount_minor,
@@ -332,12 +346,14 @@ impl<P: Read + Write + Send> PaymentReader for SerialReader<P> {
     }
 
     fn cancel(&mut self, key: Uuid) -> Result<(), ReaderError> {
+        self.ensure_session()?;
         tracing::info!(key = %key, "reader: cancel");
         let seq = self.send(&Message::Cancel { key }, false)?;
         self.wait_acked(seq)
     }
 
     fn status(&mut self, key: Uuid, timeout: Duration) -> Result<StatusReply, ReaderError> {
+        self.ensure_session()?;
         let seq = self.send(&Message::Status { key }, false)?;
         self.wait_acked(seq)?;
         let reply = self.wait_for(
@@ -351,6 +367,7 @@ impl<P: Read + Write + Send> PaymentReader for SerialReader<P> {
     }
 
     fn send_outcome(&mut self, key: Uuid, outcome: Outcome) -> Result<(), ReaderError> {
+        self.ensure_session()?;
         tracing::info!(key = %key, outcome = ?outcome, "reader: outcome");
         let seq = self.send(&Message::Outcome { key, outcome }, false)?;
         self.wait_acked(seq)?;

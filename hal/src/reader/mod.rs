@@ -127,7 +127,8 @@ pub struct DriverSnapshot {
 /// The cart's side of the card reader. Blocking; one owner thread.
 pub trait PaymentReader: Send {
     /// Opens a session (HELLO, sent as SYNC): the reader drops anything it was
-    /// still sending to a previous session. Returns what the reader is.
+    /// still sending to a previous session. Returns what the reader is. The
+    /// other calls open the session themselves if it is not open yet.
     fn hello(&mut self) -> Result<ReaderInfo, ReaderError>;
 
     /// Starts collecting a card for `request`. Returns once the reader has
