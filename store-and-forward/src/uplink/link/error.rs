@@ -127,6 +127,12 @@ fn find_rustls<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error>
         {
             return Some(r);
         }
+        // rumqttc's StateError::Deserialization does not expose its cause
+        // as a source; step into it by hand.
+        if let Some(StateError::Deserialization(inner)) = err.downcast_ref::<StateError>() {
+            cur = Some(inner);
+            continue;
+        }
         cur = err.source();
     }
     None
@@ -205,6 +211,23 @@ mod tests {
         let e = ConnectionError::Io(io);
         match classify(&e) {
             LinkError::Tls { kind, .. } => assert_eq!(kind, TlsFailure::UnknownCa),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn alert_inside_a_decoding_error_is_found() {
+        // Seen with mosquitto refusing an expired client certificate: the
+        // alert arrives while rumqttc reads the CONNACK.
+        let io = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(AlertDescription::CertificateExpired),
+        );
+        let e = ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::v5::mqttbytes::Error::Io(io),
+        ));
+        match classify(&e) {
+            LinkError::Tls { kind, .. } => assert_eq!(kind, TlsFailure::ClientCertRejected),
             other => panic!("{other:?}"),
         }
     }

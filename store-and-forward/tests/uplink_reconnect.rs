@@ -1,0 +1,224 @@
+//! Reconnects against a real mosquitto: subscriptions restored after every
+//! broker restart, connections cut mid-publish, a half-open link found by
+//! keep-alive. Real time; the bounds are hang guards only.
+
+mod uplink_support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mqtt_harness::{BACKEND_IDENTITY, Broker};
+use store_and_forward::uplink::{LinkError, LinkHandle, PublishProps, QoS};
+use tokio::sync::mpsc;
+use uplink_support::*;
+
+/// The backend publishes `payload` to the cart's down topic until the cart
+/// receives it: after a reconnect the cart's SUBSCRIBE trails its CONNACK,
+/// so the first tries may find no subscriber. Without restored
+/// subscriptions this never succeeds (hang guard).
+async fn deliver_down(
+    backend: &LinkHandle,
+    cart_rx: &mut mpsc::Receiver<store_and_forward::uplink::Incoming>,
+    payload: &str,
+) {
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hang guard: {payload} never arrived"
+        );
+        match backend
+            .publish(
+                "carts/cart-1/down/policy",
+                Bytes::from(payload.to_string()),
+                QoS::AtLeastOnce,
+                PublishProps::default(),
+            )
+            .await
+        {
+            Ok(_) | Err(LinkError::Disconnected) => {}
+            Err(e) => panic!("{e}"),
+        }
+        while let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(200), cart_rx.recv()).await
+        {
+            if m.payload == payload.as_bytes() {
+                assert_eq!(m.topic, "carts/cart-1/down/policy");
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_restored_after_every_broker_restart() {
+    let broker = Broker::start();
+    let (cart, mut cart_rx) = link_up(&broker, "cart-1", &["carts/cart-1/down/#"]).await;
+    let (backend, _backend_rx) = link_up(&broker, BACKEND_IDENTITY, &[]).await;
+    deliver_down(&backend, &mut cart_rx, "before").await;
+    for round in 1..=4u64 {
+        broker.restart();
+        wait_connects(&cart, round + 1).await;
+        wait_connects(&backend, round + 1).await;
+        deliver_down(&backend, &mut cart_rx, &format!("after restart {round}")).await;
+    }
+    let st = cart.state().borrow().clone();
+    assert_eq!(st.connects, 5);
+    assert!(st.failures >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_mid_publish_never_acknowledges_falsely_and_recovers() {
+    let broker = Broker::start();
+    let (_backend, mut seen) = link_up(&broker, BACKEND_IDENTITY, &["carts/cart-1/up/#"]).await;
+    let proxy = broker.fault_proxy();
+    let mut cfg = config(&broker, "cart-1");
+    cfg.port = proxy.port();
+    let (cart, _rx) = link_up_with(cfg, identity(&broker, "cart-1"), &[]).await;
+    // The backend's subscription is active before we count.
+    loop {
+        let ack = cart
+            .publish(
+                "carts/cart-1/up/probe",
+                Bytes::new(),
+                QoS::AtLeastOnce,
+                PublishProps::default(),
+            )
+            .await
+            .expect("probe");
+        if ack.reason == 0 {
+            break;
+        }
+    }
+    let _ = recv(&mut seen).await;
+
+    for round in 0..3u32 {
+        let mut tasks = Vec::new();
+        for i in 0..300u32 {
+            let cart = cart.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = round * 1000 + i;
+                let r = cart
+                    .publish(
+                        "carts/cart-1/up/t",
+                        Bytes::from(id.to_be_bytes().to_vec()),
+                        QoS::AtLeastOnce,
+                        PublishProps::default(),
+                    )
+                    .await;
+                (id, r)
+            }));
+            if i == 150 {
+                proxy.cut_all();
+            }
+        }
+        let mut acked = Vec::new();
+        for t in tasks {
+            let (id, r) = tokio::time::timeout(HANG, t)
+                .await
+                .expect("hang guard")
+                .expect("task");
+            match r {
+                Ok(_) => acked.push(id),
+                Err(LinkError::Disconnected) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Every acknowledged message reached the backend (at least once).
+        let mut got = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + HANG;
+        while !acked.iter().all(|id| got.contains(id)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "acknowledged but not delivered"
+            );
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), seen.recv()).await
+            {
+                got.insert(u32::from_be_bytes(
+                    m.payload[..].try_into().expect("4 bytes"),
+                ));
+            }
+        }
+        cart.wait_up(HANG).await;
+        cart.publish(
+            "carts/cart-1/up/after",
+            Bytes::new(),
+            QoS::AtLeastOnce,
+            PublishProps::default(),
+        )
+        .await
+        .expect("works again after the cut");
+    }
+    assert!(proxy.accepted() >= 4, "reconnected through the proxy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_link_is_detected_by_keep_alive() {
+    let broker = Broker::start();
+    let proxy = broker.fault_proxy();
+    let mut cfg = config(&broker, "cart-1");
+    cfg.port = proxy.port();
+    let (cart, _rx) = link_up_with(cfg, identity(&broker, "cart-1"), &[]).await;
+    // The network goes silent; sockets stay open on both ends.
+    proxy.set_blackhole(true);
+    let pending = {
+        let cart = cart.clone();
+        tokio::spawn(async move {
+            cart.publish(
+                "carts/cart-1/up/t",
+                Bytes::new(),
+                QoS::AtLeastOnce,
+                PublishProps::default(),
+            )
+            .await
+        })
+    };
+    wait_down(&cart).await;
+    let r = tokio::time::timeout(HANG, pending)
+        .await
+        .expect("hang guard")
+        .expect("task");
+    assert!(matches!(r, Err(LinkError::Disconnected)), "{r:?}");
+    let st = cart.state().borrow().clone();
+    assert!(st.last_error.is_some());
+    // The path heals: the link comes back by itself.
+    proxy.set_blackhole(false);
+    wait_connects(&cart, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_reconnect_counts_a_new_connection() {
+    let broker = Broker::start();
+    let (cart, _rx) = link_up(&broker, "cart-1", &[]).await;
+    cart.reconnect();
+    wait_connects(&cart, 2).await;
+    cart.publish(
+        "carts/cart-1/up/t",
+        Bytes::new(),
+        QoS::AtLeastOnce,
+        PublishProps::default(),
+    )
+    .await
+    .expect("acknowledged after reconnect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_started_while_broker_is_down_connects_when_it_starts() {
+    let broker = Broker::start();
+    broker.stop();
+    let subs = vec![("carts/cart-1/down/#".to_string(), QoS::AtLeastOnce)];
+    let (cart, _rx) = store_and_forward::uplink::start(
+        config(&broker, "cart-1"),
+        Some(identity(&broker, "cart-1")),
+        subs,
+    )
+    .expect("start");
+    let mut st = cart.state();
+    tokio::time::timeout(HANG, st.wait_for(|s| s.failures >= 2))
+        .await
+        .expect("hang guard")
+        .expect("alive");
+    assert!(!st.borrow().up);
+    broker.resume();
+    assert!(cart.wait_up(HANG).await);
+}
