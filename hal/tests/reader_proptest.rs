@@ -99,11 +99,14 @@ fn card_read() -> impl Strategy<Value = CardReadResult> {
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (any::<u8>(), any::<u8>(), "[ -~]{0,40}").prop_map(|(a, b, host)| Message::Hello {
-            proto_min: a,
-            proto_max: b,
-            host
-        }),
+        (any::<u8>(), any::<u8>(), "[ -~]{0,40}", any::<u32>()).prop_map(
+            |(a, b, host, session)| Message::Hello {
+                proto_min: a,
+                proto_max: b,
+                host,
+                session,
+            }
+        ),
         (key(), any::<u64>(), currency(), any::<u16>()).prop_map(|(key, a, c, t)| {
             Message::StartPayment(PaymentRequest {
                 key,
@@ -120,17 +123,19 @@ fn message() -> impl Strategy<Value = Message> {
             "[ -~]{0,30}",
             "[ -~]{0,30}",
             any::<u16>(),
+            any::<u32>(),
             any::<u32>()
         )
-            .prop_map(
-                |(v, fw, serial, caps, kid)| Message::HelloReply(ReaderInfo {
+            .prop_map(|(v, fw, serial, caps, kid, session)| Message::HelloReply(
+                ReaderInfo {
                     protocol_version: v,
                     firmware: fw,
                     serial,
                     capabilities: Capabilities(caps),
                     processor_key_id: kid,
-                })
-            ),
+                    session,
+                }
+            )),
         (key(), event()).prop_map(|(key, event)| Message::Event { key, event }),
         card_read().prop_map(Message::CardRead),
         (key(), error_code()).prop_map(|(key, code)| Message::PaymentError { key, code }),

@@ -77,6 +77,7 @@ fn expected() -> Vec<(&'static str, FrameKind, u8, Option<Message>)> {
                 proto_min: 1,
                 proto_max: 1,
                 host: "cart 1.0".into(),
+                session: 0x1234_5678,
             }),
         ),
         (
@@ -89,6 +90,7 @@ fn expected() -> Vec<(&'static str, FrameKind, u8, Option<Message>)> {
                 serial: "SIM-0001".into(),
                 capabilities: Capabilities(0x000F),
                 processor_key_id: 1,
+                session: 0x1234_5678,
             })),
         ),
         (

@@ -181,6 +181,11 @@ impl<P: Read + Write + Send> SerialReader<P> {
         self.link.handle_timeout(Instant::now());
         self.flush()?;
         while let Some(d) = self.link.poll_delivered() {
+            if d.sync {
+                // The reader's first frame since it powered up (spec 4.5): if
+                // that happened mid-session, it forgot its payments (6.2).
+                tracing::info!("reader: reader link started (SYNC)");
+            }
             match wire::decode(&d.payload) {
                 Ok(m) => self.file(m),
                 Err(e) => tracing::warn!(cause = %e, "reader: malformed message dropped"),
@@ -287,17 +292,20 @@ impl<P: Read + Write + Send> SerialReader<P> {
 
 impl<P: Read + Write + Send> PaymentReader for SerialReader<P> {
     fn hello(&mut self) -> Result<ReaderInfo, ReaderError> {
+        let session: u32 = rand::random();
         let hello = Message::Hello {
             proto_min: PROTOCOL_VERSION,
             proto_max: PROTOCOL_VERSION,
             host: self.cfg.host.clone(),
+            session,
         };
         // Whatever the reader sent to a previous session is stale now.
         self.inbox.clear();
         self.send(&hello, true)?;
-        let reply = self.wait_for(self.cfg.hello_timeout, |m| {
-            matches!(m, Message::HelloReply(_))
-        })?;
+        let reply = self.wait_for(
+            self.cfg.hello_timeout,
+            |m| matches!(m, Message::HelloReply(i) if i.session == session),
+        )?;
         let Some(Message::HelloReply(info)) = reply else {
             return Err(ReaderError::Timeout);
         };

@@ -66,13 +66,14 @@ impl Write for ScriptedPort {
     }
 }
 
-fn reply(version: u8) -> Vec<u8> {
+fn reply(version: u8, session: u32) -> Vec<u8> {
     wire::encode(&Message::HelloReply(ReaderInfo {
         protocol_version: version,
         firmware: "t".into(),
         serial: "t".into(),
         capabilities: Capabilities(0),
         processor_key_id: 9,
+        session,
     }))
     .unwrap()
 }
@@ -83,7 +84,10 @@ fn driver(respond: Respond) -> SerialReader<ScriptedPort> {
 
 #[test]
 fn a_reader_with_no_common_version_is_incompatible() {
-    let mut d = driver(Box::new(|_| vec![reply(0)]));
+    let mut d = driver(Box::new(|m| match m {
+        Message::Hello { session, .. } => vec![reply(0, session)],
+        _ => vec![],
+    }));
     assert!(matches!(
         d.hello(),
         Err(ReaderError::Incompatible { reader: 0, ours: 1 })
@@ -95,7 +99,7 @@ fn a_reader_with_no_common_version_is_incompatible() {
 fn malformed_and_unknown_messages_are_dropped_and_the_next_one_counts() {
     let key = Uuid::from_u128(7);
     let mut d = driver(Box::new(move |m| match m {
-        Message::Hello { .. } => vec![reply(1)],
+        Message::Hello { session, .. } => vec![reply(1, session)],
         Message::Status { key } => vec![
             vec![0xEE, 1, 2, 3], // unknown type
             vec![0x85, 1, 2],    // STATUS_REPLY cut short
@@ -147,7 +151,7 @@ fn a_card_read_with_the_pan_in_clear_is_refused_as_a_reader_fault() {
     let key = Uuid::from_u128(8);
     let pan_tlv = vec![0x5A, 0x08, 0x41, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11];
     let mut d = driver(Box::new(move |m| match m {
-        Message::Hello { .. } => vec![reply(1)],
+        Message::Hello { session, .. } => vec![reply(1, session)],
         Message::StartPayment(r) => vec![
             wire::encode(&Message::CardRead(CardReadResult {
                 key: r.key,

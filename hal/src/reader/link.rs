@@ -126,6 +126,10 @@ pub struct Link {
     delivered: VecDeque<Delivered>,
     errors: VecDeque<LinkError>,
     stats: LinkStats,
+    sent_any: bool,
+    /// Payload of the last accepted frame if it was a SYNC (spec 4.5: a SYNC
+    /// is a duplicate only when byte-identical to it).
+    last_sync: Option<Vec<u8>>,
 }
 
 impl Link {
@@ -143,14 +147,19 @@ impl Link {
             delivered: VecDeque::new(),
             errors: VecDeque::new(),
             stats: LinkStats::default(),
+            sent_any: false,
+            last_sync: None,
         }
     }
 
-    /// Queues a message payload in a DATA frame (SYNC with `sync`). Returns
-    /// the SEQ it will carry.
+    /// Queues a message payload in a DATA frame (SYNC with `sync`, and always
+    /// for the first frame of this link: the peer may remember a SEQ from
+    /// before we restarted). Returns the SEQ it will carry.
     pub fn send(&mut self, payload: Vec<u8>, sync: bool, now: Instant) -> Result<u8, FrameError> {
         let seq = self.next_tx_seq;
+        let sync = sync || !self.sent_any;
         let frame = Frame::message(sync, seq, payload)?;
+        self.sent_any = true;
         self.next_tx_seq = self.next_tx_seq.wrapping_add(1);
         self.queue.push_back(frame);
         self.pump(now);
@@ -266,12 +275,15 @@ impl Link {
             FrameKind::Data | FrameKind::Sync => {
                 let sync = f.kind() == FrameKind::Sync;
                 self.send_control(Frame::ack(seq));
-                if !sync && self.last_rx_seq == Some(seq) {
+                let duplicate = self.last_rx_seq == Some(seq)
+                    && (!sync || self.last_sync.as_deref() == Some(f.payload()));
+                if duplicate {
                     self.stats.duplicates += 1;
                     tracing::debug!(seq, "reader link: duplicate dropped");
                     return;
                 }
                 self.last_rx_seq = Some(seq);
+                self.last_sync = sync.then(|| f.payload().to_vec());
                 self.stats.frames_delivered += 1;
                 self.delivered.push_back(Delivered {
                     sync,

@@ -141,7 +141,7 @@ fn sync_is_delivered_even_with_a_repeated_seq() {
     carry(&mut a2, &mut b, t0, &mut pass);
     let d: Vec<_> = std::iter::from_fn(|| b.poll_delivered()).collect();
     assert_eq!(d.len(), 2);
-    assert!(!d[0].sync);
+    assert!(d[0].sync, "a link's first frame goes as SYNC");
     assert!(d[1].sync);
     // After the SYNC, a DATA with the restarted sender's next SEQ is new.
     carry(&mut b, &mut a2, t0, &mut pass);
@@ -195,4 +195,43 @@ fn noisy_line_still_delivers_everything_exactly_once() {
     }
     assert_eq!(got, msgs);
     assert!(a.stats().retransmissions > 0);
+}
+
+#[test]
+fn a_restarted_peer_is_heard_even_when_its_first_seq_repeats() {
+    // The reader restarts while the cart keeps its link: the reader's first
+    // frame (SEQ 0) must not be taken for the duplicate of the old SEQ 0.
+    let t0 = Instant::now();
+    let (mut cart, mut reader) = (
+        Link::new(LinkConfig::default()),
+        Link::new(LinkConfig::default()),
+    );
+    reader.send(vec![1], false, t0).unwrap();
+    carry(&mut reader, &mut cart, t0, &mut pass);
+    carry(&mut cart, &mut reader, t0, &mut pass);
+    assert_eq!(delivered(&mut cart), vec![vec![1]]);
+    let mut reader = Link::new(LinkConfig::default());
+    reader.send(vec![2], false, t0).unwrap();
+    carry(&mut reader, &mut cart, t0, &mut pass);
+    let d: Vec<_> = std::iter::from_fn(|| cart.poll_delivered()).collect();
+    assert_eq!(d.len(), 1);
+    assert!(d[0].sync, "a link's first frame goes as SYNC");
+    assert_eq!(d[0].payload, vec![2]);
+}
+
+#[test]
+fn a_retransmitted_sync_is_delivered_once() {
+    let t0 = Instant::now();
+    let cfg = LinkConfig::default();
+    let (mut a, mut b) = (Link::new(cfg), Link::new(cfg));
+    a.send(vec![7, 7], true, t0).unwrap();
+    carry(&mut a, &mut b, t0, &mut pass);
+    carry(&mut b, &mut a, t0, &mut |_| Vec::new());
+    let t1 = t0 + cfg.ack_timeout;
+    a.handle_timeout(t1);
+    carry(&mut a, &mut b, t1, &mut pass);
+    carry(&mut b, &mut a, t1, &mut pass);
+    assert_eq!(delivered(&mut b), vec![vec![7, 7]]);
+    assert_eq!(b.stats().duplicates, 1);
+    assert!(a.tx_idle());
 }

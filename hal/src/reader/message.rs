@@ -321,6 +321,9 @@ pub struct ReaderInfo {
     pub capabilities: Capabilities,
     /// Id of the processor key the reader encrypts to.
     pub processor_key_id: u32,
+    /// Echo of the HELLO's session id, so a reply to an older HELLO is not
+    /// taken for this one.
+    pub session: u32,
 }
 
 /// One protocol message.
@@ -334,6 +337,9 @@ pub enum Message {
         proto_max: u8,
         /// Cart software name and version.
         host: String,
+        /// Random per HELLO: makes each session's SYNC frame unique (spec 4.5)
+        /// and is echoed in HELLO_REPLY.
+        session: u32,
     },
     /// `0x02` cart to reader: collect a card for this payment.
     StartPayment(PaymentRequest),

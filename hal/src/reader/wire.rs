@@ -304,11 +304,13 @@ pub fn encode(m: &Message) -> Result<Vec<u8>, WireError> {
             proto_min,
             proto_max,
             host,
+            session,
         } => {
             w.u8(ty::HELLO);
             w.u8(*proto_min);
             w.u8(*proto_max);
             w.str8("host", host)?;
+            w.u32(*session);
         }
         Message::StartPayment(r) => {
             w.u8(ty::START_PAYMENT);
@@ -339,6 +341,7 @@ pub fn encode(m: &Message) -> Result<Vec<u8>, WireError> {
             w.str8("serial", &i.serial)?;
             w.u16(i.capabilities.0);
             w.u32(i.processor_key_id);
+            w.u32(i.session);
         }
         Message::Event { key, event } => {
             w.u8(ty::EVENT);
@@ -386,6 +389,7 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
             proto_min: r.u8("proto_min")?,
             proto_max: r.u8("proto_max")?,
             host: r.str8("host")?,
+            session: r.u32("session")?,
         },
         ty::START_PAYMENT => Message::StartPayment(PaymentRequest {
             key: r.key()?,
@@ -410,6 +414,7 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
             serial: r.str8("serial")?,
             capabilities: Capabilities(r.u16("capabilities")?),
             processor_key_id: r.u32("processor_key_id")?,
+            session: r.u32("session")?,
         }),
         ty::EVENT => Message::Event {
             key: r.key()?,

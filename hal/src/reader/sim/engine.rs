@@ -160,6 +160,7 @@ impl Engine {
             Message::Hello {
                 proto_min,
                 proto_max,
+                session,
                 ..
             } => {
                 let v = if (proto_min..=proto_max).contains(&PROTOCOL_VERSION) {
@@ -178,6 +179,7 @@ impl Engine {
                             | Capabilities::DISPLAY,
                     ),
                     processor_key_id: self.cfg.processor_key.key_id,
+                    session,
                 }));
             }
             Message::StartPayment(req) => self.start(req, now),
