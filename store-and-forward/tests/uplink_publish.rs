@@ -248,3 +248,37 @@ async fn plain_tcp_only_when_configured() {
     .await
     .expect("acknowledged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_is_refused_without_dropping_the_link() {
+    // rumqttc drops the whole connection on a packet over the broker's
+    // announced maximum (failing every waiting publish, and the caller would
+    // retry it forever); the link refuses anything over its own limit (or
+    // the broker's, when smaller) before sending.
+    let broker = Broker::start();
+    let mut cfg = config(&broker, "cart-1");
+    cfg.max_packet_size = 2048;
+    let (cart, _rx) = link_up_with(cfg, identity(&broker, "cart-1"), &[]).await;
+    let r = cart
+        .publish(
+            "carts/cart-1/up/t",
+            Bytes::from(vec![0u8; 4096]),
+            QoS::AtLeastOnce,
+            PublishProps::default(),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(LinkError::TooLarge { max: 2048, .. })),
+        "{r:?}"
+    );
+    cart.publish(
+        "carts/cart-1/up/t",
+        Bytes::from(vec![0u8; 1024]),
+        QoS::AtLeastOnce,
+        PublishProps::default(),
+    )
+    .await
+    .expect("a fitting message still goes");
+    let st = cart.state().borrow().clone();
+    assert_eq!((st.connects, st.failures), (1, 0));
+}

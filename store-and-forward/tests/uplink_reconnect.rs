@@ -4,6 +4,8 @@
 
 mod uplink_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -92,12 +94,15 @@ async fn cut_mid_publish_never_acknowledges_falsely_and_recovers() {
     }
     let _ = recv(&mut seen).await;
 
+    const PER_ROUND: u32 = 3000;
     for round in 0..3u32 {
+        let acks = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
-        for i in 0..300u32 {
+        for i in 0..PER_ROUND {
             let cart = cart.clone();
+            let acks = acks.clone();
             tasks.push(tokio::spawn(async move {
-                let id = round * 1000 + i;
+                let id = round * 10_000 + i;
                 let r = cart
                     .publish(
                         "carts/cart-1/up/t",
@@ -106,12 +111,22 @@ async fn cut_mid_publish_never_acknowledges_falsely_and_recovers() {
                         PublishProps::default(),
                     )
                     .await;
+                if r.is_ok() {
+                    acks.fetch_add(1, Ordering::SeqCst);
+                }
                 (id, r)
             }));
-            if i == 150 {
-                proxy.cut_all();
-            }
         }
+        // Cut once acknowledgements are flowing: publishes are on the wire.
+        let deadline = tokio::time::Instant::now() + HANG;
+        while acks.load(Ordering::SeqCst) < 100 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hang guard: no acks"
+            );
+            tokio::task::yield_now().await;
+        }
+        proxy.cut_all();
         let mut acked = Vec::new();
         for t in tasks {
             let (id, r) = tokio::time::timeout(HANG, t)
@@ -124,6 +139,11 @@ async fn cut_mid_publish_never_acknowledges_falsely_and_recovers() {
                 Err(e) => panic!("{e}"),
             }
         }
+        eprintln!(
+            "round {round}: {} acknowledged, {} not",
+            acked.len(),
+            PER_ROUND as usize - acked.len()
+        );
         // Every acknowledged message reached the backend (at least once).
         let mut got = std::collections::HashSet::new();
         let deadline = tokio::time::Instant::now() + HANG;
@@ -133,6 +153,7 @@ async fn cut_mid_publish_never_acknowledges_falsely_and_recovers() {
                 "acknowledged but not delivered"
             );
             if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), seen.recv()).await
+                && m.topic == "carts/cart-1/up/t"
             {
                 got.insert(u32::from_be_bytes(
                     m.payload[..].try_into().expect("4 bytes"),

@@ -115,8 +115,9 @@ impl Driver {
 
     /// Handles one event; false when the link must stop.
     async fn on_event(&mut self, ev: Event) -> bool {
-        if let Event::Incoming(Packet::ConnAck(_)) = ev {
-            self.on_connected();
+        if let Event::Incoming(Packet::ConnAck(connack)) = &ev {
+            let broker_max = connack.properties.as_ref().and_then(|p| p.max_packet_size);
+            self.on_connected(broker_max);
             return true;
         }
         if let Event::Incoming(Packet::SubAck(ack)) = &ev {
@@ -143,8 +144,12 @@ impl Driver {
         }
     }
 
-    fn on_connected(&mut self) {
+    fn on_connected(&mut self, broker_max_packet: Option<u32>) {
         self.backoff.on_connected(Instant::now());
+        let max = broker_max_packet
+            .unwrap_or(u32::MAX)
+            .min(self.shared.max_packet_config);
+        self.shared.max_packet.store(max, Ordering::SeqCst);
         {
             let mut d = self.shared.lock();
             d.up = true;

@@ -93,6 +93,16 @@ pub enum LinkError {
     /// programming error; quarantine the message.
     #[error("invalid topic name {0:?}")]
     InvalidTopic(String),
+    /// The PUBLISH packet would exceed the maximum packet size (ours, or
+    /// the broker's if smaller): sending it would only get the connection
+    /// dropped. Split the message, or quarantine it.
+    #[error("message too large: {size} bytes, at most {max}")]
+    TooLarge {
+        /// The packet's size in bytes.
+        size: usize,
+        /// The limit in force.
+        max: u32,
+    },
     /// QoS 2 was asked for: the cart uses QoS 0 and 1 only (AWS IoT has no
     /// QoS 2); a programming error.
     #[error("QoS 2 is not supported")]

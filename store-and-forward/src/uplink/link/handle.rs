@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
 use tokio::sync::{oneshot, watch};
 
 use super::dispatch::Pending;
@@ -60,7 +60,8 @@ impl LinkHandle {
     ///
     /// `Err(Disconnected)`: the link is down or dropped before the PUBACK;
     /// not delivered, retry later. `Err(Rejected)`: the broker refused it
-    /// with a reason code; quarantine. QoS 2 is refused (`UnsupportedQos`).
+    /// with a reason code; quarantine. `Err(TooLarge)`: bigger than the
+    /// packet limit; split or quarantine. QoS 2 is refused (`UnsupportedQos`).
     /// Waits while `max_pending` publishes are already queued or in flight.
     pub async fn publish(
         &self,
@@ -74,6 +75,20 @@ impl LinkHandle {
         }
         if qos == QoS::ExactlyOnce {
             return Err(LinkError::UnsupportedQos);
+        }
+        let properties = PublishProperties {
+            response_topic: props.response_topic,
+            correlation_data: props.correlation_data,
+            content_type: props.content_type,
+            message_expiry_interval: props.message_expiry_secs,
+            ..PublishProperties::default()
+        };
+        // An oversized packet would make rumqttc drop the whole connection
+        // (and the caller retry it forever): refuse it here instead.
+        let size = Publish::new(topic, qos, payload.clone(), Some(properties.clone())).size() + 2;
+        let max = self.shared.max_packet.load(Ordering::SeqCst);
+        if size > max as usize {
+            return Err(LinkError::TooLarge { size, max });
         }
         let permit = self
             .shared
@@ -91,13 +106,6 @@ impl LinkHandle {
             if !d.up {
                 return Err(LinkError::Disconnected);
             }
-            let properties = PublishProperties {
-                response_topic: props.response_topic,
-                correlation_data: props.correlation_data,
-                content_type: props.content_type,
-                message_expiry_interval: props.message_expiry_secs,
-                ..PublishProperties::default()
-            };
             // Under the lock, so the order in rumqttc's channel is the order
             // of the dispatcher's queue (see dispatch.rs).
             if let Err(e) = self

@@ -21,7 +21,7 @@ mod error;
 mod handle;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 
 use bytes::Bytes;
 use rumqttc::v5::AsyncClient;
@@ -97,6 +97,10 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<LinkState>,
     pub(crate) subscriptions: Vec<(String, QoS)>,
     pub(crate) client_id: String,
+    /// Our `max_packet_size`, lowered to the broker's CONNACK maximum.
+    pub(crate) max_packet: AtomicU32,
+    /// The configured `max_packet_size`.
+    pub(crate) max_packet_config: u32,
     pub(crate) shutdown: Notify,
     pub(crate) reconnect: Notify,
     pub(crate) stopping: AtomicBool,
@@ -156,6 +160,8 @@ pub fn start(
         state,
         subscriptions,
         client_id: config.client_id.clone(),
+        max_packet: AtomicU32::new(config.max_packet_size),
+        max_packet_config: config.max_packet_size,
         shutdown: Notify::new(),
         reconnect: Notify::new(),
         stopping: AtomicBool::new(false),
