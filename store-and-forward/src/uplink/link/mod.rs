@@ -139,10 +139,6 @@ pub fn start(
     }
     let options = config.mqtt_options(cert.as_ref())?;
     let (client, eventloop) = AsyncClient::new(options, config.max_pending.saturating_add(16));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(LinkError::Runtime)?;
     let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_capacity);
     let (state, _) = watch::channel(LinkState {
         up: false,
@@ -168,9 +164,34 @@ pub fn start(
         stopped,
     });
     let driver = driver::Driver::new(eventloop, shared.clone(), incoming_tx, &config);
+    // The runtime is built on the owner thread itself (a runtime must not
+    // be dropped inside the caller's async context should start fail).
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name(format!("uplink-{}", config.client_id))
-        .spawn(move || runtime.block_on(driver.run()))
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    let _ = ready_tx.send(Ok(()));
+                    runtime.block_on(driver.run());
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })
         .map_err(LinkError::Runtime)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(LinkError::Runtime(e)),
+        Err(_) => {
+            return Err(LinkError::Runtime(std::io::Error::other(
+                "link thread ended before starting",
+            )));
+        }
+    }
     Ok((LinkHandle::new(shared), incoming_rx))
 }
