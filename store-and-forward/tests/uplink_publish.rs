@@ -232,6 +232,18 @@ async fn shutdown_disconnects_and_the_handle_refuses_afterwards() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_subscription_filter_is_refused_at_start() {
+    let broker = Broker::start();
+    let subs = vec![("carts/cart-1/#/down".to_string(), QoS::AtLeastOnce)];
+    let r = start(
+        config(&broker, "cart-1"),
+        Some(identity(&broker, "cart-1")),
+        subs,
+    );
+    assert!(matches!(r, Err(LinkError::Config(_))), "{:?}", r.err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_tcp_only_when_configured() {
     let broker = Broker::start_plain();
     let mut cfg = config(&broker, "cart-1");

@@ -243,3 +243,37 @@ async fn link_started_while_broker_is_down_connects_when_it_starts() {
     broker.resume();
     assert!(cart.wait_up(HANG).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconsumed_incoming_messages_do_not_stall_publishing() {
+    let broker = Broker::start();
+    let (cart, _never_read) = link_up(&broker, "cart-1", &["carts/cart-1/down/#"]).await;
+    let (backend, _rx) = link_up(&broker, BACKEND_IDENTITY, &[]).await;
+    // Far more downstream messages than the incoming channel holds (256).
+    for i in 0..2000u32 {
+        backend
+            .publish(
+                "carts/cart-1/down/catalog",
+                Bytes::from(i.to_be_bytes().to_vec()),
+                QoS::AtLeastOnce,
+                PublishProps::default(),
+            )
+            .await
+            .expect("backend publish");
+    }
+    // The cart's event loop still answers: its own publishes are acknowledged.
+    for _ in 0..50 {
+        tokio::time::timeout(
+            HANG,
+            cart.publish(
+                "carts/cart-1/up/t",
+                Bytes::new(),
+                QoS::AtLeastOnce,
+                PublishProps::default(),
+            ),
+        )
+        .await
+        .expect("hang guard: publish stalled behind unread messages")
+        .expect("acknowledged");
+    }
+}

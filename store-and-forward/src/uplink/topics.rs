@@ -43,6 +43,20 @@ pub fn valid_topic_name(topic: &str) -> bool {
     !topic.is_empty() && !topic.contains(['+', '#', '\0'])
 }
 
+/// Whether a topic filter (for SUBSCRIBE) is valid: not empty, no NUL,
+/// `+` and `#` only as whole levels, `#` only last.
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.contains('\0') {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    levels.iter().enumerate().all(|(i, l)| match *l {
+        "#" => i == levels.len() - 1,
+        "+" => true,
+        l => !l.contains(['+', '#']),
+    })
+}
+
 /// MQTT topic-filter matching: `+` matches one level, a trailing `#`
 /// matches the parent level and everything below it.
 pub fn filter_matches(filter: &str, topic: &str) -> bool {
@@ -92,6 +106,12 @@ mod tests {
             assert!(!valid_cart_id(bad), "{bad:?}");
         }
         assert!(!valid_cart_id(&"x".repeat(129)));
+        assert!(valid_filter("carts/c1/down/#"));
+        assert!(valid_filter("carts/+/up/+"));
+        assert!(valid_filter("#"));
+        for bad in ["", "carts/#/x", "carts/c1+/x", "carts/c#", "a\0"] {
+            assert!(!valid_filter(bad), "{bad:?}");
+        }
         assert!(valid_topic_name("carts/c1/up/x"));
         assert!(!valid_topic_name("carts/+/up"));
         assert!(!valid_topic_name(""));

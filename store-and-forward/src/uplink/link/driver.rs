@@ -7,7 +7,7 @@
 //! of a new one.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::Outgoing;
@@ -28,7 +28,12 @@ const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 pub(crate) struct Driver {
     eventloop: EventLoop,
     shared: Arc<Shared>,
-    incoming: mpsc::Sender<Incoming>,
+    /// Unbounded toward the forwarder task, so the event loop never waits
+    /// on a slow consumer (it must keep answering pings and PUBACKs).
+    incoming: mpsc::UnboundedSender<Incoming>,
+    incoming_rx: Option<(mpsc::UnboundedReceiver<Incoming>, mpsc::Sender<Incoming>)>,
+    backlog: Arc<AtomicUsize>,
+    backlog_warn: usize,
     backoff: Backoff,
     /// A poll that makes no progress this long means a dead link even if
     /// the socket looks open (a write blocked on a half-open connection
@@ -51,10 +56,14 @@ impl Driver {
         incoming: mpsc::Sender<Incoming>,
         config: &LinkConfig,
     ) -> Driver {
+        let (tx, rx) = mpsc::unbounded_channel();
         Driver {
             eventloop,
             shared,
-            incoming,
+            incoming: tx,
+            incoming_rx: Some((rx, incoming)),
+            backlog: Arc::new(AtomicUsize::new(0)),
+            backlog_warn: config.incoming_capacity,
             backoff: Backoff::new(
                 Duration::from_millis(config.backoff_base_ms),
                 Duration::from_millis(config.backoff_max_ms),
@@ -68,6 +77,9 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let client_id = self.shared.client_id.clone();
         tracing::info!(client_id, "uplink starting");
+        if let Some((rx, out)) = self.incoming_rx.take() {
+            tokio::spawn(forwarder(rx, out, self.backlog.clone()));
+        }
         loop {
             if self.shared.stopping.load(Ordering::SeqCst) {
                 break;
@@ -85,11 +97,7 @@ impl Driver {
                 },
             };
             match step {
-                Step::Event(ev) => {
-                    if !self.on_event(*ev).await {
-                        break;
-                    }
-                }
+                Step::Event(ev) => self.on_event(*ev),
                 Step::Shutdown => {
                     self.graceful_disconnect().await;
                     break;
@@ -98,11 +106,10 @@ impl Driver {
                     tracing::info!(client_id, "reconnect requested");
                     self.link_lost(LinkError::Connection {
                         detail: "reconnect requested".to_string(),
-                    })
-                    .await;
+                    });
                 }
                 Step::Lost(err) => {
-                    self.link_lost(err).await;
+                    self.link_lost(err);
                     if !self.wait_backoff().await {
                         break;
                     }
@@ -113,12 +120,12 @@ impl Driver {
         tracing::info!(client_id, "uplink stopped");
     }
 
-    /// Handles one event; false when the link must stop.
-    async fn on_event(&mut self, ev: Event) -> bool {
+    /// Handles one event.
+    fn on_event(&mut self, ev: Event) {
         if let Event::Incoming(Packet::ConnAck(connack)) = &ev {
             let broker_max = connack.properties.as_ref().and_then(|p| p.max_packet_size);
             self.on_connected(broker_max);
-            return true;
+            return;
         }
         if let Event::Incoming(Packet::SubAck(ack)) = &ev {
             let refused: Vec<_> = ack
@@ -132,15 +139,14 @@ impl Driver {
                     s.last_error = Some(format!("subscriptions refused: {refused:?}"));
                 });
             }
-            return true;
+            return;
         }
         let forward = {
             let mut d = self.shared.lock();
             apply(&mut d, ev)
         };
-        match forward {
-            Some(msg) => self.forward(msg).await,
-            None => true,
+        if let Some(msg) = forward {
+            self.forward(msg);
         }
     }
 
@@ -162,6 +168,9 @@ impl Driver {
                 .map(|(f, q)| Filter::new(f.clone(), *q));
             if let Err(e) = self.shared.client.try_subscribe_many(filters) {
                 tracing::error!(cause = %e, "could not queue the subscriptions");
+                self.shared.state.send_modify(|s| {
+                    s.last_error = Some(format!("subscriptions not sent: {e}"));
+                });
             }
         }
         self.shared.state.send_modify(|s| {
@@ -176,26 +185,20 @@ impl Driver {
         );
     }
 
-    /// Sends a message to the consumer; false when shutting down meanwhile.
-    async fn forward(&mut self, msg: Incoming) -> bool {
-        tokio::select! {
-            biased;
-            r = self.incoming.send(msg) => {
-                if r.is_err() {
-                    tracing::debug!("incoming channel closed; message dropped");
-                }
-                true
-            }
-            _ = self.shared.shutdown.notified() => {
-                self.shared.shutdown.notify_one();
-                true
-            }
+    /// Hands a message to the forwarder; never waits.
+    fn forward(&mut self, msg: Incoming) {
+        let n = self.backlog.fetch_add(1, Ordering::SeqCst) + 1;
+        if n.is_multiple_of(self.backlog_warn) {
+            tracing::warn!(backlog = n, "incoming messages not consumed");
+        }
+        if self.incoming.send(msg).is_err() {
+            self.backlog.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
     /// The connection is gone (or being dropped): empty rumqttc's queues,
     /// fail every waiting caller, publish the state.
-    async fn link_lost(&mut self, err: LinkError) {
+    fn link_lost(&mut self, err: LinkError) {
         let mut late = Vec::new();
         let failed = {
             let mut d = self.shared.lock();
@@ -240,7 +243,7 @@ impl Driver {
             tracing::debug!(client_id, cause = %text, "uplink still down");
         }
         for msg in late {
-            self.forward(msg).await;
+            self.forward(msg);
         }
     }
 
@@ -298,6 +301,23 @@ impl Driver {
             s.up = false;
         });
         self.shared.stopped.send_replace(true);
+    }
+}
+
+/// Moves incoming messages to the consumer's bounded channel, waiting for
+/// room there instead of in the event loop.
+async fn forwarder(
+    mut rx: mpsc::UnboundedReceiver<Incoming>,
+    out: mpsc::Sender<Incoming>,
+    backlog: Arc<AtomicUsize>,
+) {
+    while let Some(msg) = rx.recv().await {
+        let sent = out.send(msg).await;
+        backlog.fetch_sub(1, Ordering::SeqCst);
+        if sent.is_err() {
+            tracing::debug!("incoming channel closed; messages dropped");
+            break;
+        }
     }
 }
 

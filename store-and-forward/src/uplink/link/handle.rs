@@ -20,6 +20,15 @@ pub struct LinkHandle {
     _owner: Arc<Owner>,
 }
 
+impl std::fmt::Debug for LinkHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkHandle")
+            .field("client_id", &self.shared.client_id)
+            .field("state", &*self.shared.state.borrow())
+            .finish()
+    }
+}
+
 /// Stops the link when the last handle goes.
 struct Owner(Arc<Shared>);
 

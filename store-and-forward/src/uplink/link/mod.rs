@@ -36,7 +36,7 @@ pub use rumqttc::v5::mqttbytes::QoS;
 
 use crate::time::Timestamp;
 use crate::uplink::tls::SwappableClientCert;
-use crate::uplink::topics::filter_matches;
+use crate::uplink::topics::{filter_matches, valid_filter};
 
 /// The broker accepted a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +134,8 @@ pub fn start(
     cert: Option<Arc<SwappableClientCert>>,
     subscriptions: Vec<(String, QoS)>,
 ) -> Result<(LinkHandle, mpsc::Receiver<Incoming>), LinkError> {
-    if subscriptions.iter().any(|(f, _)| f.is_empty()) {
-        return Err(LinkError::Config("empty subscription filter"));
+    if !subscriptions.iter().all(|(f, _)| valid_filter(f)) {
+        return Err(LinkError::Config("invalid subscription filter"));
     }
     let options = config.mqtt_options(cert.as_ref())?;
     let (client, eventloop) = AsyncClient::new(options, config.max_pending.saturating_add(16));
