@@ -16,6 +16,8 @@
 //! - [`counter`]: the monotonic-counter trait and a file-backed counter.
 //! - [`datakey`]: the data-key trait and card-data sealing.
 //! - [`money`], [`time`]: currencies and amounts; timestamps and trusted time.
+//! - [`sync`]: the outbox drain, online authorization and downstream
+//!   handling over the uplink.
 //! - [`wire`]: the wire contract (envelope, message bodies, topics,
 //!   telemetry packing).
 //! - [`failpoint`]: crash-test hooks (feature `failpoints`).
@@ -31,6 +33,7 @@ pub mod ledger;
 pub mod money;
 pub mod payment;
 pub mod policy;
+pub mod sync;
 pub mod telemetry;
 pub mod time;
 pub mod uplink;

@@ -217,6 +217,7 @@ proptest! {
                 }
                 Op::Contact => {
                     ledger.record_backend_contact(now).unwrap();
+                    ledger.record_known_good_time(now, now).unwrap();
                 }
                 Op::Restart => {
                     drop(ledger);

@@ -29,6 +29,11 @@ use crate::policy::{LedgerIntegrity, Limits};
 
 pub use open::OpenReport;
 pub use outbox::{OutboxBody, OutboxClass, OutboxRecord, PaymentForward, RetryPolicy};
+
+/// The kinds of outbox records the ledger itself writes.
+pub mod outbox_kinds {
+    pub use super::outbox::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, KIND_TELEMETRY};
+}
 pub use payments::{Applied, PaymentRecord};
 pub use state::{LedgerStatus, OutboxDepth, UpdateOutcome, keys};
 pub use telemetry::EnqueueReport;

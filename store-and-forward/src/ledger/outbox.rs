@@ -412,6 +412,46 @@ impl Ledger {
         Ok(())
     }
 
+    /// Queues again the forwards and inquiries that the broker acknowledged
+    /// but the backend never answered within `older_than_secs` (a PUBACK
+    /// only says the broker has it). The backend deduplicates by key, so a
+    /// repeat never charges twice. Returns how many were queued.
+    pub fn requeue_unanswered(
+        &mut self,
+        older_than_secs: u64,
+        now: Timestamp,
+    ) -> Result<u64, LedgerError> {
+        let cutoff = now.minus_secs(older_than_secs).0;
+        let tx = self.conn.transaction()?;
+        let rows: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT p.seq, p.state FROM payments p
+                 WHERE p.state IN ('forwarded', 'in_doubt') AND p.updated_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_seq = p.seq AND o.status = 0)",
+            )?
+            .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (seq, state) in &rows {
+            let kind = if state == "forwarded" {
+                KIND_PAYMENT_FORWARD
+            } else {
+                KIND_PAYMENT_INQUIRY
+            };
+            insert(&tx, OutboxClass::Payment, kind, Some(*seq), None, now)?;
+            tx.prepare_cached("UPDATE payments SET updated_ms = ?1 WHERE seq = ?2")?
+                .execute(params![now.0, seq])?;
+        }
+        tx.commit()?;
+        self.note_commit();
+        if !rows.is_empty() {
+            tracing::info!(
+                payments = rows.len(),
+                "unanswered forwards and inquiries queued again"
+            );
+        }
+        Ok(rows.len() as u64)
+    }
+
     /// Depth of each class.
     pub fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, LedgerError> {
         let mut out = Vec::new();

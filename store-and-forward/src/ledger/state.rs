@@ -160,18 +160,11 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records a successful contact with the backend at `at` (also a
-    /// known-good time).
+    /// Records a successful contact with the backend at `at` (the cart's
+    /// own clock: staleness is measured with it). Trusted time comes from
+    /// [`Ledger::record_known_good_time`] with the backend's timestamp.
     pub fn record_backend_contact(&mut self, at: Timestamp) -> Result<(), LedgerError> {
-        let tx = self.conn.transaction()?;
-        write_state(&tx, keys::LAST_BACKEND_CONTACT_MS, &at.0.to_string(), at)?;
-        let cur = read_state_i64(&tx, keys::LAST_KNOWN_GOOD_MS)?;
-        if cur.is_none_or(|c| at.0 > c) {
-            write_state(&tx, keys::LAST_KNOWN_GOOD_MS, &at.0.to_string(), at)?;
-        }
-        tx.commit()?;
-        self.note_commit();
-        Ok(())
+        self.set_state(keys::LAST_BACKEND_CONTACT_MS, &at.0.to_string(), at)
     }
 
     /// The trusted-time verdict for `now`.

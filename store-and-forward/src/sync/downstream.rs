@@ -1,0 +1,258 @@
+//! What comes down: decoded, applied, acknowledged. Every message is keyed
+//! or versioned, so receiving it twice changes nothing; a malformed one is
+//! rejected whole, logged, and acknowledged as rejected when it can be
+//! identified. A message the ledger could not store is not acknowledged:
+//! the backend sends it again.
+
+use tracing::{info, warn};
+
+use super::{AppEvent, Uplink};
+use crate::Timestamp;
+use crate::error::LedgerError;
+use crate::ledger::{Applied, OutboxClass, UpdateOutcome};
+use crate::payment::{BackendOutcome, PaymentKey};
+use crate::uplink::Incoming;
+use crate::wire::down::{AuthResponse, ForwardResult};
+use crate::wire::up::{Ack, AckResult};
+use crate::wire::{self, Down, Header, Kind, decode_down, encode};
+
+/// What happened to one incoming message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Applied (and acknowledged).
+    Applied(Kind),
+    /// Already known or older (acknowledged as ignored).
+    Ignored(Kind),
+    /// Rejected: malformed, another cart's, invalid content.
+    Rejected {
+        /// Its type, when it could be read.
+        kind: Option<Kind>,
+        /// Why.
+        reason: String,
+    },
+    /// Not stored (ledger failure): not acknowledged, the backend resends.
+    Deferred(Kind),
+}
+
+impl Uplink {
+    /// Decodes, applies and acknowledges one incoming message.
+    pub fn handle_incoming(&self, msg: &Incoming) -> Handled {
+        let cart = &self.config.cart_id;
+        let now = Timestamp::now();
+        let (header, down) = match decode_down(&msg.payload, cart) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(topic = %msg.topic, bytes = msg.payload.len(), cause = %e, "downstream message rejected");
+                let kind = match wire::decode(&msg.payload) {
+                    Ok((h, _)) if h.cart == *cart && !h.kind.is_up() => {
+                        self.ack(&h, AckResult::Rejected, None, Some(e.to_string()), now);
+                        Some(h.kind)
+                    }
+                    _ => None,
+                };
+                return Handled::Rejected {
+                    kind,
+                    reason: e.to_string(),
+                };
+            }
+        };
+        {
+            let mut ledger = self.ledger();
+            let noted = ledger
+                .record_backend_contact(now)
+                .and_then(|_| ledger.record_known_good_time(header.ts, now));
+            if let Err(e) = noted {
+                warn!(cause = %e, "backend contact not recorded");
+            }
+        }
+        let kind = header.kind;
+        let result = match down {
+            Down::AuthResponse(AuthResponse { outcome })
+            | Down::ForwardResult(ForwardResult { outcome }) => {
+                self.apply_outcome(&header, &outcome, now)
+            }
+            Down::PolicyUpdate(p) => {
+                let r = self.ledger().apply_limits_update(&p.limits, now);
+                versioned(r, p.limits.version, kind)
+            }
+            Down::DenyListUpdate(d) => {
+                let r = self
+                    .ledger()
+                    .apply_deny_list(d.version, d.replace, &d.add, &d.remove, now);
+                versioned(r, d.version, kind)
+            }
+            Down::CatalogDelta(c) => {
+                let version = c.version;
+                let current = self
+                    .ledger()
+                    .state("downstream.catalog")
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+                if version <= current {
+                    Ok((AckResult::Ignored, Some(current), None))
+                } else if self.forward_to_app(AppEvent::Catalog(c)) {
+                    let r = self
+                        .ledger()
+                        .accept_downstream_version("catalog", version, now);
+                    versioned(r, version, kind)
+                } else {
+                    Err(kind)
+                }
+            }
+            Down::RotationRequest(request) => {
+                let key = format!("rotation.request.{}", header.id);
+                let seen = self.ledger().state(&key).ok().flatten().is_some();
+                if seen {
+                    Ok((AckResult::Ignored, None, None))
+                } else if self.forward_to_app(AppEvent::Rotation {
+                    id: header.id.clone(),
+                    request,
+                }) {
+                    match self.ledger().set_state(&key, "received", now) {
+                        Ok(()) => Ok((AckResult::Applied, None, None)),
+                        Err(e) => {
+                            warn!(cause = %e, "rotation request not recorded");
+                            Err(kind)
+                        }
+                    }
+                } else {
+                    Err(kind)
+                }
+            }
+        };
+        match result {
+            Ok((ack, version, reason)) => {
+                self.ack(&header, ack, version, reason.clone(), now);
+                match ack {
+                    AckResult::Applied => {
+                        info!(kind = kind.as_str(), id = %header.id, "downstream applied");
+                        Handled::Applied(kind)
+                    }
+                    AckResult::Ignored => Handled::Ignored(kind),
+                    AckResult::Rejected => Handled::Rejected {
+                        kind: Some(kind),
+                        reason: reason.unwrap_or_default(),
+                    },
+                }
+            }
+            Err(kind) => Handled::Deferred(kind),
+        }
+    }
+
+    fn apply_outcome(
+        &self,
+        header: &Header,
+        outcome: &BackendOutcome,
+        now: Timestamp,
+    ) -> Result<(AckResult, Option<u64>, Option<String>), Kind> {
+        let Ok(key) = PaymentKey::parse(&header.id) else {
+            return Ok((
+                AckResult::Rejected,
+                None,
+                Some(format!("not a payment key: {:?}", header.id)),
+            ));
+        };
+        match self.ledger().apply_backend_outcome(&key, outcome, now) {
+            Ok(Applied::Changed { .. }) => Ok((AckResult::Applied, None, None)),
+            Ok(Applied::Unchanged { .. }) => Ok((AckResult::Ignored, None, None)),
+            Err(e @ (LedgerError::UnknownPayment(_) | LedgerError::ConflictingOutcome { .. })) => {
+                warn!(payment = %key, cause = %e, "backend outcome not applied");
+                Ok((AckResult::Rejected, None, Some(e.to_string())))
+            }
+            Err(e) => {
+                warn!(payment = %key, cause = %e, "backend outcome not stored: not acknowledged");
+                Err(header.kind)
+            }
+        }
+    }
+
+    fn forward_to_app(&self, ev: AppEvent) -> bool {
+        match &self.app {
+            Some(tx) => tx.try_send(ev).is_ok(),
+            // Nobody consumes it on this cart: record the version only.
+            None => true,
+        }
+    }
+
+    /// Queues an ack in the outbox (durable; delivered by the next drain).
+    fn ack(
+        &self,
+        of: &Header,
+        result: AckResult,
+        current_version: Option<u64>,
+        reason: Option<String>,
+        now: Timestamp,
+    ) {
+        let body = Ack {
+            of: of.kind,
+            of_id: of.id.clone(),
+            result,
+            current_version,
+            reason,
+        };
+        let id = format!("{}:{}", of.kind.as_str(), of.id);
+        let payload = encode(Kind::Ack, &self.config.cart_id, &id, now, &body);
+        if let Err(e) =
+            self.ledger()
+                .enqueue(OutboxClass::Control, Kind::Ack.as_str(), &payload, now)
+        {
+            warn!(cause = %e, "ack not queued: the backend will resend");
+        }
+    }
+
+    /// Queues the cart's status.
+    pub fn enqueue_status(&self, now: Timestamp) -> Result<(), LedgerError> {
+        let mut ledger = self.ledger();
+        let st = ledger.status(now)?;
+        let version = |k: &str| {
+            ledger
+                .state(k)
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let body = wire::up::CartStatus {
+            firmware: self.config.firmware.clone(),
+            integrity: match st.integrity {
+                crate::policy::LedgerIntegrity::Bound => "bound",
+                crate::policy::LedgerIntegrity::RolledBack { .. } => "rolled_back",
+                crate::policy::LedgerIntegrity::CounterMismatch { .. } => "counter_mismatch",
+            }
+            .to_owned(),
+            exposure: st.exposure,
+            outbox: st.outbox,
+            versions: wire::up::Versions {
+                limits: st.limits.version,
+                deny_list: version("policy.deny_list_version"),
+                catalog: version("downstream.catalog"),
+            },
+            telemetry_dropped: st.telemetry_dropped,
+        };
+        let id = now.0.to_string();
+        let payload = encode(Kind::CartStatus, &self.config.cart_id, &id, now, &body);
+        ledger.enqueue(
+            OutboxClass::Control,
+            Kind::CartStatus.as_str(),
+            &payload,
+            now,
+        )?;
+        Ok(())
+    }
+}
+
+type Outcome = Result<(AckResult, Option<u64>, Option<String>), Kind>;
+
+fn versioned(r: Result<UpdateOutcome, LedgerError>, offered: u64, kind: Kind) -> Outcome {
+    match r {
+        Ok(UpdateOutcome::Applied) => Ok((AckResult::Applied, Some(offered), None)),
+        Ok(UpdateOutcome::Ignored { current }) => Ok((AckResult::Ignored, Some(current), None)),
+        Err(e @ LedgerError::Policy(_)) => Ok((AckResult::Rejected, None, Some(e.to_string()))),
+        Err(e) => {
+            warn!(cause = %e, "downstream update not stored: not acknowledged");
+            Err(kind)
+        }
+    }
+}

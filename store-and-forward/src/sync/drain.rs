@@ -1,0 +1,331 @@
+//! One drain pass over the outbox.
+//!
+//! Records are read in class order (payments, control, telemetry) with a
+//! cursor, turned into messages and published pipelined (up to `window` in
+//! flight). A PUBACK marks every record of its message delivered; a broker
+//! rejection quarantines them with the reason; a lost link ends the pass
+//! with nothing marked that was not acknowledged.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tracing::{error, warn};
+
+use super::{SyncError, Uplink};
+use crate::Timestamp;
+use crate::ledger::outbox_kinds::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY};
+use crate::ledger::{OutboxBody, OutboxClass, OutboxRecord};
+use crate::uplink::{LinkError, PubAck, PublishProps, QoS};
+use crate::wire::telemetry::{METERING_UNIT, pack};
+use crate::wire::up::{CardData, Forward, Inquiry};
+use crate::wire::{Kind, encode, topics};
+
+/// What one pass sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainPass {
+    /// Messages acknowledged.
+    pub messages: u64,
+    /// Records delivered.
+    pub records: u64,
+    /// Records quarantined.
+    pub quarantined: u64,
+    /// Why the pass stopped early (link lost), if it did.
+    pub interrupted: Option<String>,
+}
+
+struct Outgoing {
+    class: OutboxClass,
+    topic: String,
+    payload: Bytes,
+    ids: Vec<i64>,
+    records: usize,
+}
+
+type Done = (Outgoing, Result<PubAck, LinkError>);
+
+impl Uplink {
+    /// Drains everything due now. Returns when the outbox has nothing due,
+    /// or the link is lost.
+    pub async fn drain(&self) -> Result<DrainPass, SyncError> {
+        let mut pass = DrainPass::default();
+        let mut inflight: JoinSet<Done> = JoinSet::new();
+        let window = self.config.window.max(1);
+        'classes: for class in OutboxClass::ALL {
+            let mut cursor = 0i64;
+            let mut hint = 200usize;
+            loop {
+                let now = Timestamp::now();
+                let records = self.ledger().take_batch(
+                    class,
+                    cursor,
+                    self.config.batch_records.max(1),
+                    usize::MAX,
+                    now,
+                )?;
+                let Some(last) = records.last() else { break };
+                cursor = last.id;
+                let full_batch = records.len() >= self.config.batch_records.max(1);
+                let (messages, resume) = self.build(class, &records, &mut hint, full_batch, now)?;
+                if let Some(c) = resume {
+                    cursor = c;
+                }
+                if messages.is_empty() && !full_batch {
+                    break;
+                }
+                for m in messages {
+                    while inflight.len() >= window {
+                        if let Some(done) = inflight.join_next().await {
+                            let mut ready = vec![done];
+                            while let Some(more) = inflight.try_join_next() {
+                                ready.push(more);
+                            }
+                            self.settle(ready, &mut pass)?;
+                        }
+                        if pass.interrupted.is_some() {
+                            break 'classes;
+                        }
+                    }
+                    let link = self.link.clone();
+                    inflight.spawn(async move {
+                        let r = link
+                            .publish(
+                                &m.topic,
+                                m.payload.clone(),
+                                QoS::AtLeastOnce,
+                                PublishProps::default(),
+                            )
+                            .await;
+                        (m, r)
+                    });
+                }
+                let mut ready = Vec::new();
+                while let Some(more) = inflight.try_join_next() {
+                    ready.push(more);
+                }
+                self.settle(ready, &mut pass)?;
+                if pass.interrupted.is_some() {
+                    break 'classes;
+                }
+            }
+        }
+        let mut ready = Vec::new();
+        while let Some(done) = inflight.join_next().await {
+            ready.push(done);
+        }
+        self.settle(ready, &mut pass)?;
+        Ok(pass)
+    }
+
+    /// Applies finished publishes to the ledger in as few transactions as
+    /// possible.
+    fn settle(
+        &self,
+        ready: Vec<Result<Done, tokio::task::JoinError>>,
+        pass: &mut DrainPass,
+    ) -> Result<(), SyncError> {
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let mut delivered = Vec::new();
+        let mut retry = Vec::new();
+        let mut report = Vec::new();
+        let mut ledger = self.ledger();
+        for done in ready {
+            let (m, result) = match done {
+                Ok(d) => d,
+                Err(e) => {
+                    // A publish task panicked: nothing was marked.
+                    error!(cause = %e, "publish task failed");
+                    continue;
+                }
+            };
+            match result {
+                Ok(_) => {
+                    pass.messages += 1;
+                    pass.records += m.ids.len() as u64;
+                    delivered.extend_from_slice(&m.ids);
+                    report.push((m.class, m.topic.len(), m.payload.len(), m.records));
+                }
+                Err(LinkError::Rejected {
+                    reason_code,
+                    reason,
+                }) => {
+                    let why = format!("broker reason {reason_code}: {reason}");
+                    warn!(topic = %m.topic, records = m.ids.len(), %why, "message rejected: quarantined");
+                    ledger.quarantine(&m.ids, &why, now)?;
+                    pass.quarantined += m.ids.len() as u64;
+                    self.with_report(|r| r.quarantined += m.ids.len() as u64);
+                }
+                Err(e @ (LinkError::Disconnected | LinkError::Shutdown)) => {
+                    pass.interrupted.get_or_insert_with(|| e.to_string());
+                }
+                Err(e @ (LinkError::InvalidTopic(_) | LinkError::UnsupportedQos)) => {
+                    let why = e.to_string();
+                    ledger.quarantine(&m.ids, &why, now)?;
+                    pass.quarantined += m.ids.len() as u64;
+                }
+                Err(e) => {
+                    warn!(cause = %e, topic = %m.topic, "publish failed: will retry with backoff");
+                    retry.push((m.ids, e.to_string()));
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            ledger.mark_delivered(&delivered, now)?;
+        }
+        for (ids, why) in retry {
+            ledger.mark_failed(&ids, &why, &self.config.retry, now)?;
+            self.with_report(|r| r.retried += ids.len() as u64);
+        }
+        drop(ledger);
+        self.with_report(|r| {
+            for (class, topic, payload, records) in report {
+                let cat = match class {
+                    OutboxClass::Payment => &mut r.payments,
+                    OutboxClass::Control => &mut r.control,
+                    OutboxClass::Telemetry => &mut r.telemetry,
+                };
+                cat.add(topic, payload, records);
+            }
+        });
+        Ok(())
+    }
+
+    /// Turns records into messages. Records that cannot become a message
+    /// are quarantined here.
+    fn build(
+        &self,
+        class: OutboxClass,
+        records: &[OutboxRecord],
+        hint: &mut usize,
+        more_follow: bool,
+        now: Timestamp,
+    ) -> Result<(Vec<Outgoing>, Option<i64>), SyncError> {
+        let cart = &self.config.cart_id;
+        let mut out = Vec::new();
+        let mut resume = None;
+        let mut bad = Vec::new();
+        match class {
+            OutboxClass::Payment | OutboxClass::Control => {
+                for r in records {
+                    match (&r.body, r.kind.as_str()) {
+                        (OutboxBody::Payment(p), KIND_PAYMENT_FORWARD) => {
+                            let body = Forward {
+                                amount: p.amount,
+                                card: CardData::from(p.as_ref()),
+                                created: p.created,
+                                approved_offline_at: p.offline_approved,
+                                counter: p.counter_value,
+                            };
+                            let key = p.key.to_string();
+                            out.push(Outgoing {
+                                class,
+                                topic: topics::up(cart, Kind::PaymentForward),
+                                payload: encode(Kind::PaymentForward, cart, &key, now, &body)
+                                    .into(),
+                                ids: vec![r.id],
+                                records: 1,
+                            });
+                        }
+                        (OutboxBody::Payment(p), KIND_PAYMENT_INQUIRY) => {
+                            let body = Inquiry {
+                                amount: p.amount,
+                                created: p.created,
+                            };
+                            let key = p.key.to_string();
+                            out.push(Outgoing {
+                                class,
+                                topic: topics::up(cart, Kind::PaymentInquiry),
+                                payload: encode(Kind::PaymentInquiry, cart, &key, now, &body)
+                                    .into(),
+                                ids: vec![r.id],
+                                records: 1,
+                            });
+                        }
+                        (OutboxBody::Bytes(b), kind) => {
+                            match Kind::parse(kind).filter(|k| k.is_up()) {
+                                Some(k) => out.push(Outgoing {
+                                    class,
+                                    topic: topics::up(cart, k),
+                                    payload: Bytes::copy_from_slice(b),
+                                    ids: vec![r.id],
+                                    records: 1,
+                                }),
+                                None => bad.push((r.id, format!("unknown message kind {kind:?}"))),
+                            }
+                        }
+                        (_, kind) => {
+                            bad.push((r.id, format!("unknown payment record kind {kind:?}")))
+                        }
+                    }
+                }
+            }
+            OutboxClass::Telemetry => {
+                let ledger_id = self.ledger().ledger_id().to_owned();
+                let topic = topics::up(cart, Kind::TelemetryBatch);
+                let linger = self.config.telemetry_linger_secs;
+                let recs: Vec<(i64, &[u8], Timestamp)> = records
+                    .iter()
+                    .map(|r| match &r.body {
+                        OutboxBody::Bytes(b) => (r.id, b.as_slice(), r.created),
+                        OutboxBody::Payment(_) => (r.id, &[][..], r.created),
+                    })
+                    .collect();
+                let mut rest = &recs[..];
+                while !rest.is_empty() {
+                    let view: Vec<(i64, &[u8])> = rest.iter().map(|(i, b, _)| (*i, *b)).collect();
+                    let Some(p) = pack(
+                        cart,
+                        &ledger_id,
+                        topic.len(),
+                        &view,
+                        METERING_UNIT,
+                        now,
+                        hint,
+                    ) else {
+                        break;
+                    };
+                    for id in &p.invalid {
+                        bad.push((*id, "stored telemetry is not valid JSON".to_owned()));
+                    }
+                    let consumed = p.ids.len() + p.invalid.len();
+                    if p.ids.is_empty() {
+                        rest = &rest[consumed.min(rest.len())..];
+                        continue;
+                    }
+                    let last_message = consumed >= rest.len();
+                    let not_full = p.payload.len() + topic.len() < METERING_UNIT * 80 / 100;
+                    let sent_before = recs.len() - rest.len();
+                    if last_message && not_full {
+                        if more_follow && sent_before > 0 {
+                            // Read these again with the next batch, to fill the unit.
+                            resume = Some(recs[sent_before - 1].0);
+                            break;
+                        }
+                        if !more_follow && now.secs_since(rest[0].2) < linger {
+                            // Wait for more events to fill the unit.
+                            break;
+                        }
+                    }
+                    out.push(Outgoing {
+                        class,
+                        topic: topic.clone(),
+                        payload: p.payload.into(),
+                        records: p.ids.len(),
+                        ids: p.ids,
+                    });
+                    rest = &rest[consumed.min(rest.len())..];
+                }
+            }
+        }
+        if !bad.is_empty() {
+            let mut ledger = self.ledger();
+            for (id, why) in bad {
+                error!(record = id, %why, "outbox record cannot be sent: quarantined");
+                ledger.quarantine(&[id], &why, now)?;
+            }
+        }
+        Ok((out, resume))
+    }
+}

@@ -1,0 +1,242 @@
+//! The sync between the ledger and the backend, over the [`uplink`] link:
+//! it drains the outbox (payments first, then control messages, then
+//! telemetry packed into 5 KB units), asks for online authorization, and
+//! applies what comes down, acknowledging every downstream message.
+//!
+//! - `drain.rs`: one pass over the outbox, publishes pipelined, PUBACKs
+//!   marking records delivered, rejections quarantined.
+//! - `online.rs`: online authorization by MQTT 5 request/response.
+//! - `downstream.rs`: decoding, applying and acknowledging what comes down.
+//! - `report.rs`: the delivery report.
+//!
+//! [`uplink`]: crate::uplink
+
+mod downstream;
+mod drain;
+mod online;
+pub mod report;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::ledger::{Ledger, RetryPolicy};
+use crate::uplink::{Incoming, LinkError, LinkHandle, QoS};
+use crate::wire::down::{CatalogDelta, RotationRequest};
+use crate::wire::topics;
+use crate::{LedgerError, Timestamp};
+
+pub use downstream::Handled;
+pub use drain::DrainPass;
+pub use online::OnlineError;
+pub use report::DeliveryReport;
+
+/// The ledger as the checkout and the sync share it. Every call under the
+/// lock is short (one SQLite transaction).
+pub type SharedLedger = Arc<Mutex<Ledger>>;
+
+/// How the sync behaves (the `[sync]` table of the cart's config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// The cart id (topics, envelopes).
+    pub cart_id: String,
+    /// Firmware version reported in the cart's status.
+    pub firmware: String,
+    /// Online authorization timeout, ms: past it the offline policy decides.
+    pub auth_timeout_ms: u64,
+    /// Drain the outbox at least this often while the link is up, ms.
+    pub drain_interval_ms: u64,
+    /// Publish the cart's status this often, seconds.
+    pub status_interval_secs: u64,
+    /// Records read from the ledger per step.
+    pub batch_records: usize,
+    /// Publishes in flight during a drain.
+    pub window: usize,
+    /// A telemetry message that does not fill its 5 KB unit waits until its
+    /// oldest event is this old, seconds (0: send at once).
+    pub telemetry_linger_secs: u64,
+    /// Backoff for records whose publish failed.
+    pub retry: RetryPolicy,
+    /// A forward or inquiry the broker took but the backend has not
+    /// answered after this many seconds is sent again.
+    pub resend_unanswered_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            cart_id: String::new(),
+            firmware: env!("CARGO_PKG_VERSION").to_owned(),
+            auth_timeout_ms: 3_000,
+            drain_interval_ms: 1_000,
+            status_interval_secs: 300,
+            batch_records: 4_000,
+            window: 64,
+            telemetry_linger_secs: 60,
+            retry: RetryPolicy::default(),
+            resend_unanswered_secs: 300,
+        }
+    }
+}
+
+/// What the sync hands the application (it owns the catalog and the
+/// certificate).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppEvent {
+    /// A catalog delta newer than the cart's catalog.
+    Catalog(CatalogDelta),
+    /// The backend asks for a certificate rotation.
+    Rotation {
+        /// The request id.
+        id: String,
+        /// The request.
+        request: RotationRequest,
+    },
+}
+
+/// A sync failure that stops a drain pass. The pass is retried later;
+/// nothing is marked delivered that was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The ledger failed (see [`LedgerError`]).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The link failed.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+/// The sync: the ledger, the link and the delivery report.
+pub struct Uplink {
+    config: SyncConfig,
+    ledger: SharedLedger,
+    link: LinkHandle,
+    report: Mutex<DeliveryReport>,
+    kick: Notify,
+    app: Option<mpsc::Sender<AppEvent>>,
+}
+
+impl Uplink {
+    /// The subscriptions the link must hold for the sync (pass them to
+    /// [`crate::uplink::start`]).
+    pub fn subscriptions(cart_id: &str) -> Vec<(String, QoS)> {
+        vec![
+            (topics::down_filter(cart_id), QoS::AtLeastOnce),
+            (topics::rpc_filter(cart_id), QoS::AtLeastOnce),
+        ]
+    }
+
+    /// A sync over `ledger` and `link`; catalog deltas and rotation
+    /// requests go to `app`.
+    pub fn new(
+        config: SyncConfig,
+        ledger: SharedLedger,
+        link: LinkHandle,
+        app: Option<mpsc::Sender<AppEvent>>,
+    ) -> Arc<Uplink> {
+        Arc::new(Uplink {
+            config,
+            ledger,
+            link,
+            report: Mutex::new(DeliveryReport::default()),
+            kick: Notify::new(),
+            app,
+        })
+    }
+
+    /// The link handle.
+    pub fn link(&self) -> &LinkHandle {
+        &self.link
+    }
+
+    /// The delivery report so far.
+    pub fn report(&self) -> DeliveryReport {
+        *lock(&self.report)
+    }
+
+    /// Asks for a drain now (new records, or `cartctl sync`).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        lock(&self.ledger)
+    }
+
+    pub(crate) fn with_report(&self, f: impl FnOnce(&mut DeliveryReport)) {
+        f(&mut lock(&self.report));
+    }
+
+    /// Runs until `shutdown` turns true: drains whenever the link is up (on
+    /// connect, on a kick, and every `drain_interval_ms`), applies incoming
+    /// messages, and publishes the cart's status periodically.
+    pub async fn run(
+        self: Arc<Self>,
+        mut incoming: mpsc::Receiver<Incoming>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let me = self.clone();
+        let mut stop = shutdown.clone();
+        let downstream = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    msg = incoming.recv() => match msg {
+                        Some(msg) => {
+                            me.handle_incoming(&msg);
+                            me.kick();
+                        }
+                        None => break,
+                    },
+                    _ = stop.changed() => if *stop.borrow() { break },
+                }
+            }
+        });
+        let mut state = self.link.state();
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.config.drain_interval_ms.max(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status =
+            tokio::time::interval(Duration::from_secs(self.config.status_interval_secs.max(1)));
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => if *shutdown.borrow() { break },
+                _ = state.changed() => {}
+                _ = self.kick.notified() => {}
+                _ = tick.tick() => {}
+                _ = status.tick() => {
+                    if let Err(e) = self.enqueue_status(Timestamp::now()) {
+                        warn!(cause = %e, "cart status not queued");
+                    }
+                }
+            }
+            if !state.borrow().up {
+                continue;
+            }
+            let requeued = self
+                .ledger()
+                .requeue_unanswered(self.config.resend_unanswered_secs, Timestamp::now());
+            if let Err(e) = requeued {
+                warn!(cause = %e, "unanswered payments not requeued");
+            }
+            match self.drain().await {
+                Ok(r) if r.messages > 0 => {
+                    debug!(messages = r.messages, records = r.records, "drained")
+                }
+                Ok(_) => {}
+                Err(e) => warn!(cause = %e, "drain stopped; retrying later"),
+            }
+        }
+        downstream.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the ledger half-written
+    // (SQLite transactions roll back); go on with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

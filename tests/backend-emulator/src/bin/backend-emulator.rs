@@ -1,0 +1,86 @@
+//! The backend emulator as a process, for the demo and scripts: connects to
+//! a broker as `backend`, answers carts, and prints its counts as JSON lines
+//! every few seconds and on exit (SIGINT/SIGTERM).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use backend_emulator::{Emulator, EmulatorConfig};
+use clap::Parser;
+use store_and_forward::uplink::LinkConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "backend-emulator",
+    about = "The cloud side of the cart's wire contract (tests, demo)"
+)]
+struct Args {
+    /// Broker host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Broker port.
+    #[arg(long)]
+    port: u16,
+    /// CA bundle (PEM) for the broker's certificate; omit with --plain.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The backend's client certificate (PEM).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// The backend's client key (PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Plain TCP (demo and tests only).
+    #[arg(long)]
+    plain: bool,
+    /// Folder with the TEST ONLY fixtures.
+    #[arg(long, default_value = "tests/fixtures")]
+    fixtures: PathBuf,
+    /// Seconds between count lines.
+    #[arg(long, default_value_t = 5)]
+    every: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let identity = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ => None,
+    };
+    let config = EmulatorConfig {
+        link: LinkConfig {
+            host: args.host.clone(),
+            port: args.port,
+            client_id: "backend".into(),
+            tls: !args.plain,
+            ca_file: args.ca.clone(),
+            ..LinkConfig::default()
+        },
+        identity,
+        fixtures: args.fixtures.clone(),
+    };
+    let emulator = Emulator::start(config)
+        .await
+        .context("starting the emulator")?;
+    let mut every = tokio::time::interval(Duration::from_secs(args.every.max(1)));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = every.tick() => println!("{}", serde_json::to_string(&emulator.counts())?),
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    println!("{}", serde_json::to_string(&emulator.counts())?);
+    emulator.shutdown().await;
+    Ok(())
+}

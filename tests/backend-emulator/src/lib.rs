@@ -1,0 +1,21 @@
+//! The backend emulator: the cloud side of the cart's wire contract.
+//!
+//! It is the reference implementation of the contract in
+//! `docs/wire-format.md`, not a mock of the cart: it speaks the same
+//! envelopes over a real broker, decrypts the reader's card data with the
+//! test processor key (`tests/fixtures/`), decides by the test-card table,
+//! deduplicates by idempotency key and telemetry sequence, and counts
+//! everything so tests can check "exactly once".
+//!
+//! # Layout
+//! - [`processor`]: card data decryption and the test cards' rules.
+//! - [`emulator`]: the MQTT side: requests in, answers and updates out.
+//! - [`counts`]: what it saw, for tests (API) and scripts (JSON).
+#![deny(missing_docs)]
+
+pub mod counts;
+pub mod emulator;
+pub mod processor;
+
+pub use counts::{Counts, PaymentView, Via};
+pub use emulator::{Emulator, EmulatorConfig, EmulatorError};

@@ -1,0 +1,216 @@
+//! A whole cart's uplink side (ledger, link, sync) and the backend emulator
+//! against a real mosquitto, for the system tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backend_emulator::{Emulator, EmulatorConfig};
+use hal::reader::card::{FingerprintKey, mask_pan};
+use hal::reader::carddata::{self, Binding, ProcessorPublicKey};
+use hal::reader::fixtures::{self, TestCard, TestCards};
+use hal::reader::message::{Currency as HalCurrency, EntryMode as HalEntryMode};
+use mqtt_harness::Broker;
+use store_and_forward::counter::FileCounter;
+use store_and_forward::datakey::FileDataKey;
+use store_and_forward::policy::LimitsConfig;
+use store_and_forward::sync::{SyncConfig, Uplink};
+use store_and_forward::uplink::{self, LinkConfig, SwappableClientCert};
+use store_and_forward::{CardRead, EntryMode, Ledger, LedgerConfig, Money, PaymentKey, Timestamp};
+use tokio::sync::watch;
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+/// The reader's side of a card read, done with the real encryption.
+pub struct Reader {
+    pub cards: TestCards,
+    processor: ProcessorPublicKey,
+    fingerprint: FingerprintKey,
+}
+
+impl Reader {
+    pub fn load() -> Reader {
+        let dir = fixtures_dir();
+        Reader {
+            cards: TestCards::load(&dir.join(fixtures::TEST_CARDS)).unwrap(),
+            processor: fixtures::load_processor_public_key(&dir.join(fixtures::PROCESSOR_KEY))
+                .unwrap(),
+            fingerprint: fixtures::load_fingerprint_key(&dir.join(fixtures::FINGERPRINT_KEY))
+                .unwrap(),
+        }
+    }
+
+    pub fn card(&self, name: &str) -> &TestCard {
+        self.cards
+            .get(name)
+            .unwrap_or_else(|| panic!("no test card {name}"))
+    }
+
+    /// What the reader hands the cart for `card` paying `amount` under `key`.
+    pub fn read(&self, card: &TestCard, key: &PaymentKey, amount: Money) -> CardRead {
+        let b = amount.currency.as_str().as_bytes();
+        let binding = Binding {
+            key: key.0,
+            amount_minor: amount.minor as u64,
+            currency: HalCurrency::from_bytes([b[0], b[1], b[2]]).unwrap(),
+        };
+        let e = card.expiry.as_bytes();
+        let data = carddata::CardData {
+            pan: card.pan.clone(),
+            expiry: [e[0], e[1], e[2], e[3]],
+            psn: card.psn,
+            entry_mode: card.entry_mode,
+        };
+        let blob = carddata::encrypt(&self.processor, &binding, &data).unwrap();
+        CardRead {
+            masked_pan: mask_pan(&card.pan).unwrap().as_str().to_owned(),
+            fingerprint: self.fingerprint.fingerprint(&card.pan).0.to_vec(),
+            emv_data: vec![0x9F, 0x02, 0x06, 0, 0, 0, 0, 0x10, 0x00],
+            encrypted_blob: blob,
+            entry_mode: match card.entry_mode {
+                HalEntryMode::Contactless => EntryMode::Contactless,
+                _ => EntryMode::Chip,
+            },
+        }
+    }
+}
+
+pub fn link_config(broker: &Broker, port: u16, client_id: &str) -> LinkConfig {
+    LinkConfig {
+        host: "127.0.0.1".into(),
+        port,
+        client_id: client_id.into(),
+        keep_alive_secs: 5,
+        backoff_base_ms: 50,
+        backoff_max_ms: 1_000,
+        connect_timeout_secs: 5,
+        tls: true,
+        ca_file: Some(broker.ca_pem_path()),
+        server_name: Some("localhost".into()),
+        ..LinkConfig::default()
+    }
+}
+
+pub async fn emulator(broker: &Broker) -> Emulator {
+    let (cert, key) = broker.client_cert("backend");
+    let em = Emulator::start(EmulatorConfig {
+        link: link_config(broker, broker.port(), "backend"),
+        identity: Some((cert, key)),
+        fixtures: fixtures_dir(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        em.wait_up(Duration::from_secs(20)).await,
+        "emulator connects"
+    );
+    em
+}
+
+pub fn roomy_limits() -> LimitsConfig {
+    LimitsConfig {
+        version: 1,
+        per_payment_cap: [("EUR".to_string(), 100_000)].into(),
+        total_outstanding_cap: [("EUR".to_string(), 1_000_000_000)].into(),
+        max_outstanding_count: 100_000,
+        velocity_max_per_card: 100_000,
+        ..LimitsConfig::default()
+    }
+}
+
+pub struct Cart {
+    pub id: String,
+    pub dir: tempfile::TempDir,
+    pub ledger: Arc<Mutex<Ledger>>,
+    pub uplink: Arc<Uplink>,
+    pub shutdown: watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Cart {
+    /// A cart whose link goes to `port` (the broker, or a fault proxy).
+    pub fn start(
+        broker: &Broker,
+        port: u16,
+        id: &str,
+        sync: SyncConfig,
+        limits: LimitsConfig,
+    ) -> Cart {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LedgerConfig {
+            path: dir.path().join("ledger.sqlite"),
+            payment_reserve_bytes: 0,
+            ..LedgerConfig::default()
+        };
+        let counter = FileCounter::open(dir.path().join("counter"), 90_001).unwrap();
+        let mut key = FileDataKey::new(dir.path().join("data.key"));
+        let limits = limits.validate("offline").unwrap();
+        let (mut ledger, _) = Ledger::open(
+            config,
+            limits,
+            Box::new(counter),
+            &mut key,
+            Timestamp::now(),
+        )
+        .unwrap();
+        ledger.record_backend_contact(Timestamp::now()).unwrap();
+        let ledger = Arc::new(Mutex::new(ledger));
+        let (cert, keyf) = broker.client_cert(id);
+        let cert = Arc::new(SwappableClientCert::new(
+            uplink::certified_key_from_pem_files(&cert, &keyf).unwrap(),
+        ));
+        let (link, incoming) = uplink::start(
+            link_config(broker, port, id),
+            Some(cert),
+            Uplink::subscriptions(id),
+        )
+        .unwrap();
+        let sync = SyncConfig {
+            cart_id: id.into(),
+            ..sync
+        };
+        let uplink = Uplink::new(sync, ledger.clone(), link, None);
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(uplink.clone().run(incoming, rx));
+        Cart {
+            id: id.into(),
+            dir,
+            ledger,
+            uplink,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        self.uplink.link().shutdown().await;
+    }
+}
+
+/// Polls `f` until it holds or `secs` pass (a hang guard, not a timing
+/// assertion).
+pub async fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
