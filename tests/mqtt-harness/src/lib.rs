@@ -102,17 +102,23 @@ impl Broker {
         let binary = mosquitto_binary();
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = Pki::new(dir.path());
-        let port = free_port();
-        let broker = Broker {
+        let mut broker = Broker {
             dir,
             pki,
-            port,
+            port: 0,
             mode,
             child: Mutex::new(None),
         };
-        broker.write_config();
-        broker.spawn(&binary);
-        broker
+        // An ephemeral port can be taken by someone else between our probe
+        // and mosquitto's bind: try a few.
+        for _ in 0..5 {
+            broker.port = free_port();
+            broker.write_config();
+            if broker.try_spawn(&binary, Duration::from_secs(5)) {
+                return broker;
+            }
+        }
+        panic!("mosquitto did not start; its log:\n{}", broker.log());
     }
 
     /// The broker's port on 127.0.0.1.
@@ -230,8 +236,20 @@ impl Broker {
         fs::write(self.config_path(), conf).expect("write mosquitto.conf");
     }
 
+    /// Starts mosquitto on the configured port, retrying while the port is
+    /// still held (restart); panics after 20 s.
     fn spawn(&self, binary: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        if !self.try_spawn(binary, Duration::from_secs(20)) {
+            panic!(
+                "mosquitto did not start on port {}; its log:\n{}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+
+    fn try_spawn(&self, binary: &Path, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
         loop {
             let mut child = Command::new(binary)
                 .arg("-c")
@@ -242,27 +260,24 @@ impl Broker {
                 .spawn()
                 .unwrap_or_else(|e| panic!("{MISSING} ({e})"));
             // Ready when the port accepts; an exit means the port was not
-            // free yet (restart) or a config error: retry, then give up.
+            // free (yet) or a config error: retry until the deadline.
             loop {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
                 if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                     *self.child.lock().expect("broker lock") = Some(child);
-                    return;
+                    return true;
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
-                    break;
+                    let _ = child.wait();
+                    return false;
                 }
                 thread::sleep(Duration::from_millis(10));
             }
             if Instant::now() > deadline {
-                panic!(
-                    "mosquitto did not start on port {}; its log:\n{}",
-                    self.port,
-                    self.log()
-                );
+                return false;
             }
             thread::sleep(Duration::from_millis(100));
         }
