@@ -149,6 +149,28 @@ impl Cart {
         sync: SyncConfig,
         limits: LimitsConfig,
     ) -> Cart {
+        let identity = broker.client_cert(id);
+        Cart::start_with(
+            link_config(broker, port, id),
+            identity,
+            id,
+            sync,
+            limits,
+            None,
+        )
+    }
+
+    /// A cart with a given link configuration and identity, whose sync
+    /// writes topics for `sync_cart` (normally its own id).
+    pub fn start_with(
+        link: LinkConfig,
+        identity: (PathBuf, PathBuf),
+        sync_cart: &str,
+        sync: SyncConfig,
+        limits: LimitsConfig,
+        app: Option<tokio::sync::mpsc::Sender<store_and_forward::sync::AppEvent>>,
+    ) -> Cart {
+        let id = link.client_id.clone();
         let dir = tempfile::tempdir().unwrap();
         let config = LedgerConfig {
             path: dir.path().join("ledger.sqlite"),
@@ -168,25 +190,20 @@ impl Cart {
         .unwrap();
         ledger.record_backend_contact(Timestamp::now()).unwrap();
         let ledger = Arc::new(Mutex::new(ledger));
-        let (cert, keyf) = broker.client_cert(id);
+        let (cert, keyf) = identity;
         let cert = Arc::new(SwappableClientCert::new(
             uplink::certified_key_from_pem_files(&cert, &keyf).unwrap(),
         ));
-        let (link, incoming) = uplink::start(
-            link_config(broker, port, id),
-            Some(cert),
-            Uplink::subscriptions(id),
-        )
-        .unwrap();
+        let (link, incoming) = uplink::start(link, Some(cert), Uplink::subscriptions(&id)).unwrap();
         let sync = SyncConfig {
-            cart_id: id.into(),
+            cart_id: sync_cart.into(),
             ..sync
         };
-        let uplink = Uplink::new(sync, ledger.clone(), link, None);
+        let uplink = Uplink::new(sync, ledger.clone(), link, app);
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(uplink.clone().run(incoming, rx));
         Cart {
-            id: id.into(),
+            id,
             dir,
             ledger,
             uplink,

@@ -1,0 +1,375 @@
+//! Downstream messages through a real mosquitto: applied after reconnects,
+//! acknowledged, safe to receive twice; malformed ones rejected whole;
+//! ACL refusals and TLS failures surface as errors and mark nothing
+//! delivered.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mqtt_harness::Broker;
+use store_and_forward::ledger::OutboxClass;
+use store_and_forward::policy::LimitsConfig;
+use store_and_forward::sync::{AppEvent, SyncConfig};
+use store_and_forward::telemetry::TelemetryEvent;
+use store_and_forward::uplink::LinkConfig;
+use store_and_forward::wire::down::{CatalogDelta, CatalogItem, DenyListUpdate, RotationRequest};
+use store_and_forward::wire::up::AckResult;
+use store_and_forward::wire::{Kind, encode, topics};
+use store_and_forward::{Currency, Money, Timestamp};
+
+fn fast_sync() -> SyncConfig {
+    SyncConfig {
+        drain_interval_ms: 100,
+        telemetry_linger_secs: 0,
+        ..SyncConfig::default()
+    }
+}
+
+fn limits(version: u64) -> LimitsConfig {
+    LimitsConfig {
+        version,
+        ..roomy_limits()
+    }
+}
+
+fn ack_of(em: &backend_emulator::Emulator, kind: Kind, id: &str) -> Option<AckResult> {
+    em.acks()
+        .into_iter()
+        .rev()
+        .find(|(_, a)| a.of == kind && a.of_id == id)
+        .map(|(_, a)| a.result)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_updates_apply_after_reconnects_and_replays_change_nothing() {
+    init_logs();
+    let broker = Broker::start();
+    let em = emulator(&broker).await;
+    let (app_tx, mut app_rx) = tokio::sync::mpsc::channel(16);
+    let id = "cart-0007";
+    let cart = Cart::start_with(
+        link_config(&broker, broker.port(), id),
+        broker.client_cert(id),
+        id,
+        fast_sync(),
+        limits(1),
+        Some(app_tx),
+    );
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    for round in 0..3u64 {
+        broker.restart();
+        assert!(
+            cart.uplink.link().wait_up(Duration::from_secs(30)).await,
+            "cart reconnects"
+        );
+        assert!(
+            em.wait_up(Duration::from_secs(30)).await,
+            "emulator reconnects"
+        );
+        // Sent after the reconnect: arrives only if the subscription was restored.
+        let v = 10 + round;
+        let mut delivered = false;
+        for _ in 0..50 {
+            em.publish_policy(id, limits(v)).await.ok();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if cart.ledger.lock().unwrap().limits().version == v {
+                delivered = true;
+                break;
+            }
+        }
+        assert!(delivered, "policy {v} arrived after reconnect {round}");
+    }
+    eventually(30, "ack of policy 12", || {
+        ack_of(&em, Kind::PolicyUpdate, "12") == Some(AckResult::Applied)
+    })
+    .await;
+    // A replay and an older version are acknowledged as ignored.
+    em.publish_policy(id, limits(12)).await.unwrap();
+    em.publish_policy(id, limits(11)).await.unwrap();
+    eventually(30, "ack of the older policy", || {
+        ack_of(&em, Kind::PolicyUpdate, "11") == Some(AckResult::Ignored)
+    })
+    .await;
+    assert_eq!(cart.ledger.lock().unwrap().limits().version, 12);
+    // Invalid limits are rejected whole, with the key named.
+    let mut bad = limits(13);
+    bad.per_payment_cap.insert("EUR".into(), -1);
+    em.publish_policy(id, bad).await.unwrap();
+    eventually(30, "ack of the invalid policy", || {
+        ack_of(&em, Kind::PolicyUpdate, "13") == Some(AckResult::Rejected)
+    })
+    .await;
+    let reason = em
+        .acks()
+        .into_iter()
+        .rev()
+        .find(|(_, a)| a.of_id == "13")
+        .and_then(|(_, a)| a.reason)
+        .unwrap();
+    assert!(reason.contains("per_payment_cap.EUR"), "{reason}");
+    assert_eq!(cart.ledger.lock().unwrap().limits().version, 12);
+
+    // Deny-list, catalog and rotation.
+    em.publish_deny_list(
+        id,
+        DenyListUpdate {
+            version: 3,
+            replace: true,
+            add: vec![vec![7; 32]],
+            remove: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    eventually(30, "deny-list ack", || {
+        ack_of(&em, Kind::DenyListUpdate, "3") == Some(AckResult::Applied)
+    })
+    .await;
+    let eur = Currency::new("EUR").unwrap();
+    let delta = CatalogDelta {
+        version: 2,
+        base_version: None,
+        upserts: vec![CatalogItem {
+            gtin: "04006381333931".into(),
+            name: "Highlighter".into(),
+            price: Money::new(189, eur),
+            tax_class: "standard".into(),
+            min_age: None,
+            sold_by_weight: false,
+        }],
+        removals: vec![],
+    };
+    em.publish_catalog(id, delta.clone()).await.unwrap();
+    em.publish_catalog(id, delta.clone()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), app_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, AppEvent::Catalog(delta));
+    em.request_rotation(
+        id,
+        "rot-1",
+        RotationRequest {
+            reason: "scheduled".into(),
+            deadline: None,
+        },
+    )
+    .await
+    .unwrap();
+    em.request_rotation(
+        id,
+        "rot-1",
+        RotationRequest {
+            reason: "scheduled".into(),
+            deadline: None,
+        },
+    )
+    .await
+    .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), app_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(got, AppEvent::Rotation { ref id, .. } if id == "rot-1"),
+        "{got:?}"
+    );
+    eventually(30, "rotation replay acked as ignored", || {
+        em.acks()
+            .iter()
+            .filter(|(_, a)| a.of == Kind::RotationRequest)
+            .count()
+            >= 2
+    })
+    .await;
+    // The catalog delta and the rotation request reached the app once each.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app_rx.try_recv().is_err(), "a replay reached the app");
+    cart.stop().await;
+    em.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_downstream_is_rejected_whole_and_the_cart_goes_on() {
+    init_logs();
+    let broker = Broker::start();
+    let em = emulator(&broker).await;
+    let id = "cart-0008";
+    let cart = Cart::start(&broker, broker.port(), id, fast_sync(), limits(1));
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    let topic = topics::down(id, Kind::PolicyUpdate);
+    let good = encode(
+        Kind::PolicyUpdate,
+        id,
+        "5",
+        Timestamp::now(),
+        &serde_json::json!({"limits": limits(5)}),
+    );
+    let truncated = good[..good.len() / 2].to_vec();
+    let v2 = String::from_utf8(good.clone())
+        .unwrap()
+        .replacen("\"v\":1", "\"v\":2", 1)
+        .into_bytes();
+    let other_cart = encode(
+        Kind::PolicyUpdate,
+        "cart-0009",
+        "6",
+        Timestamp::now(),
+        &serde_json::json!({"limits": limits(6)}),
+    );
+    let upstream_kind = encode(
+        Kind::CartStatus,
+        id,
+        "7",
+        Timestamp::now(),
+        &serde_json::json!({}),
+    );
+    let wrong_body = encode(
+        Kind::PolicyUpdate,
+        id,
+        "8",
+        Timestamp::now(),
+        &serde_json::json!({"limits": {"version": "eight"}}),
+    );
+    let bomb = zstd::bulk::compress(&vec![b' '; 4 << 20], 19).unwrap();
+    let garbage = vec![0xFFu8; 300];
+    for payload in [
+        truncated,
+        v2,
+        other_cart,
+        upstream_kind,
+        wrong_body,
+        bomb,
+        garbage,
+    ] {
+        em.publish_raw(&topic, payload).await.unwrap();
+    }
+    // Oversized for the link: the connection may drop; the cart reconnects.
+    let _ = em.publish_raw(&topic, vec![b'{'; 200 * 1024]).await;
+    // Nothing above applied; a valid update afterwards is.
+    let mut applied = false;
+    for _ in 0..100 {
+        em.publish_raw(&topic, good.clone()).await.ok();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if cart.ledger.lock().unwrap().limits().version == 5 {
+            applied = true;
+            break;
+        }
+    }
+    assert!(applied, "the cart still applies valid updates");
+    // The v2 and wrong-body messages are identifiable: acked as rejected.
+    eventually(30, "rejected acks", || {
+        ack_of(&em, Kind::PolicyUpdate, "8") == Some(AckResult::Rejected)
+    })
+    .await;
+    let limits_now = cart.ledger.lock().unwrap().limits().clone();
+    assert_eq!(limits_now.version, 5);
+    cart.stop().await;
+    em.shutdown().await;
+}
+
+fn reading(i: u64) -> TelemetryEvent {
+    TelemetryEvent::Reading {
+        at: Timestamp::now(),
+        seq: i,
+        temperature_c: 20.0,
+        battery_pct: 50,
+        rssi_dbm: -60,
+        state: "idle".into(),
+        position: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_outside_the_acl_is_quarantined_with_the_reason() {
+    init_logs();
+    let broker = Broker::start();
+    // Connected as cart-0010, but its sync writes cart-0011's topics.
+    let cart = Cart::start_with(
+        link_config(&broker, broker.port(), "cart-0010"),
+        broker.client_cert("cart-0010"),
+        "cart-0011",
+        fast_sync(),
+        limits(1),
+        None,
+    );
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    cart.ledger
+        .lock()
+        .unwrap()
+        .enqueue_telemetry(&[reading(1), reading(2)], Timestamp::now())
+        .unwrap();
+    cart.uplink.kick();
+    eventually(30, "quarantined", || {
+        !cart
+            .ledger
+            .lock()
+            .unwrap()
+            .quarantined(10)
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let q = cart.ledger.lock().unwrap().quarantined(10).unwrap();
+    assert!(q.iter().all(|(_, _, why)| why.contains("135")), "{q:?}");
+    assert!(
+        q.iter()
+            .any(|(_, class, _)| *class == OutboxClass::Telemetry),
+        "{q:?}"
+    );
+    assert_eq!(
+        cart.uplink.report().telemetry.messages,
+        0,
+        "nothing counted as delivered"
+    );
+    cart.stop().await;
+}
+
+async fn nothing_delivered_with(
+    link: LinkConfig,
+    identity: (std::path::PathBuf, std::path::PathBuf),
+    expect: &str,
+) {
+    let cart = Cart::start_with(link, identity, "cart-0012", fast_sync(), limits(1), None);
+    cart.ledger
+        .lock()
+        .unwrap()
+        .enqueue_telemetry(&[reading(1)], Timestamp::now())
+        .unwrap();
+    let mut state = cart.uplink.link().state();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(20),
+        state.wait_for(|s| s.last_error.is_some()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = cart.uplink.link().state().borrow().clone();
+    assert!(!s.up, "{expect}: must not connect");
+    let err = s.last_error.clone().unwrap_or_default();
+    assert!(err.to_lowercase().contains(expect), "{expect}: {err}");
+    let depth = cart.ledger.lock().unwrap().outbox_depth().unwrap();
+    let telemetry = depth.iter().find(|d| d.class == "telemetry").unwrap();
+    assert_eq!(telemetry.pending, 1, "{expect}: still pending");
+    cart.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_failures_are_clear_and_mark_nothing_delivered() {
+    init_logs();
+    let broker = Broker::start();
+    let id = "cart-0012";
+    let mut wrong_ca = link_config(&broker, broker.port(), id);
+    wrong_ca.ca_file = Some(broker.pki().foreign_ca_pem_path());
+    nothing_delivered_with(wrong_ca, broker.client_cert(id), "tls").await;
+    let mut wrong_name = link_config(&broker, broker.port(), id);
+    wrong_name.server_name = Some("payments.example.com".into());
+    nothing_delivered_with(wrong_name, broker.client_cert(id), "tls").await;
+    nothing_delivered_with(
+        link_config(&broker, broker.port(), id),
+        broker.pki().expired_client_cert(id),
+        "",
+    )
+    .await;
+}
