@@ -277,3 +277,23 @@ async fn unconsumed_incoming_messages_do_not_stall_publishing() {
         .expect("acknowledged");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_attempts_are_spaced_by_backoff() {
+    // Connection refused is instant: without backoff the link would retry
+    // thousands of times a second. The bound is loose on purpose (a slower
+    // machine only makes fewer attempts).
+    let broker = Broker::start();
+    broker.stop();
+    let (cart, _rx) = store_and_forward::uplink::start(
+        config(&broker, "cart-1"),
+        Some(identity(&broker, "cart-1")),
+        vec![],
+    )
+    .expect("start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failures = cart.state().borrow().failures;
+    assert!(failures >= 1, "it did try");
+    // base 50 ms, max 500 ms: about 15 attempts expected in 3 s.
+    assert!(failures < 200, "{failures} attempts in 3 s: no backoff");
+}

@@ -156,22 +156,31 @@ impl Driver {
             .unwrap_or(u32::MAX)
             .min(self.shared.max_packet_config);
         self.shared.max_packet.store(max, Ordering::SeqCst);
+        let mut refused = None;
         {
+            // SUBSCRIBE enters rumqttc's channel before any publish of this
+            // connection (publishes wait for `up`, set under the same lock):
+            // the broker handles packets of a connection in order, so a
+            // response or downstream message triggered by our first publish
+            // finds the subscription in place.
             let mut d = self.shared.lock();
+            if !self.shared.subscriptions.is_empty() {
+                let filters = self
+                    .shared
+                    .subscriptions
+                    .iter()
+                    .map(|(f, q)| Filter::new(f.clone(), *q));
+                if let Err(e) = self.shared.client.try_subscribe_many(filters) {
+                    refused = Some(e.to_string());
+                }
+            }
             d.up = true;
         }
-        if !self.shared.subscriptions.is_empty() {
-            let filters = self
-                .shared
-                .subscriptions
-                .iter()
-                .map(|(f, q)| Filter::new(f.clone(), *q));
-            if let Err(e) = self.shared.client.try_subscribe_many(filters) {
-                tracing::error!(cause = %e, "could not queue the subscriptions");
-                self.shared.state.send_modify(|s| {
-                    s.last_error = Some(format!("subscriptions not sent: {e}"));
-                });
-            }
+        if let Some(e) = refused {
+            tracing::error!(cause = %e, "could not queue the subscriptions");
+            self.shared.state.send_modify(|s| {
+                s.last_error = Some(format!("subscriptions not sent: {e}"));
+            });
         }
         self.shared.state.send_modify(|s| {
             s.up = true;
