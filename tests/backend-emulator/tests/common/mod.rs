@@ -131,9 +131,44 @@ pub fn roomy_limits() -> LimitsConfig {
     }
 }
 
+/// Opens a ledger in `dir` with a file counter and data key, and records a
+/// backend contact so the offline policy is usable.
+pub fn open_ledger(dir: &std::path::Path, limits: LimitsConfig) -> Arc<Mutex<Ledger>> {
+    let config = LedgerConfig {
+        path: dir.join("ledger.sqlite"),
+        payment_reserve_bytes: 0,
+        telemetry_quota_bytes: 1 << 32,
+        ..LedgerConfig::default()
+    };
+    let counter = FileCounter::open(dir.join("counter"), 90_001).unwrap();
+    let mut key = FileDataKey::new(dir.join("data.key"));
+    let limits = limits.validate("offline").unwrap();
+    let (mut ledger, _) =
+        Ledger::open(config, limits, Box::new(counter), &mut key, Timestamp::now()).unwrap();
+    ledger.record_backend_contact(Timestamp::now()).unwrap();
+    Arc::new(Mutex::new(ledger))
+}
+
+/// The cart's folder: a temporary one it owns, or one kept by the caller.
+pub enum Holder {
+    /// Removed on drop.
+    Temp(tempfile::TempDir),
+    /// Left alone.
+    Kept(PathBuf),
+}
+
+impl Holder {
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Holder::Temp(t) => t.path(),
+            Holder::Kept(p) => p,
+        }
+    }
+}
+
 pub struct Cart {
     pub id: String,
-    pub dir: tempfile::TempDir,
+    pub dir: Holder,
     pub ledger: Arc<Mutex<Ledger>>,
     pub uplink: Arc<Uplink>,
     pub shutdown: watch::Sender<bool>,
@@ -172,24 +207,7 @@ impl Cart {
     ) -> Cart {
         let id = link.client_id.clone();
         let dir = tempfile::tempdir().unwrap();
-        let config = LedgerConfig {
-            path: dir.path().join("ledger.sqlite"),
-            payment_reserve_bytes: 0,
-            ..LedgerConfig::default()
-        };
-        let counter = FileCounter::open(dir.path().join("counter"), 90_001).unwrap();
-        let mut key = FileDataKey::new(dir.path().join("data.key"));
-        let limits = limits.validate("offline").unwrap();
-        let (mut ledger, _) = Ledger::open(
-            config,
-            limits,
-            Box::new(counter),
-            &mut key,
-            Timestamp::now(),
-        )
-        .unwrap();
-        ledger.record_backend_contact(Timestamp::now()).unwrap();
-        let ledger = Arc::new(Mutex::new(ledger));
+        let ledger = open_ledger(dir.path(), limits);
         let (cert, keyf) = identity;
         let cert = Arc::new(SwappableClientCert::new(
             uplink::certified_key_from_pem_files(&cert, &keyf).unwrap(),
@@ -204,7 +222,39 @@ impl Cart {
         let task = tokio::spawn(uplink.clone().run(incoming, rx));
         Cart {
             id,
-            dir,
+            dir: Holder::Temp(dir),
+            ledger,
+            uplink,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A cart on an existing ledger (already open in `ledger`).
+    pub fn start_on(
+        link: LinkConfig,
+        identity: (PathBuf, PathBuf),
+        sync_cart: &str,
+        sync: SyncConfig,
+        ledger: Arc<Mutex<Ledger>>,
+        dir: PathBuf,
+    ) -> Cart {
+        let id = link.client_id.clone();
+        let (cert, keyf) = identity;
+        let cert = Arc::new(SwappableClientCert::new(
+            uplink::certified_key_from_pem_files(&cert, &keyf).unwrap(),
+        ));
+        let (link, incoming) = uplink::start(link, Some(cert), Uplink::subscriptions(&id)).unwrap();
+        let sync = SyncConfig {
+            cart_id: sync_cart.into(),
+            ..sync
+        };
+        let uplink = Uplink::new(sync, ledger.clone(), link, None);
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(uplink.clone().run(incoming, rx));
+        Cart {
+            id,
+            dir: Holder::Kept(dir),
             ledger,
             uplink,
             shutdown,
