@@ -82,6 +82,9 @@ impl Driver {
         }
         loop {
             if self.shared.stopping.load(Ordering::SeqCst) {
+                // Asked to stop between two turns (the notification may
+                // already have been consumed): still say goodbye.
+                self.graceful_disconnect().await;
                 break;
             }
             let step = tokio::select! {
@@ -104,12 +107,10 @@ impl Driver {
                 }
                 Step::Reconnect => {
                     tracing::info!(client_id, "reconnect requested");
-                    self.link_lost(LinkError::Connection {
-                        detail: "reconnect requested".to_string(),
-                    });
+                    self.link_lost(None);
                 }
                 Step::Lost(err) => {
-                    self.link_lost(err);
+                    self.link_lost(Some(err));
                     if !self.wait_backoff().await {
                         break;
                     }
@@ -205,9 +206,10 @@ impl Driver {
         }
     }
 
-    /// The connection is gone (or being dropped): empty rumqttc's queues,
-    /// fail every waiting caller, publish the state.
-    fn link_lost(&mut self, err: LinkError) {
+    /// The connection is gone (or being dropped: `cause` None, a requested
+    /// reconnect): empty rumqttc's queues, fail every waiting caller,
+    /// publish the state.
+    fn link_lost(&mut self, cause: Option<LinkError>) {
         let mut late = Vec::new();
         let failed = {
             let mut d = self.shared.lock();
@@ -224,6 +226,19 @@ impl Driver {
             self.eventloop.pending.clear();
             self.eventloop.state.collision = None;
             d.fail_all()
+        };
+        let Some(err) = cause else {
+            self.shared.state.send_modify(|s| {
+                if s.up {
+                    s.since = Timestamp::now();
+                }
+                s.up = false;
+            });
+            tracing::info!(client_id = %self.shared.client_id, failed, "connection dropped on request");
+            for msg in late {
+                self.forward(msg);
+            }
+            return;
         };
         let tls = match &err {
             LinkError::Tls { kind, .. } => Some(*kind),
