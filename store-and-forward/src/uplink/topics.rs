@@ -38,9 +38,10 @@ pub fn valid_cart_id(id: &str) -> bool {
             .any(|c| matches!(c, '/' | '+' | '#' | '\0') || c.is_whitespace())
 }
 
-/// Whether a topic name (for PUBLISH) is valid: not empty, no wildcards, no NUL.
+/// Whether a topic name (for PUBLISH) is valid: not empty, at most 65,535
+/// bytes, no wildcards, no NUL.
 pub fn valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+    !topic.is_empty() && topic.len() <= 65_535 && !topic.contains(['+', '#', '\0'])
 }
 
 /// Whether a topic filter (for SUBSCRIBE) is valid: not empty, no NUL,
@@ -115,5 +116,6 @@ mod tests {
         assert!(valid_topic_name("carts/c1/up/x"));
         assert!(!valid_topic_name("carts/+/up"));
         assert!(!valid_topic_name(""));
+        assert!(!valid_topic_name(&"a".repeat(65_536)));
     }
 }
