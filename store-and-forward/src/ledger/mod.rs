@@ -95,7 +95,7 @@ impl std::fmt::Debug for Ledger {
 }
 
 /// Run a PASSIVE checkpoint after this many commits without one.
-const CHECKPOINT_EVERY_COMMITS: u64 = 2_000;
+const CHECKPOINT_EVERY_COMMITS: u64 = 100;
 
 impl Ledger {
     /// This ledger's id (random, made at creation): the scope in which
@@ -159,6 +159,31 @@ impl Ledger {
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         self.commits_since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Runs `f` with `synchronous=NORMAL`: its commits are not fsynced on
+    /// their own. For records whose loss in a power cut costs only a resend
+    /// or some telemetry (telemetry, delivery marks, acks, cart state). In
+    /// WAL mode order is kept: the next FULL commit (a payment's) fsyncs
+    /// the WAL with everything before it, so nothing committed before a
+    /// payment decision can be lost while that decision survives.
+    pub(crate) fn relaxed<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, crate::LedgerError>,
+    ) -> Result<T, crate::LedgerError> {
+        self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let r = f(self);
+        let restore = self.conn.execute_batch("PRAGMA synchronous = FULL");
+        let v = r?;
+        restore?;
+        Ok(v)
+    }
+
+    /// Payment commits are always fsynced: `synchronous=FULL`, whatever a
+    /// relaxed write before left behind.
+    fn ensure_durable(&self) -> Result<(), crate::LedgerError> {
+        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 //! backend receives carries a key or sequence it deduplicates by.
 
 use rand::Rng;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -189,9 +189,31 @@ pub(crate) fn supersede_for_payment(
     Ok(())
 }
 
+/// Runs of consecutive values in a sorted, deduplicated list.
+fn runs(sorted: &[i64]) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &id in sorted {
+        match out.last_mut() {
+            Some((_, end)) if *end + 1 == id => *end = id,
+            _ => out.push((id, id)),
+        }
+    }
+    out
+}
+
 impl Ledger {
     /// Enqueues an opaque control message (ack, cart status). One commit.
     pub fn enqueue(
+        &mut self,
+        class: OutboxClass,
+        kind: &str,
+        payload: &[u8],
+        now: Timestamp,
+    ) -> Result<i64, LedgerError> {
+        self.relaxed(|l| l.enqueue_inner(class, kind, payload, now))
+    }
+
+    fn enqueue_inner(
         &mut self,
         class: OutboxClass,
         kind: &str,
@@ -300,15 +322,24 @@ impl Ledger {
     /// payment to `forwarded`. Returns how many records changed (records
     /// already delivered are left alone: acks may repeat).
     pub fn mark_delivered(&mut self, ids: &[i64], now: Timestamp) -> Result<u64, LedgerError> {
+        self.relaxed(|l| l.mark_delivered_inner(ids, now))
+    }
+
+    fn mark_delivered_inner(&mut self, ids: &[i64], now: Timestamp) -> Result<u64, LedgerError> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
         let tx = self.conn.transaction()?;
         let mut changed = 0u64;
         let mut delivered_telemetry = 0u64;
         {
-            let mut get = tx.prepare_cached(
-                "SELECT class, kind, payment_seq, size FROM outbox WHERE id = ?1 AND status = 0",
+            // One statement per run of consecutive ids: every id of a run
+            // is in `ids`, so the range is exact.
+            let mut upd = tx.prepare_cached(
+                "UPDATE outbox SET status = 1, done_ms = ?1
+                 WHERE id BETWEEN ?2 AND ?3 AND status = 0
+                 RETURNING class, kind, payment_seq, size",
             )?;
-            let mut upd =
-                tx.prepare_cached("UPDATE outbox SET status = 1, done_ms = ?1 WHERE id = ?2")?;
             let mut fwd = tx.prepare_cached(
                 "UPDATE payments SET state = 'forwarded', forwarded_ms = ?1, updated_ms = ?1
                  WHERE seq = ?2 AND state = 'offline_approved'",
@@ -317,29 +348,25 @@ impl Ledger {
                 "INSERT INTO payment_log (payment_seq, at_ms, from_state, to_state)
                  VALUES (?1, ?2, 'offline_approved', 'forwarded')",
             )?;
-            for id in ids {
-                let row = get
-                    .query_row([id], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<i64>>(2)?,
-                            r.get::<_, i64>(3)?,
-                        ))
-                    })
-                    .ok();
-                let Some((class, kind, seq, size)) = row else {
-                    continue;
-                };
-                upd.execute(params![now.0, id])?;
-                changed += 1;
-                if class == OutboxClass::Telemetry as i64 {
-                    delivered_telemetry += size as u64;
+            let mut forwarded = Vec::new();
+            for (first, last) in runs(&sorted) {
+                let mut rows = upd.query(params![now.0, first, last])?;
+                while let Some(r) = rows.next()? {
+                    changed += 1;
+                    let class: i64 = r.get(0)?;
+                    if class == OutboxClass::Telemetry as i64 {
+                        delivered_telemetry += r.get::<_, i64>(3)? as u64;
+                    }
+                    let kind: String = r.get(1)?;
+                    if kind == KIND_PAYMENT_FORWARD
+                        && let Some(seq) = r.get::<_, Option<i64>>(2)?
+                    {
+                        forwarded.push(seq);
+                    }
                 }
-                if kind == KIND_PAYMENT_FORWARD
-                    && let Some(seq) = seq
-                    && fwd.execute(params![now.0, seq])? == 1
-                {
+            }
+            for seq in forwarded {
+                if fwd.execute(params![now.0, seq])? == 1 {
                     log.execute(params![seq, now.0])?;
                 }
             }
@@ -354,6 +381,16 @@ impl Ledger {
     /// Records a failed delivery: each record's retry is pushed back by the
     /// policy's backoff with full jitter.
     pub fn mark_failed(
+        &mut self,
+        ids: &[i64],
+        error: &str,
+        retry: &RetryPolicy,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        self.relaxed(|l| l.mark_failed_inner(ids, error, retry, now))
+    }
+
+    fn mark_failed_inner(
         &mut self,
         ids: &[i64],
         error: &str,
@@ -384,6 +421,15 @@ impl Ledger {
     /// Sets records aside with the broker's reason; they no longer block the
     /// queue and show in the status report. Payments stay in the exposure.
     pub fn quarantine(
+        &mut self,
+        ids: &[i64],
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        self.relaxed(|l| l.quarantine_inner(ids, reason, now))
+    }
+
+    fn quarantine_inner(
         &mut self,
         ids: &[i64],
         reason: &str,
@@ -421,6 +467,14 @@ impl Ledger {
         older_than_secs: u64,
         now: Timestamp,
     ) -> Result<u64, LedgerError> {
+        self.relaxed(|l| l.requeue_unanswered_inner(older_than_secs, now))
+    }
+
+    fn requeue_unanswered_inner(
+        &mut self,
+        older_than_secs: u64,
+        now: Timestamp,
+    ) -> Result<u64, LedgerError> {
         let cutoff = now.minus_secs(older_than_secs).0;
         let tx = self.conn.transaction()?;
         let rows: Vec<(i64, String)> = tx
@@ -452,14 +506,32 @@ impl Ledger {
         Ok(rows.len() as u64)
     }
 
-    /// Depth of each class.
+    /// Depth of each class. Cheap enough for a status line with a large
+    /// backlog: counts come from the pending index, the oldest record is
+    /// the lowest id, telemetry bytes are kept in memory.
     pub fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, LedgerError> {
         let mut out = Vec::new();
         for class in OutboxClass::ALL {
-            let (pending, bytes, oldest): (i64, i64, Option<i64>) = self.conn.prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_ms) FROM outbox WHERE status = 0 AND class = ?1",
-            )?
-            .query_row([class as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let pending: i64 = self
+                .conn
+                .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 0 AND class = ?1")?
+                .query_row([class as i64], |r| r.get(0))?;
+            let oldest: Option<i64> = self
+                .conn
+                .prepare_cached(
+                    "SELECT created_ms FROM outbox WHERE status = 0 AND class = ?1 ORDER BY id LIMIT 1",
+                )?
+                .query_row([class as i64], |r| r.get(0))
+                .optional()?;
+            let bytes = if class == OutboxClass::Telemetry {
+                self.telemetry_bytes as i64
+            } else {
+                self.conn
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE status = 0 AND class = ?1",
+                    )?
+                    .query_row([class as i64], |r| r.get(0))?
+            };
             let quarantined: i64 = self
                 .conn
                 .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 2 AND class = ?1")?
@@ -473,6 +545,16 @@ impl Ledger {
             });
         }
         Ok(out)
+    }
+
+    /// Whether any record of `class` is pending (an index lookup).
+    pub fn has_pending(&self, class: OutboxClass) -> Result<bool, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM outbox WHERE status = 0 AND class = ?1 LIMIT 1")?
+            .query_row([class as i64], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// Quarantined records' reasons, newest first (for the technician).

@@ -233,6 +233,7 @@ impl Ledger {
         if attempt.amount.minor <= 0 {
             return Err(LedgerError::InvalidAmount(attempt.amount.minor));
         }
+        self.ensure_durable()?;
         let key_bytes = attempt.key.0.as_bytes();
         let sealed = self
             .sealer
@@ -331,6 +332,7 @@ impl Ledger {
         if matches!(self.integrity, LedgerIntegrity::CounterMismatch { .. }) {
             self.check_binding(now)?;
         }
+        self.ensure_durable()?;
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let row = load_row(&tx, key)?;
         if row.state != PaymentState::CardRead {
@@ -419,6 +421,7 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<Applied, LedgerError> {
         use PaymentState::*;
+        self.ensure_durable()?;
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let row = load_row(&tx, key)?;
         let to = match (row.state, outcome) {
@@ -504,6 +507,7 @@ impl Ledger {
         reason: &str,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
+        self.ensure_durable()?;
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let row = load_row(&tx, key)?;
         if !row.state.can_become(to) || row.state != PaymentState::CardRead {

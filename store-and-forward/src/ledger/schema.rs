@@ -83,6 +83,7 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (class, id) WHERE status = 0;
 CREATE INDEX outbox_done ON outbox (done_ms) WHERE status = 1;
+CREATE INDEX outbox_payment ON outbox (payment_seq) WHERE payment_seq IS NOT NULL;
 
 -- Cart-level state other parts persist through the ledger.
 CREATE TABLE cart_state (

@@ -141,6 +141,15 @@ impl Ledger {
 
     /// Writes a cart-state value (one commit).
     pub fn set_state(&mut self, key: &str, value: &str, now: Timestamp) -> Result<(), LedgerError> {
+        self.relaxed(|l| l.set_state_inner(key, value, now))
+    }
+
+    fn set_state_inner(
+        &mut self,
+        key: &str,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
         write_state(&self.conn, key, value, now)?;
         self.note_commit();
         Ok(())

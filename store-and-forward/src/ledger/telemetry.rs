@@ -53,6 +53,14 @@ impl Ledger {
         events: &[TelemetryEvent],
         now: Timestamp,
     ) -> Result<EnqueueReport, LedgerError> {
+        self.relaxed(|l| l.enqueue_telemetry_inner(events, now))
+    }
+
+    fn enqueue_telemetry_inner(
+        &mut self,
+        events: &[TelemetryEvent],
+        now: Timestamp,
+    ) -> Result<EnqueueReport, LedgerError> {
         let mut report = EnqueueReport::default();
         if events.is_empty() {
             return Ok(report);

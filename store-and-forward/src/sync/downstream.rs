@@ -56,15 +56,7 @@ impl Uplink {
                 };
             }
         };
-        {
-            let mut ledger = self.ledger();
-            let noted = ledger
-                .record_backend_contact(now)
-                .and_then(|_| ledger.record_known_good_time(header.ts, now));
-            if let Err(e) = noted {
-                warn!(cause = %e, "backend contact not recorded");
-            }
-        }
+        self.note_contact(header.ts, now);
         let kind = header.kind;
         let result = match down {
             Down::AuthResponse(AuthResponse { outcome })

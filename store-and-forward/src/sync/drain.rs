@@ -160,7 +160,11 @@ impl Uplink {
                 Err(e @ (LinkError::Disconnected | LinkError::Shutdown)) => {
                     pass.interrupted.get_or_insert_with(|| e.to_string());
                 }
-                Err(e @ (LinkError::InvalidTopic(_) | LinkError::UnsupportedQos)) => {
+                Err(
+                    e @ (LinkError::InvalidTopic(_)
+                    | LinkError::UnsupportedQos
+                    | LinkError::TooLarge { .. }),
+                ) => {
                     let why = e.to_string();
                     ledger.quarantine(&m.ids, &why, now)?;
                     pass.quarantined += m.ids.len() as u64;

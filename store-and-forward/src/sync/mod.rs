@@ -118,6 +118,9 @@ pub struct Uplink {
     report: Mutex<DeliveryReport>,
     kick: Notify,
     app: Option<mpsc::Sender<AppEvent>>,
+    /// When backend contact was last written to the ledger (ms): written
+    /// at most once a second.
+    contact_noted: std::sync::atomic::AtomicI64,
 }
 
 impl Uplink {
@@ -145,6 +148,7 @@ impl Uplink {
             report: Mutex::new(DeliveryReport::default()),
             kick: Notify::new(),
             app,
+            contact_noted: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -165,6 +169,24 @@ impl Uplink {
 
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
         lock(&self.ledger)
+    }
+
+    /// Records a contact with the backend (at most once a second) and the
+    /// backend's timestamp as a known-good time.
+    pub(crate) fn note_contact(&self, backend_ts: Timestamp, now: Timestamp) {
+        use std::sync::atomic::Ordering;
+        let last = self.contact_noted.load(Ordering::Relaxed);
+        if now.0 - last < 1_000 {
+            return;
+        }
+        self.contact_noted.store(now.0, Ordering::Relaxed);
+        let mut ledger = self.ledger();
+        let noted = ledger
+            .record_backend_contact(now)
+            .and_then(|_| ledger.record_known_good_time(backend_ts, now));
+        if let Err(e) = noted {
+            warn!(cause = %e, "backend contact not recorded");
+        }
     }
 
     pub(crate) fn with_report(&self, f: impl FnOnce(&mut DeliveryReport)) {

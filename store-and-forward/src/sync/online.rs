@@ -98,15 +98,7 @@ impl Uplink {
             });
         }
         let now = Timestamp::now();
-        {
-            let mut ledger = self.ledger();
-            let noted = ledger
-                .record_backend_contact(now)
-                .and_then(|_| ledger.record_known_good_time(header.ts, now));
-            if let Err(e) = noted {
-                warn!(cause = %e, "backend contact not recorded");
-            }
-        }
+        self.note_contact(header.ts, now);
         self.with_report(|r| r.online_requests += 1);
         Ok(outcome)
     }

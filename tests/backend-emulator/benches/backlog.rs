@@ -17,6 +17,7 @@ use common::*;
 use mqtt_harness::Broker;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use store_and_forward::ledger::OutboxClass;
 use store_and_forward::sync::SyncConfig;
 use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::{Currency, Money, NewAttempt, PaymentKey, Timestamp};
@@ -52,7 +53,11 @@ fn readings(n: usize, start: i64) -> Vec<TelemetryEvent> {
 }
 
 async fn run(plain: bool, events: usize, payments: usize) {
-    let broker = if plain { Broker::start_plain() } else { Broker::start() };
+    let broker = if plain {
+        Broker::start_plain()
+    } else {
+        Broker::start()
+    };
     let em = emulator_for(&broker).await;
     let reader = Reader::load();
     let id = "cart-0100";
@@ -80,33 +85,59 @@ async fn run(plain: bool, events: usize, payments: usize) {
             let key = PaymentKey::new();
             let amount = Money::new(500 + i as i64, eur);
             let card = reader.read(reader.card("chip-approve"), &key, amount);
-            l.record_card_read(&NewAttempt { key, amount, online_required: false, card }, Timestamp::now()).unwrap();
+            l.record_card_read(
+                &NewAttempt {
+                    key,
+                    amount,
+                    online_required: false,
+                    card,
+                },
+                Timestamp::now(),
+            )
+            .unwrap();
             assert!(l.decide_offline(&key, Timestamp::now()).unwrap().approved);
         }
     }
     let fill = t_fill.elapsed();
 
     let t0 = Instant::now();
-    let cart = Cart::start_on(link, broker.client_cert(id), id, sync, ledger, dir.path().to_path_buf());
+    let cart = Cart::start_on(
+        link,
+        broker.client_cert(id),
+        id,
+        sync,
+        ledger,
+        dir.path().to_path_buf(),
+    );
     let drained = loop {
         let done = {
             let l = cart.ledger.lock().unwrap();
-            l.outbox_depth().unwrap().iter().all(|d| d.class == "control" || d.pending == 0)
+            !l.has_pending(OutboxClass::Payment).unwrap()
+                && !l.has_pending(OutboxClass::Telemetry).unwrap()
         };
         if done {
             break t0.elapsed();
         }
-        assert!(t0.elapsed() < Duration::from_secs(600), "backlog not drained in 10 minutes");
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "backlog not drained in 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (em.counts().telemetry_events as usize) < events || (em.counts().forwards as usize) < payments {
+    while (em.counts().telemetry_events as usize) < events
+        || (em.counts().forwards as usize) < payments
+    {
         if Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let received = t0.elapsed();
+    // The report is updated just after the ledger marks: let it catch up.
+    while (cart.uplink.report().telemetry.records as usize) < events && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let r = cart.uplink.report();
     let c = em.counts();
     println!(
@@ -158,9 +189,19 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let events = std::env::var("BACKLOG_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(259_200);
-    let payments = std::env::var("BACKLOG_PAYMENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let events = std::env::var("BACKLOG_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(259_200);
+    let payments = std::env::var("BACKLOG_PAYMENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run(false, events, payments));
     rt.block_on(run(true, events, payments));
 }

@@ -143,8 +143,14 @@ pub fn open_ledger(dir: &std::path::Path, limits: LimitsConfig) -> Arc<Mutex<Led
     let counter = FileCounter::open(dir.join("counter"), 90_001).unwrap();
     let mut key = FileDataKey::new(dir.join("data.key"));
     let limits = limits.validate("offline").unwrap();
-    let (mut ledger, _) =
-        Ledger::open(config, limits, Box::new(counter), &mut key, Timestamp::now()).unwrap();
+    let (mut ledger, _) = Ledger::open(
+        config,
+        limits,
+        Box::new(counter),
+        &mut key,
+        Timestamp::now(),
+    )
+    .unwrap();
     ledger.record_backend_contact(Timestamp::now()).unwrap();
     Arc::new(Mutex::new(ledger))
 }
