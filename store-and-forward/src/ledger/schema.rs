@@ -54,6 +54,11 @@ CREATE TABLE payments (
 CREATE INDEX payments_state ON payments (state);
 CREATE INDEX payments_velocity ON payments (fingerprint, offline_approved_ms)
     WHERE offline_approved_ms IS NOT NULL;
+-- The offline exposure, read by every offline decision: index-only.
+CREATE INDEX payments_outstanding ON payments (currency, amount_minor)
+    WHERE state IN ('offline_approved', 'forwarded');
+CREATE INDEX payments_unforwarded ON payments (offline_approved_ms)
+    WHERE state = 'offline_approved';
 
 -- Every state change, for audits and the technician's diagnostics.
 CREATE TABLE payment_log (
