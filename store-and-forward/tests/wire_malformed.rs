@@ -6,21 +6,33 @@ use store_and_forward::wire::{self, MAX_DECOMPRESSED, MAX_MESSAGE, WireError, de
 const CART: &str = "cart-0042";
 
 fn vector(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/vectors/v1/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/vectors/v1/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]
 fn truncated() {
     let v = vector("policy_update.json");
     for cut in [0, 1, 10, v.len() / 2, v.len() - 1] {
-        assert!(matches!(decode_down(&v[..cut], CART), Err(WireError::Malformed(_))), "cut {cut}");
+        assert!(
+            matches!(decode_down(&v[..cut], CART), Err(WireError::Malformed(_))),
+            "cut {cut}"
+        );
     }
 }
 
 #[test]
 fn unknown_version() {
-    let v = String::from_utf8(vector("policy_update.json")).unwrap().replacen("\"v\":1", "\"v\":2", 1);
-    assert!(matches!(decode_down(v.as_bytes(), CART), Err(WireError::UnsupportedVersion(2))));
+    let v = String::from_utf8(vector("policy_update.json"))
+        .unwrap()
+        .replacen("\"v\":1", "\"v\":2", 1);
+    assert!(matches!(
+        decode_down(v.as_bytes(), CART),
+        Err(WireError::UnsupportedVersion(2))
+    ));
 }
 
 #[test]
@@ -28,26 +40,37 @@ fn unknown_type() {
     let v = String::from_utf8(vector("policy_update.json"))
         .unwrap()
         .replacen("policy_update", "firmware_update", 1);
-    assert!(matches!(decode_down(v.as_bytes(), CART), Err(WireError::UnknownKind(k)) if k == "firmware_update"));
+    assert!(
+        matches!(decode_down(v.as_bytes(), CART), Err(WireError::UnknownKind(k)) if k == "firmware_update")
+    );
 }
 
 #[test]
 fn another_carts_message() {
     let v = vector("policy_update.json");
-    assert!(matches!(decode_down(&v, "cart-0043"), Err(WireError::WrongCart { .. })));
+    assert!(matches!(
+        decode_down(&v, "cart-0043"),
+        Err(WireError::WrongCart { .. })
+    ));
 }
 
 #[test]
 fn upstream_type_on_the_downstream_path() {
     let v = vector("auth_request.json");
-    assert!(matches!(decode_down(&v, CART), Err(WireError::WrongDirection(_))));
+    assert!(matches!(
+        decode_down(&v, CART),
+        Err(WireError::WrongDirection(_))
+    ));
 }
 
 #[test]
 fn oversized() {
     let mut v = vec![b' '; MAX_MESSAGE + 1];
     v[0] = b'{';
-    assert!(matches!(decode_down(&v, CART), Err(WireError::TooLarge { .. })));
+    assert!(matches!(
+        decode_down(&v, CART),
+        Err(WireError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -55,7 +78,10 @@ fn compression_bomb() {
     let big = vec![b' '; MAX_DECOMPRESSED + 10];
     let bomb = zstd::bulk::compress(&big, 19).unwrap();
     assert!(bomb.len() < MAX_MESSAGE);
-    assert!(matches!(decode_down(&bomb, CART), Err(WireError::Decompress(_))));
+    assert!(matches!(
+        decode_down(&bomb, CART),
+        Err(WireError::Decompress(_))
+    ));
 }
 
 #[test]
@@ -63,9 +89,17 @@ fn body_of_the_wrong_shape() {
     let v = String::from_utf8(vector("deny_list_update.json"))
         .unwrap()
         .replacen("\"replace\":false", "\"replace\":\"maybe\"", 1);
-    assert!(matches!(decode_down(v.as_bytes(), CART), Err(WireError::Body { .. })));
-    let v = String::from_utf8(vector("deny_list_update.json")).unwrap().replacen("\"q6ur", "\"!!!!", 1);
-    assert!(matches!(decode_down(v.as_bytes(), CART), Err(WireError::Body { .. })), "bad base64");
+    assert!(matches!(
+        decode_down(v.as_bytes(), CART),
+        Err(WireError::Body { .. })
+    ));
+    let v = String::from_utf8(vector("deny_list_update.json"))
+        .unwrap()
+        .replacen("\"q6ur", "\"!!!!", 1);
+    assert!(
+        matches!(decode_down(v.as_bytes(), CART), Err(WireError::Body { .. })),
+        "bad base64"
+    );
 }
 
 proptest! {

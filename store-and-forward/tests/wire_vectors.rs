@@ -60,7 +60,17 @@ fn samples() -> Vec<(String, Vec<u8>)> {
     add(
         Kind::AuthRequest,
         KEY,
-        encode(Kind::AuthRequest, CART, KEY, TS, &AuthRequest { amount: eur(2_340), card: card(), created: TS }),
+        encode(
+            Kind::AuthRequest,
+            CART,
+            KEY,
+            TS,
+            &AuthRequest {
+                amount: eur(2_340),
+                card: card(),
+                created: TS,
+            },
+        ),
     );
     add(
         Kind::PaymentForward,
@@ -82,7 +92,16 @@ fn samples() -> Vec<(String, Vec<u8>)> {
     add(
         Kind::PaymentInquiry,
         KEY,
-        encode(Kind::PaymentInquiry, CART, KEY, TS, &Inquiry { amount: eur(1_999), created: TS }),
+        encode(
+            Kind::PaymentInquiry,
+            CART,
+            KEY,
+            TS,
+            &Inquiry {
+                amount: eur(1_999),
+                created: TS,
+            },
+        ),
     );
     add(
         Kind::CartStatus,
@@ -107,7 +126,11 @@ fn samples() -> Vec<(String, Vec<u8>)> {
                     oldest_pending: Some(TS),
                     quarantined: 0,
                 }],
-                versions: Versions { limits: 3, deny_list: 12, catalog: 40 },
+                versions: Versions {
+                    limits: 3,
+                    deny_list: 12,
+                    catalog: 40,
+                },
                 telemetry_dropped: 0,
             },
         ),
@@ -120,7 +143,13 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             CART,
             "policy_update:3",
             TS,
-            &Ack { of: Kind::PolicyUpdate, of_id: "3".into(), result: AckResult::Applied, current_version: Some(3), reason: None },
+            &Ack {
+                of: Kind::PolicyUpdate,
+                of_id: "3".into(),
+                result: AckResult::Applied,
+                current_version: Some(3),
+                reason: None,
+            },
         ),
     );
     add(
@@ -131,7 +160,11 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             CART,
             KEY,
             TS,
-            &AuthResponse { outcome: BackendOutcome::Approved { reference: "AUTH-8812".into() } },
+            &AuthResponse {
+                outcome: BackendOutcome::Approved {
+                    reference: "AUTH-8812".into(),
+                },
+            },
         ),
     );
     add(
@@ -142,7 +175,11 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             CART,
             KEY,
             TS,
-            &ForwardResult { outcome: BackendOutcome::Declined { reason: "insufficient funds".into() } },
+            &ForwardResult {
+                outcome: BackendOutcome::Declined {
+                    reason: "insufficient funds".into(),
+                },
+            },
         ),
     );
     add(
@@ -171,7 +208,12 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             CART,
             "12",
             TS,
-            &DenyListUpdate { version: 12, replace: false, add: vec![vec![0xAB; 32]], remove: vec![vec![0xCD; 32]] },
+            &DenyListUpdate {
+                version: 12,
+                replace: false,
+                add: vec![vec![0xAB; 32]],
+                remove: vec![vec![0xCD; 32]],
+            },
         ),
     );
     add(
@@ -223,7 +265,10 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             CART,
             "rot-5",
             TS,
-            &RotationRequest { reason: "scheduled".into(), deadline: Some(Timestamp(TS.0 + 86_400_000)) },
+            &RotationRequest {
+                reason: "scheduled".into(),
+                deadline: Some(Timestamp(TS.0 + 86_400_000)),
+            },
         ),
     );
     // Telemetry travels compressed; the uncompressed form decodes too.
@@ -237,11 +282,25 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             state: "shopping".into(),
             position: Some((12.5, 40.25)),
         },
-        TelemetryEvent::SessionStarted { at: TS, session: "s-1".into() },
-        TelemetryEvent::Scan { at: TS, gtin: "04006381333931".into() },
+        TelemetryEvent::SessionStarted {
+            at: TS,
+            session: "s-1".into(),
+        },
+        TelemetryEvent::Scan {
+            at: TS,
+            gtin: "04006381333931".into(),
+        },
         TelemetryEvent::Link { at: TS, up: false },
-        TelemetryEvent::Fault { at: TS, device: "reader".into(), code: "unplugged".into() },
-        TelemetryEvent::SessionEnded { at: TS, session: "s-1".into(), items: 3 },
+        TelemetryEvent::Fault {
+            at: TS,
+            device: "reader".into(),
+            code: "unplugged".into(),
+        },
+        TelemetryEvent::SessionEnded {
+            at: TS,
+            session: "s-1".into(),
+            items: 3,
+        },
     ];
     let body = serde_json::json!({
         "ledger": "5b1c2d3e-0000-4000-8000-000000000001",
@@ -249,13 +308,22 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         "events": events,
     });
     let id = "5b1c2d3e-0000-4000-8000-000000000001:100";
-    out.push(("telemetry_batch.json".into(), encode(Kind::TelemetryBatch, CART, id, TS, &body)));
-    out.push(("telemetry_batch.zst".into(), encode_compressed(Kind::TelemetryBatch, CART, id, TS, &body)));
+    out.push((
+        "telemetry_batch.json".into(),
+        encode(Kind::TelemetryBatch, CART, id, TS, &body),
+    ));
+    out.push((
+        "telemetry_batch.zst".into(),
+        encode_compressed(Kind::TelemetryBatch, CART, id, TS, &body),
+    ));
     out
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn manifest() -> BTreeMap<String, String> {
@@ -263,7 +331,9 @@ fn manifest() -> BTreeMap<String, String> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let (hash, path) = l.split_once("  ").expect("manifest line: `<sha256>  <path>`");
+            let (hash, path) = l
+                .split_once("  ")
+                .expect("manifest line: `<sha256>  <path>`");
             (path.to_owned(), hash.to_owned())
         })
         .collect()
@@ -369,7 +439,9 @@ fn todays_encoder_reproduces_the_current_vectors() {
 fn newer_backend_fields_are_ignored() {
     let bytes = std::fs::read(dir().join("v1/policy_update.newer-backend.json")).unwrap();
     let (_, down) = decode_down(&bytes, CART).unwrap();
-    let wire::Down::PolicyUpdate(p) = down else { panic!("{down:?}") };
+    let wire::Down::PolicyUpdate(p) = down else {
+        panic!("{down:?}")
+    };
     assert_eq!(p.limits.version, 4);
     assert_eq!(p.limits.max_outstanding_count, 100);
     let bytes = std::fs::read(dir().join("v1/forward_result.newer-backend.json")).unwrap();
@@ -377,7 +449,9 @@ fn newer_backend_fields_are_ignored() {
     assert_eq!(
         down,
         wire::Down::ForwardResult(ForwardResult {
-            outcome: BackendOutcome::Approved { reference: "FWD-77".into() }
+            outcome: BackendOutcome::Approved {
+                reference: "FWD-77".into()
+            }
         })
     );
 }
