@@ -121,7 +121,7 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
                 break;
             }
             round += 1;
-            if round % 4 == 0 {
+            if round.is_multiple_of(4) {
                 let b = chaos_broker.clone();
                 tokio::task::spawn_blocking(move || b.stop()).await.unwrap();
                 let down_for = rand::rng().random_range(300..900);
