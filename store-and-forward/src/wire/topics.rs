@@ -1,4 +1,5 @@
-//! Topic names. Every topic of a cart sits under `carts/{cart_id}/`, the
+//! Topic names by message type (the layout itself is
+//! [`crate::uplink::topics`]). Every topic of a cart sits under `carts/{cart_id}/`, the
 //! shape AWS IoT policy variables (`${iot:Connection.Thing.ThingName}`) and
 //! a mosquitto `pattern` ACL confine a cart to.
 //!
@@ -9,34 +10,35 @@
 //! | responses to the cart's requests | `carts/{cart_id}/rpc/{kind}` |
 
 use super::Kind;
+use crate::uplink::topics as uplink;
 
 /// The prefix of every cart topic.
 pub const PREFIX: &str = "carts";
 
 /// Where the cart publishes a message of `kind`.
 pub fn up(cart: &str, kind: Kind) -> String {
-    format!("{PREFIX}/{cart}/up/{}", kind.as_str())
+    uplink::up(cart, kind.as_str())
 }
 
 /// Where the backend publishes a message of `kind` for the cart.
 pub fn down(cart: &str, kind: Kind) -> String {
-    format!("{PREFIX}/{cart}/down/{}", kind.as_str())
+    uplink::down(cart, kind.as_str())
 }
 
 /// Where the backend answers the cart's requests of `kind` (MQTT 5
 /// response topic).
 pub fn rpc(cart: &str, kind: Kind) -> String {
-    format!("{PREFIX}/{cart}/rpc/{}", kind.as_str())
+    uplink::rpc(cart, kind.as_str())
 }
 
 /// The cart's subscription for everything coming down.
 pub fn down_filter(cart: &str) -> String {
-    format!("{PREFIX}/{cart}/down/#")
+    uplink::down(cart, "#")
 }
 
 /// The cart's subscription for responses.
 pub fn rpc_filter(cart: &str) -> String {
-    format!("{PREFIX}/{cart}/rpc/#")
+    uplink::rpc(cart, "#")
 }
 
 /// The backend's subscription for everything every cart sends.
