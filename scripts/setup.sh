@@ -11,6 +11,12 @@ PACKAGES=(
   libtss2-dev        # tss-esapi links against tpm2-tss
   strace             # fsync counting in the ledger benchmark
   python3            # scripts/check-rust-versions.py
+  fontconfig         # the UI finds its font through fontconfig (fc-list checks it)
+  fonts-dejavu-core  # the UI's font: tests and screenshots need one
+  libinput-dev       # ui's linuxkms feature (device image): input
+  libudev-dev        # ui's linuxkms feature: device discovery
+  libxkbcommon-dev   # ui's linuxkms and winit features: keymaps
+  libseat-dev        # ui's linuxkms feature: seat and DRM access
 )
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

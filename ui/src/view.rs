@@ -1,0 +1,221 @@
+//! The view models: what the daemon tells the UI, in plain Rust.
+//!
+//! They carry amounts in minor units and reasons as enums; the UI formats
+//! and translates them. Nothing here knows about devices or storage.
+
+/// A language the UI ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Language {
+    /// English, the source language of every text.
+    #[default]
+    English,
+    /// German, from the bundled translation (`ui/lang/de`).
+    German,
+}
+
+impl Language {
+    /// The code the bundled translations are keyed by (`"en"`, `"de"`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::English => "en",
+            Language::German => "de",
+        }
+    }
+
+    /// The language for a code; `None` for a language the UI does not ship.
+    pub fn from_code(code: &str) -> Option<Language> {
+        match code {
+            "en" => Some(Language::English),
+            "de" => Some(Language::German),
+            _ => None,
+        }
+    }
+}
+
+/// How much of an item is in the cart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    /// A count of pieces.
+    Units(u32),
+    /// A weighed item (variable-measure code), in grams; its unit price is per kg.
+    Grams(u32),
+}
+
+/// One line of the shopping list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineView {
+    /// The daemon's id for the line; UI events name lines by it.
+    pub line_id: u64,
+    /// The product name from the catalog (not translated).
+    pub name: String,
+    /// How many, or how heavy.
+    pub quantity: Quantity,
+    /// Price of one unit, or of one kg for weighed items, in minor units.
+    pub unit_price_minor: i64,
+    /// What the line costs, in minor units.
+    pub line_total_minor: i64,
+    /// The item needs a staff member's age check before payment.
+    pub age_restricted: bool,
+}
+
+/// The cart and its running total.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CartView {
+    /// ISO 4217 code of every amount in the cart.
+    pub currency: String,
+    /// The lines, oldest first (the UI shows the newest on top).
+    pub lines: Vec<LineView>,
+    /// The amount to pay, tax included, in minor units.
+    pub total_minor: i64,
+    /// The tax included in the total, in minor units.
+    pub tax_minor: i64,
+}
+
+impl CartView {
+    /// The number of items: pieces counted, a weighed line counts as one.
+    pub fn item_count(&self) -> u32 {
+        self.lines
+            .iter()
+            .map(|l| match l.quantity {
+                Quantity::Units(n) => n,
+                Quantity::Grams(_) => 1,
+            })
+            .fold(0u32, u32::saturating_add)
+    }
+}
+
+/// What the card reader asks of the shopper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderPrompt {
+    /// Tap, insert or swipe a card.
+    PresentCard,
+    /// Enter the PIN on the reader.
+    EnterPin,
+    /// The card is read; the payment is being authorized.
+    Processing,
+}
+
+/// Why a payment did not go through, in terms the shopper can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclineReason {
+    /// The bank declined, no reason given.
+    DeclinedByBank,
+    /// The bank declined for lack of funds.
+    InsufficientFunds,
+    /// Offline, and the amount is above the offline cap.
+    OverOfflineLimit,
+    /// Offline, and this card or payment needs an online authorization.
+    ConnectionRequired,
+    /// The card is not accepted (deny-list, unsupported scheme).
+    CardNotAccepted,
+    /// The shopper cancelled.
+    Cancelled,
+    /// The reader waited too long for a card.
+    TimedOut,
+    /// The card was removed before the reader was done.
+    CardRemoved,
+    /// The reader failed.
+    ReaderError,
+}
+
+/// The receipt of an approved payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptView {
+    /// What was bought, and the totals.
+    pub cart: CartView,
+    /// The payment's reference, shown to the shopper.
+    pub payment_reference: String,
+    /// The receipt's reference; the QR code encodes it.
+    pub receipt_reference: String,
+    /// The masked card number from the reader (e.g. `**** 4242`).
+    pub masked_pan: String,
+    /// Approved offline, within limits: the shopper sees a discreet note.
+    pub offline: bool,
+}
+
+/// An age-restricted item waiting for a staff member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgeCheckView {
+    /// The line that waits.
+    pub line_id: u64,
+    /// The product's name.
+    pub item_name: String,
+    /// The shopper has called staff already.
+    pub staff_called: bool,
+}
+
+/// Which devices are missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FaultView {
+    /// The barcode scanner does not answer.
+    pub scanner_missing: bool,
+    /// The card reader does not answer.
+    pub reader_missing: bool,
+}
+
+/// The state of the link to the backend, as the shopper needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkBanner {
+    /// Online: no banner.
+    #[default]
+    Online,
+    /// Offline: the banner says card payments still work up to this amount
+    /// (minor units of the cart's currency), or, with `None`, that they are paused.
+    Offline {
+        /// The largest payment the offline policy would approve now.
+        offline_cap_minor: Option<i64>,
+    },
+}
+
+/// Which screen is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Screen {
+    /// Welcome, nothing scanned.
+    #[default]
+    Idle,
+    /// The shopping list.
+    Shopping,
+    /// The last look before paying.
+    Checkout,
+    /// The reader's prompt.
+    Reader(ReaderPrompt),
+    /// Approved, with the receipt.
+    Approved(ReceiptView),
+    /// Declined or cancelled, with the reason.
+    Declined(DeclineReason),
+    /// An age-restricted item waits for staff.
+    AgeCheck(AgeCheckView),
+    /// A device is missing.
+    Fault(FaultView),
+    /// The cart cannot sell.
+    OutOfService,
+}
+
+/// What a person did, for the daemon to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UiEvent {
+    /// Go from the shopping list to the checkout screen.
+    Checkout,
+    /// Go back to the shopping list (from checkout or a decline).
+    BackToCart,
+    /// Start the payment of the cart's total.
+    Pay,
+    /// Cancel the payment while the reader waits for a card or PIN.
+    CancelPayment,
+    /// Try paying again after a decline.
+    TryAgain,
+    /// The shopper is done with the receipt: start a new session.
+    Done,
+    /// Remove a line from the cart.
+    RemoveLine {
+        /// The line's id.
+        line_id: u64,
+    },
+    /// Call a staff member to approve an age-restricted line.
+    RequestStaff {
+        /// The line's id.
+        line_id: u64,
+    },
+    /// The shopper picked another language.
+    LanguageChanged(Language),
+}
