@@ -9,7 +9,10 @@
 //!   barcode decoder.
 //! - [`reader`]: the card reader: its serial protocol, the cart-side driver and
 //!   the simulator.
+//! - [`identity`]: the device identity: the TPM-backed key, the ledger's NV
+//!   counter and sealed data key, CSRs, and a software key for development.
 #![deny(missing_docs)]
 
+pub mod identity;
 pub mod reader;
 pub mod scanner;

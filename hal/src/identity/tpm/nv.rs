@@ -1,0 +1,161 @@
+//! The ledger's monotonic counter: a TPM NV counter index (owner read and
+//! write, noDA). A TPM counter never goes down and does not start at zero;
+//! it cannot be read before its first increment, so opening increments a
+//! never-written counter once.
+
+use tss_esapi::attributes::NvIndexAttributesBuilder;
+use tss_esapi::constants::CapabilityType;
+use tss_esapi::constants::NvIndexType;
+use tss_esapi::handles::{NvIndexHandle, NvIndexTpmHandle, TpmHandle};
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::interface_types::resource_handles::{NvAuth, Provision};
+use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::structures::{CapabilityData, NvPublicBuilder};
+
+use super::owner::State;
+use super::{Tpm, tpm_err};
+use crate::identity::IdentityError;
+
+/// The NV counter at a TPM NV index.
+#[derive(Debug, Clone)]
+pub struct TpmCounter {
+    tpm: Tpm,
+    index: u32,
+}
+
+fn nv_handle(index: u32) -> Result<NvIndexTpmHandle, IdentityError> {
+    NvIndexTpmHandle::new(index).map_err(|_| IdentityError::BadHandle {
+        handle: index,
+        kind: "NV index (0x01000000..0x01FFFFFF)",
+    })
+}
+
+fn defined(s: &mut State, index: u32) -> Result<bool, IdentityError> {
+    let (data, _) = s
+        .ctx
+        .execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, index, 1))
+        .map_err(tpm_err("look up an NV index"))?;
+    let CapabilityData::Handles(handles) = data else {
+        return Err(IdentityError::Malformed("TPM answered another capability"));
+    };
+    Ok(handles.into_inner().first().map(|h| u32::from(*h)) == Some(index))
+}
+
+fn open(s: &mut State, index: u32) -> Result<NvIndexHandle, IdentityError> {
+    if let Some(h) = s.opened.get(&index) {
+        return Ok((*h).into());
+    }
+    let tpm_handle = TpmHandle::NvIndex(nv_handle(index)?);
+    let object = s
+        .ctx
+        .execute_without_session(|ctx| ctx.tr_from_tpm_public(tpm_handle))
+        .map_err(tpm_err("open an NV index"))?;
+    s.opened.insert(index, object);
+    Ok(object.into())
+}
+
+fn read(s: &mut State, index: u32) -> Result<u64, IdentityError> {
+    let nv = open(s, index)?;
+    let data = s
+        .ctx
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.nv_read(NvAuth::Owner, nv, 8, 0)
+        })
+        .map_err(tpm_err("read the NV counter"))?;
+    let bytes: [u8; 8] = data
+        .value()
+        .try_into()
+        .map_err(|_| IdentityError::Malformed("NV counter is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn increment(s: &mut State, index: u32) -> Result<u64, IdentityError> {
+    let nv = open(s, index)?;
+    s.ctx
+        .execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.nv_increment(NvAuth::Owner, nv)
+        })
+        .map_err(tpm_err("increment the NV counter"))?;
+    read(s, index)
+}
+
+fn open_or_define_on_owner(s: &mut State, index: u32) -> Result<bool, IdentityError> {
+    let tpm_handle = nv_handle(index)?;
+    let mut created = false;
+    if !defined(s, index)? {
+        let attributes = NvIndexAttributesBuilder::new()
+            .with_nv_index_type(NvIndexType::Counter)
+            .with_owner_read(true)
+            .with_owner_write(true)
+            .with_no_da(true)
+            .build()
+            .map_err(tpm_err("build the NV counter attributes"))?;
+        let public = NvPublicBuilder::new()
+            .with_nv_index(tpm_handle)
+            .with_index_name_algorithm(HashingAlgorithm::Sha256)
+            .with_index_attributes(attributes)
+            .with_data_area_size(8)
+            .build()
+            .map_err(tpm_err("build the NV counter public area"))?;
+        let handle = s
+            .ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.nv_define_space(Provision::Owner, None, public)
+            })
+            .map_err(tpm_err("define the NV counter"))?;
+        s.opened.insert(index, handle.into());
+        created = true;
+    }
+    let nv = open(s, index)?;
+    let (public, _) = s
+        .ctx
+        .execute_without_session(|ctx| ctx.nv_read_public(nv))
+        .map_err(tpm_err("read the NV counter's public area"))?;
+    let attributes = public.attributes();
+    let index_type = attributes
+        .index_type()
+        .map_err(tpm_err("read the NV index type"))?;
+    if index_type != NvIndexType::Counter || public.data_size() != 8 {
+        return Err(IdentityError::Unexpected {
+            handle: index,
+            detail: "NV index is not an 8-byte counter",
+        });
+    }
+    if !attributes.written() {
+        increment(s, index)?;
+    }
+    Ok(created)
+}
+
+pub(super) fn open_or_define(tpm: &Tpm, index: u32) -> Result<TpmCounter, IdentityError> {
+    let created = tpm.call(move |s| open_or_define_on_owner(s, index))?;
+    if created {
+        tracing::info!(
+            index = format_args!("{index:#010x}"),
+            "NV counter defined in the TPM"
+        );
+    }
+    Ok(TpmCounter {
+        tpm: tpm.clone(),
+        index,
+    })
+}
+
+impl TpmCounter {
+    /// The counter's current value.
+    pub fn read(&self) -> Result<u64, IdentityError> {
+        let index = self.index;
+        self.tpm.call(move |s| read(s, index))
+    }
+
+    /// Adds one (durably, inside the TPM) and returns the new value.
+    pub fn increment(&self) -> Result<u64, IdentityError> {
+        let index = self.index;
+        self.tpm.call(move |s| increment(s, index))
+    }
+
+    /// The NV index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+}
