@@ -3,8 +3,7 @@
 //! The daemon itself arrives with the checkout-UI issue; today the binary
 //! checks a configuration file and runs the ledger's scripted session.
 
-mod config;
-mod demo_ledger;
+use cart_app::{config, demo_ledger};
 
 use std::path::PathBuf;
 

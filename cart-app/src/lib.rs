@@ -1,0 +1,15 @@
+//! The payment cart's application: configuration, the checkout that ties
+//! the card reader to the ledger and the uplink, and the tools.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration and its validation.
+//! - [`checkout`]: one payment from "Pay" to the decision shown.
+//! - [`demo_ledger`]: the scripted ledger session (`cart-app demo-ledger`).
+//! - [`tpm`]: the TPM behind the ledger (NV counter, sealed data key) and
+//!   the uplink (a rustls signing key on the device identity).
+#![deny(missing_docs)]
+
+pub mod checkout;
+pub mod config;
+pub mod demo_ledger;
+pub mod tpm;
