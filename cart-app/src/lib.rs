@@ -3,12 +3,16 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration and its validation.
+//! - [`basket`]: the shopping session (lines, totals, tax, age check).
+//! - [`catalog`]: items by GTIN, deltas, CSV import.
 //! - [`checkout`]: one payment from "Pay" to the decision shown.
 //! - [`demo_ledger`]: the scripted ledger session (`cart-app demo-ledger`).
 //! - [`tpm`]: the TPM behind the ledger (NV counter, sealed data key) and
 //!   the uplink (a rustls signing key on the device identity).
 #![deny(missing_docs)]
 
+pub mod basket;
+pub mod catalog;
 pub mod checkout;
 pub mod config;
 pub mod demo_ledger;
