@@ -6,6 +6,7 @@
 //! - [`basket`]: the shopping session (lines, totals, tax, age check).
 //! - [`catalog`]: items by GTIN, deltas, CSV import.
 //! - [`checkout`]: one payment from "Pay" to the decision shown.
+//! - `demo` (feature `demo`): the whole cart scripted on simulated devices.
 //! - [`demo_ledger`]: the scripted ledger session (`cart-app demo-ledger`).
 //! - [`tpm`]: the TPM behind the ledger (NV counter, sealed data key) and
 //!   the uplink (a rustls signing key on the device identity).
@@ -15,5 +16,7 @@ pub mod basket;
 pub mod catalog;
 pub mod checkout;
 pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod demo_ledger;
 pub mod tpm;

@@ -28,6 +28,17 @@ enum Command {
         /// The file (see config/cart.toml).
         path: PathBuf,
     },
+    /// Runs the whole cart scripted on simulated devices, a local broker and
+    /// the backend emulator (build with `--features demo`).
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Folder for the ledger and catalog (a new temporary one if omitted).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Folder with the TEST ONLY fixtures.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+    },
     /// Runs a scripted checkout session against a real ledger file.
     DemoLedger {
         /// Folder for the ledger, its counter and data key (new if missing).
@@ -61,6 +72,16 @@ fn main() -> anyhow::Result<()> {
                 toml::to_string_pretty(config).context("printing the config")?
             );
             Ok(())
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo { dir, fixtures } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => std::env::temp_dir().join(format!("cart-demo-{}", std::process::id())),
+            };
+            std::fs::create_dir_all(&dir)?;
+            let fixtures = fixtures.unwrap_or_else(cart_app::demo::default_fixtures);
+            cart_app::demo::run(&dir, &fixtures)
         }
         Command::DemoLedger { dir } => {
             let dir = match dir {
