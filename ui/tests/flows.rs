@@ -259,13 +259,20 @@ fn device_fault_and_out_of_service_tell_the_shopper_what_to_do() {
     assert!(shows(&d, "This cart is out of service"));
 }
 
-#[test]
-fn every_touch_control_is_labelled_and_large() {
-    // Regression guard for unlabelled buttons: every element with the button
-    // role on the busiest screens has a label and a touch-sized box.
+fn check_controls(size: (f32, f32)) -> f32 {
+    // Regression guard for unlabelled, tiny or clipped buttons: every element
+    // with the button role on the busiest screens has a label, a touch-sized
+    // box, and lies wholly inside the window.
     let mut d = start();
+    d.ui.window()
+        .window()
+        .set_size(slint::LogicalSize::new(size.0, size.1));
+    // Without an event loop, run the window's `changed height` handler (it
+    // picks the compact sizes below 640 px) as an event loop turn would.
+    slint::platform::update_timers_and_animations();
     d.scan(MILK);
     d.scan(WINE);
+    let mut checkout_height = 0.0;
     for screen in [
         "age", "shopping", "checkout", "reader", "approved", "declined",
     ] {
@@ -281,6 +288,11 @@ fn every_touch_control_is_labelled_and_large() {
             "declined" => d.decline(DeclineReason::CardRemoved),
             _ => {}
         }
+        if screen == "shopping" {
+            checkout_height = buttons(&d, "Checkout")
+                .first()
+                .map_or(0.0, |b| b.size().height);
+        }
         let buttons: Vec<ElementHandle> = ElementQuery::from_root(d.ui.window())
             .match_descendants()
             .match_accessible_role(AccessibleRole::Button)
@@ -289,13 +301,36 @@ fn every_touch_control_is_labelled_and_large() {
         for b in buttons {
             let label = b.accessible_label().unwrap_or_default();
             assert!(!label.is_empty(), "{screen}: a button has no label");
-            let size = b.size();
+            let (pos, sz) = (b.absolute_position(), b.size());
             assert!(
-                size.height >= 44.0 && size.width >= 44.0,
-                "{screen}: {label:?} is {}x{}, too small to touch",
-                size.width,
-                size.height
+                sz.height >= 44.0 && sz.width >= 44.0,
+                "{screen} at {size:?}: {label:?} is {}x{}, too small to touch",
+                sz.width,
+                sz.height
+            );
+            assert!(
+                pos.x >= 0.0
+                    && pos.y >= 0.0
+                    && pos.x + sz.width <= size.0 + 0.5
+                    && pos.y + sz.height <= size.1 + 0.5,
+                "{screen} at {size:?}: {label:?} at {pos:?} size {sz:?} is outside the window"
             );
         }
     }
+    checkout_height
+}
+
+#[test]
+fn every_touch_control_is_labelled_large_and_inside_at_1280x800() {
+    let height = check_controls((1280.0, 800.0));
+    assert!(height >= 66.0, "full size: 3 rem of 22 px, got {height}");
+}
+
+#[test]
+fn every_touch_control_is_labelled_large_and_inside_at_800x480() {
+    let height = check_controls((800.0, 480.0));
+    assert!(
+        (48.0..66.0).contains(&height),
+        "compact sizes (16 px rem) at 480 px high, got {height}"
+    );
 }
