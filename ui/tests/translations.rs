@@ -60,10 +60,10 @@ fn po_entries() -> Vec<(String, String)> {
             entries.push((t, String::from("(plural)")));
         } else if let Some(t) = quoted("msgid \"") {
             id = Some(t);
-        } else if let Some(t) = quoted("msgstr \"").or_else(|| quoted("msgstr[0] \"")) {
-            if let Some(id) = id.take() {
-                entries.push((id, t));
-            }
+        } else if let Some(t) = quoted("msgstr \"").or_else(|| quoted("msgstr[0] \""))
+            && let Some(id) = id.take()
+        {
+            entries.push((id, t));
         }
     }
     entries.retain(|(id, _)| !id.is_empty());
