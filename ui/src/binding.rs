@@ -63,6 +63,15 @@ impl CheckoutUi {
         show(&self.window, &presentation);
     }
 
+    /// How long the receipt stays before the UI reports [`crate::UiEvent::Done`]
+    /// by itself (default 60 s).
+    pub fn set_receipt_timeout(&self, timeout: std::time::Duration) {
+        let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        self.window
+            .global::<PaymentAdapter>()
+            .set_receipt_timeout(ms);
+    }
+
     /// A handle other threads use to send updates.
     pub fn handle(&self) -> UiHandle {
         UiHandle {

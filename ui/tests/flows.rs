@@ -101,6 +101,26 @@ fn scan_pay_and_get_the_receipt() {
 }
 
 #[test]
+fn receipt_goes_away_by_itself_for_the_next_shopper() {
+    let mut d = start();
+    d.ui.set_receipt_timeout(std::time::Duration::from_secs(30));
+    d.scan(BREAD);
+    tap(&mut d, "Checkout");
+    tap(&mut d, "Pay by card");
+    d.approve(false);
+    // The screen (and its timer) exists once it is drawn, or looked at.
+    assert!(shows(&d, "Payment approved"));
+    i_slint_backend_testing::mock_elapsed_time(std::time::Duration::from_secs(20));
+    assert!(
+        d.pump().is_empty(),
+        "the receipt stays while the shopper looks"
+    );
+    i_slint_backend_testing::mock_elapsed_time(std::time::Duration::from_secs(11));
+    assert_eq!(d.pump(), vec![UiEvent::Done]);
+    assert!(shows(&d, "Welcome!"));
+}
+
+#[test]
 fn declined_payment_says_why_and_allows_another_try() {
     let mut d = start();
     d.scan(BREAD);
