@@ -72,6 +72,10 @@ pub enum IdentityError {
     /// daemon restarts the identity with a new [`tpm::Tpm`].
     #[error("the TPM owner thread has stopped")]
     OwnerGone,
+    /// The TPM owner thread could not be started (out of threads or
+    /// memory): the daemon exits and systemd restarts it.
+    #[error("cannot start the TPM owner thread: {0}")]
+    OwnerStart(#[source] std::io::Error),
     /// The software key file could not be read or written.
     #[error("identity key file {path}: {source}")]
     Io {

@@ -86,10 +86,7 @@ impl Owner {
                     let _ = state.ctx.flush_context(srk.into());
                 }
             })
-            .map_err(|source| IdentityError::Io {
-                path: "tpm-owner thread".into(),
-                source,
-            })?;
+            .map_err(IdentityError::OwnerStart)?;
         ready_rx.recv().map_err(|_| IdentityError::OwnerGone)??;
         Ok(Owner {
             jobs: Some(jobs),

@@ -1,0 +1,255 @@
+//! Mutual TLS to a real mosquitto (`require_certificate`, ACL per CN) with
+//! the device key in a real (simulated) TPM: CSR from the TPM, certificate
+//! from a CA the broker trusts, the rustls signer on the TPM, presented
+//! through the uplink's swappable client certificate.
+
+use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cart_app::tpm::{CartTpm, TpmAdapterError, certified_key, certified_key_from_pem_file};
+use hal::identity::tpm::TpmConfig;
+use hal::identity::{DeviceIdentity, IdentityError, csr};
+use mqtt_harness::Broker;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer};
+use store_and_forward::uplink::{
+    LinkConfig, LinkError, PublishProps, QoS, SwappableClientCert, certified_key_from_pem_files,
+    start,
+};
+use swtpm_harness::Swtpm;
+
+const HANG: Duration = Duration::from_secs(30);
+
+/// A device identity that counts its signatures (to see the TPM sign the
+/// handshake).
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn DeviceIdentity>,
+    signs: Arc<AtomicUsize>,
+}
+
+impl DeviceIdentity for Counting {
+    fn public_key_sec1(&self) -> &[u8] {
+        self.inner.public_key_sec1()
+    }
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, IdentityError> {
+        self.signs.fetch_add(1, Ordering::SeqCst);
+        self.inner.sign_digest(digest)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn is_hardware_backed(&self) -> bool {
+        self.inner.is_hardware_backed()
+    }
+}
+
+/// A CA of this test whose certificate is added to the broker's trusted
+/// CAs (the broker restarts to read it): it certifies the TPM's CSR, as
+/// AWS IoT will.
+struct DeviceCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl DeviceCa {
+    fn trusted_by(broker: &Broker) -> DeviceCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "device test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
+            .expect("self-signed CA");
+        let mut bundle = fs::read_to_string(broker.ca_pem_path()).expect("read CA bundle");
+        bundle.push_str(&issuer.pem());
+        fs::write(broker.ca_pem_path(), bundle).expect("write CA bundle");
+        broker.restart();
+        DeviceCa { issuer }
+    }
+
+    /// Certifies a CSR (verifying its signature first) for client auth.
+    fn certify(&self, csr_der: &[u8]) -> CertificateDer<'static> {
+        let mut csr = CertificateSigningRequestParams::from_der(
+            &CertificateSigningRequestDer::from(csr_der.to_vec()),
+        )
+        .expect("CSR parses and its signature verifies");
+        csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        csr.params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        csr.signed_by(&self.issuer).expect("certify").der().clone()
+    }
+}
+
+fn link_config(broker: &Broker, cart: &str) -> LinkConfig {
+    LinkConfig {
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+        client_id: cart.into(),
+        keep_alive_secs: 5,
+        backoff_base_ms: 50,
+        backoff_max_ms: 500,
+        connect_timeout_secs: 5,
+        tls: true,
+        ca_file: Some(broker.ca_pem_path()),
+        ..LinkConfig::default()
+    }
+}
+
+fn tpm(sim: &Swtpm) -> CartTpm {
+    CartTpm::open(TpmConfig {
+        tcti: sim.tcti(),
+        ..TpmConfig::default()
+    })
+    .expect("open TPM")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_to_mosquitto_with_the_tpm_key() {
+    let broker = Broker::start();
+    let ca = DeviceCa::trusted_by(&broker);
+    let sim = Swtpm::start();
+    let cart = tpm(&sim);
+    let signs = Arc::new(AtomicUsize::new(0));
+    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
+        inner: Arc::new(cart.identity().expect("device key")),
+        signs: signs.clone(),
+    });
+    let request = csr::build(id.as_ref(), "cart-7").expect("CSR");
+    let cert = ca.certify(&request.der);
+    let key = certified_key(id.clone(), vec![cert]).expect("certified key");
+    let source = Arc::new(SwappableClientCert::new(key));
+
+    let (link, _rx) = start(link_config(&broker, "cart-7"), Some(source), vec![]).expect("start");
+    assert!(link.wait_up(HANG).await, "{:?}", *link.state().borrow());
+    assert!(
+        signs.load(Ordering::SeqCst) >= 2,
+        "CSR and handshake signed in the TPM"
+    );
+
+    let ack = tokio::time::timeout(
+        HANG,
+        link.publish(
+            "carts/cart-7/up/telemetry",
+            Bytes::from_static(b"{}"),
+            QoS::AtLeastOnce,
+            PublishProps::default(),
+        ),
+    )
+    .await
+    .expect("hang guard")
+    .expect("PUBACK");
+    assert!(
+        matches!(ack.reason, 0 | 16),
+        "success or no subscribers: {}",
+        ack.reason
+    );
+    // The broker took the certificate's CN as the user name: another
+    // cart's topic is refused.
+    let other = tokio::time::timeout(
+        HANG,
+        link.publish(
+            "carts/cart-8/up/telemetry",
+            Bytes::from_static(b"{}"),
+            QoS::AtLeastOnce,
+            PublishProps::default(),
+        ),
+    )
+    .await
+    .expect("hang guard");
+    assert!(
+        matches!(
+            other,
+            Err(LinkError::Rejected {
+                reason_code: 135,
+                ..
+            })
+        ),
+        "{other:?}"
+    );
+    link.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_from_a_file_key_to_the_tpm_key() {
+    let broker = Broker::start();
+    let ca = DeviceCa::trusted_by(&broker);
+    let (cert_file, key_file) = broker.client_cert("cart-7");
+    let file_key = certified_key_from_pem_files(&cert_file, &key_file).expect("file key");
+    let source = Arc::new(SwappableClientCert::new(file_key));
+    let (link, _rx) =
+        start(link_config(&broker, "cart-7"), Some(source.clone()), vec![]).expect("start");
+    assert!(link.wait_up(HANG).await);
+
+    let sim = Swtpm::start();
+    let cart = tpm(&sim);
+    let signs = Arc::new(AtomicUsize::new(0));
+    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
+        inner: Arc::new(cart.identity().expect("device key")),
+        signs: signs.clone(),
+    });
+    let request = csr::build(id.as_ref(), "cart-7").expect("CSR");
+    let cert_path = sim.state_dir().join("device.pem");
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        pem_body(&ca.certify(&request.der))
+    );
+    fs::write(&cert_path, pem).expect("write certificate");
+    let tpm_key = certified_key_from_pem_file(id, &cert_path).expect("TPM certified key");
+    let before = signs.load(Ordering::SeqCst);
+    source.swap(tpm_key);
+    link.reconnect();
+    let mut state = link.state();
+    tokio::time::timeout(HANG, state.wait_for(|s| s.up && s.connects >= 2))
+        .await
+        .expect("hang guard")
+        .expect("link alive");
+    assert!(
+        signs.load(Ordering::SeqCst) > before,
+        "the new handshake was signed in the TPM"
+    );
+    let ack = tokio::time::timeout(
+        HANG,
+        link.publish(
+            "carts/cart-7/up/telemetry",
+            Bytes::from_static(b"{}"),
+            QoS::AtLeastOnce,
+            PublishProps::default(),
+        ),
+    )
+    .await
+    .expect("hang guard")
+    .expect("PUBACK");
+    assert!(
+        matches!(ack.reason, 0 | 16),
+        "success or no subscribers: {}",
+        ack.reason
+    );
+    link.shutdown().await;
+}
+
+fn pem_body(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    b64.as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_certificate_for_another_key_is_refused() {
+    let broker = Broker::start();
+    let (cert_file, _) = broker.client_cert("cart-7");
+    let sim = Swtpm::start();
+    let cart = tpm(&sim);
+    let id: Arc<dyn DeviceIdentity> = Arc::new(cart.identity().expect("device key"));
+    let err = certified_key_from_pem_file(id, &cert_file).unwrap_err();
+    assert!(matches!(err, TpmAdapterError::KeyMismatch(_)), "{err}");
+}
