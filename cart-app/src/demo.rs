@@ -32,7 +32,9 @@ use store_and_forward::{Currency, Ledger, LedgerConfig, Money, PaymentState, Tim
 
 use crate::basket::{Basket, Scanned, TaxTable};
 use crate::catalog::Catalog;
-use crate::checkout::{Checkout, PayEvent, Shown};
+use crate::checkout::{Checkout, PayEvent, PayResult, Shown};
+use crate::demo_screens::{Screens, cart_view};
+use ui::{AgeCheckView, DeclineReason as UiDecline, LinkBanner, ReceiptView, Screen, ViewUpdate};
 
 const CART: &str = "cart-demo-0001";
 
@@ -137,6 +139,22 @@ pub fn run(dir: &Path, fixtures: &Path) -> anyhow::Result<()> {
     let online = checkout.online_switch();
     let taxes = TaxTable([("standard".to_string(), 1900), ("reduced".to_string(), 700)].into());
     let eur = Currency::new("EUR")?;
+    let mut screens = match Screens::new(&dir.join("steps"), "EUR") {
+        Ok(s) => Some(s),
+        Err(e) => {
+            say(&format!("(no screenshots: {e})"));
+            None
+        }
+    };
+    let snap = |screens: &mut Option<Screens>, updates: Vec<ViewUpdate>, name: &str| {
+        if let Some(s) = screens.as_mut() {
+            s.show(updates);
+            match s.snap(name) {
+                Ok(p) => say(&format!("  [screen] {}", p.display())),
+                Err(e) => say(&format!("  [screen] not written: {e}")),
+            }
+        }
+    };
 
     step("1. Online payment");
     let mut basket = Basket::new(eur);
@@ -147,7 +165,20 @@ pub fn run(dir: &Path, fixtures: &Path) -> anyhow::Result<()> {
         &["4006381333931", "4006381333931", "2112345003504"],
     )?;
     show_basket(&basket, &taxes);
-    pay(&checkout, &mut dev, &basket, "chip-approve")?;
+    snap(
+        &mut screens,
+        vec![
+            ViewUpdate::Cart(cart_view(&basket, &taxes)),
+            ViewUpdate::Screen(Screen::Shopping),
+        ],
+        "shopping",
+    );
+    let res = pay(&checkout, &mut dev, &basket, "chip-approve")?;
+    snap(
+        &mut screens,
+        vec![ViewUpdate::Screen(result_screen(&res, &basket, &taxes))],
+        "approved-online",
+    );
 
     step("2. The link goes down: offline approval within limits");
     online.store(false, Ordering::SeqCst);
@@ -160,13 +191,38 @@ pub fn run(dir: &Path, fixtures: &Path) -> anyhow::Result<()> {
         &["4012345000023", "4012345000023", "4006381333931"],
     )?;
     show_basket(&basket, &taxes);
-    let offline = pay(&checkout, &mut dev, &basket, "contactless-approve")?;
+    snap(
+        &mut screens,
+        vec![
+            ViewUpdate::Link(LinkBanner::Offline {
+                offline_cap_minor: Some(10_000),
+            }),
+            ViewUpdate::Cart(cart_view(&basket, &taxes)),
+            ViewUpdate::Screen(Screen::Shopping),
+        ],
+        "offline-shopping",
+    );
+    let res = pay(&checkout, &mut dev, &basket, "contactless-approve")?;
+    snap(
+        &mut screens,
+        vec![ViewUpdate::Screen(result_screen(&res, &basket, &taxes))],
+        "approved-offline",
+    );
+    let offline = res.key;
 
     step("3. Over the offline limit: declined");
     basket.clear();
     shop(&mut dev, &catalog, &mut basket, &["4012345000016"])?;
     show_basket(&basket, &taxes);
-    pay(&checkout, &mut dev, &basket, "chip-approve")?;
+    let res = pay(&checkout, &mut dev, &basket, "chip-approve")?;
+    snap(
+        &mut screens,
+        vec![
+            ViewUpdate::Cart(cart_view(&basket, &taxes)),
+            ViewUpdate::Screen(result_screen(&res, &basket, &taxes)),
+        ],
+        "declined-over-limit",
+    );
 
     step("4. Age-restricted item: staff check");
     basket.clear();
@@ -176,12 +232,39 @@ pub fn run(dir: &Path, fixtures: &Path) -> anyhow::Result<()> {
             "  payment waits: a staff member must check the shopper is {age}+"
         ));
     }
+    snap(
+        &mut screens,
+        vec![
+            ViewUpdate::Cart(cart_view(&basket, &taxes)),
+            ViewUpdate::Screen(Screen::AgeCheck(AgeCheckView {
+                line_id: 0,
+                item_name: basket.lines()[0].name.clone(),
+                staff_called: true,
+            })),
+        ],
+        "age-check",
+    );
     shop(&mut dev, &catalog, &mut basket, &["STAFF:0042"])?;
-    pay(&checkout, &mut dev, &basket, "chip-pin-approve")?;
+    let res = pay(&checkout, &mut dev, &basket, "chip-pin-approve")?;
+    snap(
+        &mut screens,
+        vec![ViewUpdate::Screen(result_screen(&res, &basket, &taxes))],
+        "approved-after-age-check",
+    );
 
     step("5. The link returns: the queue drains");
     online.store(true, Ordering::SeqCst);
     uplink.kick();
+    basket.clear();
+    snap(
+        &mut screens,
+        vec![
+            ViewUpdate::Link(LinkBanner::Online),
+            ViewUpdate::Cart(cart_view(&basket, &taxes)),
+            ViewUpdate::Screen(Screen::Idle),
+        ],
+        "link-back-idle",
+    );
     let confirmed = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
         lock(&ledger)
@@ -314,7 +397,7 @@ fn pay(
     dev: &mut Devices,
     basket: &Basket,
     card: &str,
-) -> anyhow::Result<store_and_forward::PaymentKey> {
+) -> anyhow::Result<PayResult> {
     if !basket.can_pay() {
         bail!("basket cannot be paid yet");
     }
@@ -351,7 +434,46 @@ fn pay(
         res.masked_pan.as_deref().unwrap_or("-"),
         res.state
     ));
-    Ok(res.key)
+    Ok(res)
+}
+
+fn result_screen(res: &PayResult, basket: &Basket, taxes: &TaxTable) -> Screen {
+    let receipt = |reference: String, offline: bool| {
+        Screen::Approved(ReceiptView {
+            cart: cart_view(basket, taxes),
+            payment_reference: reference,
+            receipt_reference: res.key.to_string(),
+            masked_pan: res.masked_pan.clone().unwrap_or_default(),
+            offline,
+        })
+    };
+    match &res.shown {
+        Shown::ApprovedOnline { reference } => receipt(reference.clone(), false),
+        Shown::ApprovedOffline => receipt(res.key.to_string()[..8].to_owned(), true),
+        Shown::DeclinedOnline { reason } if reason.contains("insufficient") => {
+            Screen::Declined(UiDecline::InsufficientFunds)
+        }
+        Shown::DeclinedOnline { .. } => Screen::Declined(UiDecline::DeclinedByBank),
+        Shown::DeclinedOffline { reasons } => Screen::Declined(
+            if reasons.iter().any(|r| {
+                matches!(
+                    r,
+                    store_and_forward::policy::OfflineReason::PerPaymentCap { .. }
+                )
+            }) {
+                UiDecline::OverOfflineLimit
+            } else if reasons
+                .iter()
+                .any(|r| matches!(r, store_and_forward::policy::OfflineReason::CardDenied))
+            {
+                UiDecline::CardNotAccepted
+            } else {
+                UiDecline::ConnectionRequired
+            },
+        ),
+        Shown::NoCard { .. } => Screen::Declined(UiDecline::TimedOut),
+        Shown::Cancelled => Screen::Declined(UiDecline::Cancelled),
+    }
 }
 
 fn lock(l: &Arc<Mutex<Ledger>>) -> std::sync::MutexGuard<'_, Ledger> {

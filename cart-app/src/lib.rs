@@ -19,4 +19,6 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod demo_ledger;
+#[cfg(feature = "demo")]
+pub mod demo_screens;
 pub mod tpm;
