@@ -10,11 +10,14 @@
 //!   signed in the TPM); [`certified_key`] wraps it with its certificate
 //!   chain into the [`CertifiedKey`] that
 //!   `store_and_forward::uplink::SwappableClientCert` presents.
+//! - [`IdentityConfig`] and [`open_identity`]: the TPM key, or the software
+//!   key when the config allows it and the binary was built with the `demo`
+//!   feature (the image never is).
 //!
 //! rustls calls the signer inside the handshake, on the uplink's own
 //! thread; the TPM work itself runs on hal's TPM owner thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hal::identity::tpm::{Tpm, TpmConfig, TpmCounter, TpmIdentity};
@@ -51,6 +54,55 @@ pub enum TpmAdapterError {
     /// after a key replacement): provision or rotate again.
     #[error("the certificate does not match the device key: {0}")]
     KeyMismatch(rustls::Error),
+    /// A software key is configured but this binary was built without the
+    /// `demo` feature: the daemon refuses to start; remove `software_key`.
+    #[error("software identity configured, but this build has no software identity (feature demo)")]
+    SoftwareIdentityNotBuilt,
+    /// No TPM was opened and no software key is configured: the daemon
+    /// refuses to start; configure `[tpm]`.
+    #[error("no identity: no TPM and no software key configured")]
+    NoTpm,
+}
+
+/// Which identity the cart uses (the `[identity]` table of the config).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// A key file for the software identity (development and the demo only).
+    /// Unset (the default): the device key in the TPM.
+    pub software_key: Option<PathBuf>,
+    /// Must be `true` for `software_key` to be accepted; the software
+    /// identity is not secure and says so loudly in the journal.
+    pub allow_software_identity: bool,
+}
+
+/// Opens the cart's identity: the TPM's device key, or, when configured,
+/// allowed and built in (`demo` feature), the software key (then `tpm` may
+/// be `None`: a demo machine without a TPM).
+pub fn open_identity(
+    config: &IdentityConfig,
+    tpm: Option<&CartTpm>,
+) -> Result<Arc<dyn DeviceIdentity>, TpmAdapterError> {
+    match (&config.software_key, tpm) {
+        (Some(path), _) => software_identity(path, config.allow_software_identity),
+        (None, Some(tpm)) => Ok(Arc::new(tpm.identity()?)),
+        (None, None) => Err(TpmAdapterError::NoTpm),
+    }
+}
+
+#[cfg(feature = "demo")]
+fn software_identity(path: &Path, allow: bool) -> Result<Arc<dyn DeviceIdentity>, TpmAdapterError> {
+    let id = hal::identity::software::SoftwareIdentity::open(path, allow)?;
+    Ok(Arc::new(id))
+}
+
+#[cfg(not(feature = "demo"))]
+fn software_identity(
+    _path: &Path,
+    allow: bool,
+) -> Result<Arc<dyn DeviceIdentity>, TpmAdapterError> {
+    hal::identity::software::require_allowed(allow)?;
+    Err(TpmAdapterError::SoftwareIdentityNotBuilt)
 }
 
 /// The TPM opened from the cart's config, with the handles it names.

@@ -253,3 +253,84 @@ fn a_certificate_for_another_key_is_refused() {
     let err = certified_key_from_pem_file(id, &cert_file).unwrap_err();
     assert!(matches!(err, TpmAdapterError::KeyMismatch(_)), "{err}");
 }
+
+#[test]
+fn identity_from_config_is_the_tpm_unless_a_software_key_is_allowed() {
+    use cart_app::tpm::{IdentityConfig, open_identity};
+    let sim = Swtpm::start();
+    let cart = tpm(&sim);
+    let id = open_identity(&IdentityConfig::default(), Some(&cart)).expect("TPM identity");
+    assert!(id.is_hardware_backed());
+    assert!(matches!(
+        open_identity(&IdentityConfig::default(), None),
+        Err(TpmAdapterError::NoTpm)
+    ));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = IdentityConfig {
+        software_key: Some(dir.path().join("dev.key")),
+        allow_software_identity: false,
+    };
+    let refused = open_identity(&config, Some(&cart)).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            TpmAdapterError::Identity(IdentityError::SoftwareNotAllowed)
+        ),
+        "{refused}"
+    );
+    assert!(!dir.path().join("dev.key").exists());
+
+    config.allow_software_identity = true;
+    let allowed = open_identity(&config, None);
+    if cfg!(feature = "demo") {
+        let id = allowed.expect("software identity in a demo build");
+        assert!(!id.is_hardware_backed());
+    } else {
+        assert!(matches!(
+            allowed.map(|_| ()),
+            Err(TpmAdapterError::SoftwareIdentityNotBuilt)
+        ));
+    }
+}
+
+/// TLS 1.2 only (AWS IoT still offers it): the TPM signer serves there too.
+#[test]
+fn tls12_connect_with_the_tpm_key() {
+    use std::io::{Read, Write};
+    use store_and_forward::uplink::tls::{provider, root_store_from_pem_file};
+    let broker = Broker::start();
+    let ca = DeviceCa::trusted_by(&broker);
+    let sim = Swtpm::start();
+    let cart = tpm(&sim);
+    let signs = Arc::new(AtomicUsize::new(0));
+    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
+        inner: Arc::new(cart.identity().expect("device key")),
+        signs: signs.clone(),
+    });
+    let request = csr::build(id.as_ref(), "cart-7").expect("CSR");
+    let key = certified_key(id, vec![ca.certify(&request.der)]).expect("certified key");
+    let roots = root_store_from_pem_file(&broker.ca_pem_path()).expect("roots");
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("TLS 1.2")
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(SwappableClientCert::new(key)));
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", broker.port())).expect("connect");
+    tcp.set_read_timeout(Some(HANG)).expect("timeout");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    // MQTT 3.1.1 CONNECT, client id cart-7, clean session, keep-alive 30 s.
+    let mut packet = vec![0x10, 18, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30, 0, 6];
+    packet.extend_from_slice(b"cart-7");
+    tls.write_all(&packet).expect("CONNECT");
+    let mut connack = [0u8; 4];
+    tls.read_exact(&mut connack).expect("CONNACK");
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "accepted");
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(signs.load(Ordering::SeqCst), 2, "CSR and one handshake");
+}
