@@ -166,7 +166,7 @@ impl Basket {
         };
         let (gtin, measure) = match &product.content {
             ProductContent::VariableMeasure(v) => {
-                (v.lookup_gtin.as_str().to_owned(), Some(v.measure.clone()))
+                (v.lookup_gtin.as_str().to_owned(), Some(v.measure))
             }
             _ => (product.gtin.as_str().to_owned(), None),
         };
