@@ -197,3 +197,34 @@ fn new_ledger_records_schema_and_min_reader() {
         .unwrap();
     assert_eq!(min, "1");
 }
+
+#[test]
+fn ledger_whose_creation_was_interrupted_is_created_again() {
+    // A crash after SQLite wrote its header but before the schema
+    // committed leaves an empty database: it holds nothing, so the ledger
+    // is created in it rather than refused as foreign.
+    let fx = Fixture::new();
+    {
+        let c = Connection::open(fx.path()).unwrap();
+        let _: String = c
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+    }
+    assert!(fs::metadata(fx.path()).unwrap().len() > 0);
+    let (_, report) = fx.try_open_at(t0()).unwrap();
+    assert!(report.created);
+    assert_eq!(report.schema_now, SCHEMA_VERSION);
+}
+
+#[test]
+fn foreign_empty_looking_database_with_tables_is_still_refused() {
+    let fx = Fixture::new();
+    {
+        let c = Connection::open(fx.path()).unwrap();
+        c.execute_batch("CREATE TABLE notes (x TEXT);").unwrap();
+    }
+    assert!(matches!(
+        fx.try_open_at(t0()),
+        Err(LedgerError::Foreign { .. })
+    ));
+}

@@ -64,9 +64,7 @@ impl Ledger {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| refuse(&path, e))?;
-        if !created {
-            check_existing(&conn, &path)?;
-        }
+        let created = created || !check_existing(&conn, &path)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             warn!(%mode, "ledger could not switch to WAL");
@@ -316,10 +314,24 @@ fn refuse(path: &Path, e: rusqlite::Error) -> LedgerError {
 }
 
 /// Read-only checks on an existing file before anything is written to it.
-fn check_existing(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+/// Returns `false` for an empty database: a ledger whose creation was
+/// interrupted (it holds nothing yet) and is created again.
+fn check_existing(conn: &Connection, path: &Path) -> Result<bool, LedgerError> {
     let app_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(|e| refuse(path, e))?;
+    if app_id == 0 {
+        let objects: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| refuse(path, e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| refuse(path, e))?;
+        if objects == 0 && version == 0 {
+            warn!(path = %path.display(), "empty ledger file (creation interrupted): creating it again");
+            return Ok(false);
+        }
+    }
     if app_id != APPLICATION_ID {
         return Err(LedgerError::Foreign {
             path: path.to_path_buf(),
@@ -357,7 +369,7 @@ fn check_existing(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
             ours: SCHEMA_VERSION,
         });
     }
-    Ok(())
+    Ok(true)
 }
 
 fn migrate(conn: &Connection, created: bool) -> Result<(), LedgerError> {
