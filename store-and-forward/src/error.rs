@@ -69,6 +69,17 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
+    /// The data key does not open this ledger's card data: the ledger was
+    /// moved to another cart, or its key was lost. Refused, left untouched:
+    /// its payments can only be recovered with the original key.
+    #[error(
+        "ledger {path} was sealed with another data key (another cart's TPM, or a lost key); \
+         it was left untouched. Put it back on its own cart, or move it aside for recovery."
+    )]
+    WrongDataKey {
+        /// The ledger path.
+        path: PathBuf,
+    },
     /// SQLite failed (disk full, I/O error). The operation was rolled back:
     /// nothing was half-written; the caller reports it and may retry.
     #[error("ledger database: {0}")]

@@ -228,3 +228,20 @@ fn foreign_empty_looking_database_with_tables_is_still_refused() {
         Err(LedgerError::Foreign { .. })
     ));
 }
+
+#[test]
+fn ledger_opened_with_another_data_key_is_refused() {
+    let fx = Fixture::new();
+    let mut ledger = fx.open();
+    ledger
+        .record_card_read(&attempt(eur(100), 1), t0())
+        .unwrap();
+    drop(ledger);
+    let before = sha(fx.path());
+    // Another cart's key (or a lost one replaced by a new one).
+    fs::remove_file(fx.dir.path().join("data.key")).unwrap();
+    let err = fx.try_open_at(t0()).unwrap_err();
+    assert!(matches!(err, LedgerError::WrongDataKey { .. }), "{err:?}");
+    assert!(err.to_string().contains("untouched"));
+    assert_eq!(sha(fx.path()), before);
+}

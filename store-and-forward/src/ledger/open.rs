@@ -80,6 +80,7 @@ impl Ledger {
 
         let key = data_key.load_or_create()?;
         let sealer = Sealer::new(&key);
+        check_data_key(&conn, &path, &sealer)?;
 
         let mut ledger = Ledger {
             conn,
@@ -243,6 +244,47 @@ impl Ledger {
         tx.commit()?;
         Ok(keys)
     }
+}
+
+/// A known value sealed with the data key when the ledger is made: a ledger
+/// opened with another key (moved to another cart's TPM, a lost key file)
+/// is refused instead of failing later on each payment's card data.
+const KEY_CHECK: &[u8] = b"cart ledger data key check";
+
+fn check_data_key(conn: &Connection, path: &Path, sealer: &Sealer) -> Result<(), LedgerError> {
+    match read_meta(conn, keys::DATA_KEY_CHECK)? {
+        Some(hex) => {
+            let sealed = decode_hex(&hex).ok_or_else(|| LedgerError::BadValue {
+                table: "meta",
+                column: "data_key_check",
+                value: hex.chars().take(16).collect(),
+            })?;
+            match sealer.open(&sealed, b"key-check") {
+                Ok(v) if &v[..] == KEY_CHECK => Ok(()),
+                _ => Err(LedgerError::WrongDataKey {
+                    path: path.to_path_buf(),
+                }),
+            }
+        }
+        None => {
+            let sealed = sealer.seal(KEY_CHECK, b"key-check");
+            write_meta(conn, keys::DATA_KEY_CHECK, &encode_hex(&sealed))
+        }
+    }
+}
+
+fn encode_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Creates a new 0600 file when none exists. Returns whether it did.

@@ -16,6 +16,8 @@ use crate::time::{ClockTrust, Timestamp, clock_trust};
 
 /// Well-known keys of the `meta` and `cart_state` tables.
 pub mod keys {
+    /// meta: a value sealed with the data key, to check the key at open.
+    pub const DATA_KEY_CHECK: &str = "data_key_check";
     /// meta: the ledger's random id.
     pub const LEDGER_ID: &str = "ledger_id";
     /// meta: counter value the ledger expects (bound value + offline approvals).
