@@ -211,9 +211,49 @@ impl Cart {
         limits: LimitsConfig,
         app: Option<tokio::sync::mpsc::Sender<store_and_forward::sync::AppEvent>>,
     ) -> Cart {
-        let id = link.client_id.clone();
         let dir = tempfile::tempdir().unwrap();
         let ledger = open_ledger(dir.path(), limits);
+        Cart::start_on_with(
+            link,
+            identity,
+            sync_cart,
+            sync,
+            ledger,
+            Holder::Temp(dir),
+            app,
+        )
+    }
+
+    /// A cart on an existing ledger (already open in `ledger`).
+    pub fn start_on(
+        link: LinkConfig,
+        identity: (PathBuf, PathBuf),
+        sync_cart: &str,
+        sync: SyncConfig,
+        ledger: Arc<Mutex<Ledger>>,
+        dir: PathBuf,
+    ) -> Cart {
+        Cart::start_on_with(
+            link,
+            identity,
+            sync_cart,
+            sync,
+            ledger,
+            Holder::Kept(dir),
+            None,
+        )
+    }
+
+    fn start_on_with(
+        link: LinkConfig,
+        identity: (PathBuf, PathBuf),
+        sync_cart: &str,
+        sync: SyncConfig,
+        ledger: Arc<Mutex<Ledger>>,
+        dir: Holder,
+        app: Option<tokio::sync::mpsc::Sender<store_and_forward::sync::AppEvent>>,
+    ) -> Cart {
+        let id = link.client_id.clone();
         let (cert, keyf) = identity;
         let cert = Arc::new(SwappableClientCert::new(
             uplink::certified_key_from_pem_files(&cert, &keyf).unwrap(),
@@ -228,39 +268,7 @@ impl Cart {
         let task = tokio::spawn(uplink.clone().run(incoming, rx));
         Cart {
             id,
-            dir: Holder::Temp(dir),
-            ledger,
-            uplink,
-            shutdown,
-            task,
-        }
-    }
-
-    /// A cart on an existing ledger (already open in `ledger`).
-    pub fn start_on(
-        link: LinkConfig,
-        identity: (PathBuf, PathBuf),
-        sync_cart: &str,
-        sync: SyncConfig,
-        ledger: Arc<Mutex<Ledger>>,
-        dir: PathBuf,
-    ) -> Cart {
-        let id = link.client_id.clone();
-        let (cert, keyf) = identity;
-        let cert = Arc::new(SwappableClientCert::new(
-            uplink::certified_key_from_pem_files(&cert, &keyf).unwrap(),
-        ));
-        let (link, incoming) = uplink::start(link, Some(cert), Uplink::subscriptions(&id)).unwrap();
-        let sync = SyncConfig {
-            cart_id: sync_cart.into(),
-            ..sync
-        };
-        let uplink = Uplink::new(sync, ledger.clone(), link, None);
-        let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(uplink.clone().run(incoming, rx));
-        Cart {
-            id,
-            dir: Holder::Kept(dir),
+            dir,
             ledger,
             uplink,
             shutdown,
