@@ -34,7 +34,7 @@ use crate::basket::{Basket, Scanned, TaxTable};
 use crate::catalog::Catalog;
 use crate::checkout::{Checkout, PayEvent, PayResult, Shown};
 use crate::demo_screens::{Screens, cart_view};
-use ui::{AgeCheckView, DeclineReason as UiDecline, LinkBanner, ReceiptView, Screen, ViewUpdate};
+use ui::{AgeCheckView, LinkBanner, Screen, ViewUpdate};
 
 const CART: &str = "cart-demo-0001";
 
@@ -438,42 +438,7 @@ fn pay(
 }
 
 fn result_screen(res: &PayResult, basket: &Basket, taxes: &TaxTable) -> Screen {
-    let receipt = |reference: String, offline: bool| {
-        Screen::Approved(ReceiptView {
-            cart: cart_view(basket, taxes),
-            payment_reference: reference,
-            receipt_reference: res.key.to_string(),
-            masked_pan: res.masked_pan.clone().unwrap_or_default(),
-            offline,
-        })
-    };
-    match &res.shown {
-        Shown::ApprovedOnline { reference } => receipt(reference.clone(), false),
-        Shown::ApprovedOffline => receipt(res.key.to_string()[..8].to_owned(), true),
-        Shown::DeclinedOnline { reason } if reason.contains("insufficient") => {
-            Screen::Declined(UiDecline::InsufficientFunds)
-        }
-        Shown::DeclinedOnline { .. } => Screen::Declined(UiDecline::DeclinedByBank),
-        Shown::DeclinedOffline { reasons } => Screen::Declined(
-            if reasons.iter().any(|r| {
-                matches!(
-                    r,
-                    store_and_forward::policy::OfflineReason::PerPaymentCap { .. }
-                )
-            }) {
-                UiDecline::OverOfflineLimit
-            } else if reasons
-                .iter()
-                .any(|r| matches!(r, store_and_forward::policy::OfflineReason::CardDenied))
-            {
-                UiDecline::CardNotAccepted
-            } else {
-                UiDecline::ConnectionRequired
-            },
-        ),
-        Shown::NoCard { .. } => Screen::Declined(UiDecline::TimedOut),
-        Shown::Cancelled => Screen::Declined(UiDecline::Cancelled),
-    }
+    crate::session::result_screen(res, cart_view(basket, taxes))
 }
 
 fn lock(l: &Arc<Mutex<Ledger>>) -> std::sync::MutexGuard<'_, Ledger> {

@@ -7,6 +7,8 @@
 //! - [`catalog`]: items by GTIN, deltas, CSV import.
 //! - [`checkout`]: one payment from "Pay" to the decision shown.
 //! - `demo` (feature `demo`): the whole cart scripted on simulated devices.
+//! - [`session`]: the shopping session as a state machine (scans, taps,
+//!   payments in; screen updates and device requests out).
 //! - [`demo_ledger`]: the scripted ledger session (`cart-app demo-ledger`).
 //! - [`tpm`]: the TPM behind the ledger (NV counter, sealed data key) and
 //!   the uplink (a rustls signing key on the device identity).
@@ -21,4 +23,5 @@ pub mod demo;
 pub mod demo_ledger;
 #[cfg(feature = "demo")]
 pub mod demo_screens;
+pub mod session;
 pub mod tpm;

@@ -1,0 +1,373 @@
+//! The shopping session as a state machine without I/O: scans, taps on the
+//! screen and the payment's progress come in; screen updates and requests
+//! to the devices go out. The daemon's threads only move these values.
+
+use hal::reader::message::{PaymentErrorCode, UiEvent as ReaderUiEvent};
+use hal::scanner::Scan;
+use store_and_forward::policy::OfflineReason;
+use store_and_forward::telemetry::TelemetryEvent;
+use store_and_forward::{Currency, Money, Timestamp};
+use tracing::{info, warn};
+use ui::{
+    AgeCheckView, CartView, DeclineReason, LineView, Quantity, ReaderPrompt, ReceiptView, Screen,
+    UiEvent, ViewUpdate,
+};
+
+use crate::basket::{Basket, Scanned, TaxTable};
+use crate::catalog::Catalog;
+use crate::checkout::{PayEvent, PayResult, Shown};
+
+/// Something that happened.
+#[derive(Debug)]
+pub enum Input {
+    /// The scanner read a code.
+    Scan(Scan),
+    /// A person tapped the screen.
+    Ui(UiEvent),
+    /// The payment in progress moved on.
+    Payment(PayEvent),
+    /// The payment ended (or could not run: the error text is logged).
+    PaymentDone(Result<PayResult, String>),
+}
+
+/// What the daemon must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Update the screen.
+    View(ViewUpdate),
+    /// Start a payment on the reader's thread.
+    StartPayment {
+        /// The amount.
+        amount: Money,
+    },
+    /// Ask the reader to cancel.
+    CancelPayment,
+    /// Call a staff member (age check).
+    CallStaff {
+        /// The line that waits.
+        item: String,
+    },
+    /// Record telemetry.
+    Telemetry(TelemetryEvent),
+}
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Shopping,
+    Checkout,
+    Paying,
+    Done,
+}
+
+/// The session.
+pub struct Session {
+    basket: Basket,
+    ids: Vec<u64>,
+    next_id: u64,
+    taxes: TaxTable,
+    phase: Phase,
+    session_no: u64,
+}
+
+impl Session {
+    /// A new session in `currency` with the store's tax table.
+    pub fn new(currency: Currency, taxes: TaxTable) -> Session {
+        Session {
+            basket: Basket::new(currency),
+            ids: Vec::new(),
+            next_id: 1,
+            taxes,
+            phase: Phase::Idle,
+            session_no: 0,
+        }
+    }
+
+    /// The basket.
+    pub fn basket(&self) -> &Basket {
+        &self.basket
+    }
+
+    /// The basket as the UI shows it.
+    pub fn cart_view(&self) -> CartView {
+        CartView {
+            currency: self.basket.total().currency.as_str().to_owned(),
+            lines: self
+                .basket
+                .lines()
+                .iter()
+                .zip(&self.ids)
+                .map(|(l, id)| LineView {
+                    line_id: *id,
+                    name: l.name.clone(),
+                    quantity: match l.weight_g {
+                        Some(g) => Quantity::Grams(u32::try_from(g).unwrap_or(u32::MAX)),
+                        None => Quantity::Units(l.quantity),
+                    },
+                    unit_price_minor: l.unit_price.minor,
+                    line_total_minor: l.total.minor,
+                    age_restricted: l.min_age.is_some(),
+                })
+                .collect(),
+            total_minor: self.basket.total().minor,
+            tax_minor: self.basket.tax(&self.taxes).values().map(|m| m.minor).sum(),
+        }
+    }
+
+    fn start_if_idle(&mut self, out: &mut Vec<Effect>) {
+        if matches!(self.phase, Phase::Idle | Phase::Done) {
+            if self.phase == Phase::Done {
+                self.reset();
+            }
+            self.session_no += 1;
+            out.push(Effect::Telemetry(TelemetryEvent::SessionStarted {
+                at: Timestamp::now(),
+                session: format!("s{}", self.session_no),
+            }));
+            self.phase = Phase::Shopping;
+        }
+    }
+
+    fn reset(&mut self) {
+        self.basket.clear();
+        self.ids.clear();
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, input: Input, catalog: &Catalog) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::Scan(scan) => self.on_scan(scan, catalog, &mut out),
+            Input::Ui(ev) => self.on_ui(ev, &mut out),
+            Input::Payment(PayEvent::Prompt(p)) => {
+                let prompt = match p {
+                    ReaderUiEvent::PinRequired => ReaderPrompt::EnterPin,
+                    ReaderUiEvent::Processing => ReaderPrompt::Processing,
+                    _ => ReaderPrompt::PresentCard,
+                };
+                out.push(Effect::View(ViewUpdate::Screen(Screen::Reader(prompt))));
+            }
+            Input::Payment(PayEvent::Authorizing { .. }) => {
+                out.push(Effect::View(ViewUpdate::Screen(Screen::Reader(
+                    ReaderPrompt::Processing,
+                ))));
+            }
+            Input::PaymentDone(result) => self.on_paid(result, &mut out),
+        }
+        out
+    }
+
+    fn on_scan(&mut self, scan: Scan, catalog: &Catalog, out: &mut Vec<Effect>) {
+        if self.phase == Phase::Paying {
+            info!("scan ignored while paying");
+            return;
+        }
+        let before = self.basket.lines().len();
+        let scanned = match self.basket.scan(&scan, catalog, true) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(cause = %e, "catalog lookup failed");
+                return;
+            }
+        };
+        if matches!(
+            scanned,
+            Scanned::Added { .. } | Scanned::NeedsAgeCheck { .. }
+        ) {
+            self.start_if_idle(out);
+            if self.phase == Phase::Done {
+                self.phase = Phase::Shopping;
+            }
+        }
+        if self.basket.lines().len() > before {
+            self.ids.push(self.next_id);
+            self.next_id += 1;
+        }
+        match scanned {
+            Scanned::Added { line } => {
+                out.push(Effect::Telemetry(TelemetryEvent::Scan {
+                    at: Timestamp::now(),
+                    gtin: self.basket.lines()[line].gtin.clone(),
+                }));
+                self.phase = Phase::Shopping;
+                out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+                out.push(Effect::View(ViewUpdate::Screen(Screen::Shopping)));
+            }
+            Scanned::NeedsAgeCheck { line, .. } => {
+                self.phase = Phase::Shopping;
+                out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+                out.push(Effect::View(ViewUpdate::Screen(Screen::AgeCheck(
+                    AgeCheckView {
+                        line_id: self.ids[line],
+                        item_name: self.basket.lines()[line].name.clone(),
+                        staff_called: false,
+                    },
+                ))));
+            }
+            Scanned::AgeCheckCleared => {
+                out.push(Effect::View(ViewUpdate::Screen(Screen::Shopping)));
+            }
+            Scanned::UnknownItem { gtin } => info!(%gtin, "item not in the catalog"),
+            Scanned::NotForBasket => {}
+            Scanned::Rejected { reason } => info!(%reason, "scan rejected"),
+        }
+    }
+
+    fn on_ui(&mut self, ev: UiEvent, out: &mut Vec<Effect>) {
+        match ev {
+            UiEvent::Checkout if self.phase == Phase::Shopping => {
+                self.phase = Phase::Checkout;
+                out.push(Effect::View(ViewUpdate::Screen(Screen::Checkout)));
+            }
+            UiEvent::BackToCart | UiEvent::TryAgain if self.phase != Phase::Paying => {
+                self.phase = Phase::Shopping;
+                let screen = if matches!(ev, UiEvent::TryAgain) {
+                    Screen::Checkout
+                } else {
+                    Screen::Shopping
+                };
+                if matches!(ev, UiEvent::TryAgain) {
+                    self.phase = Phase::Checkout;
+                }
+                out.push(Effect::View(ViewUpdate::Screen(screen)));
+            }
+            UiEvent::Pay if matches!(self.phase, Phase::Checkout | Phase::Shopping) => {
+                if self.basket.can_pay() {
+                    self.phase = Phase::Paying;
+                    out.push(Effect::View(ViewUpdate::Screen(Screen::Reader(
+                        ReaderPrompt::PresentCard,
+                    ))));
+                    out.push(Effect::StartPayment {
+                        amount: self.basket.total(),
+                    });
+                } else if let Some((i, l)) = self
+                    .basket
+                    .lines()
+                    .iter()
+                    .enumerate()
+                    .find(|(_, l)| l.min_age.is_some())
+                    && self.basket.pending_age_check().is_some()
+                {
+                    out.push(Effect::View(ViewUpdate::Screen(Screen::AgeCheck(
+                        AgeCheckView {
+                            line_id: self.ids[i],
+                            item_name: l.name.clone(),
+                            staff_called: false,
+                        },
+                    ))));
+                }
+            }
+            UiEvent::CancelPayment if self.phase == Phase::Paying => {
+                out.push(Effect::CancelPayment)
+            }
+            UiEvent::Done => {
+                let items = self.basket.lines().len() as u32;
+                self.reset();
+                self.phase = Phase::Idle;
+                out.push(Effect::Telemetry(TelemetryEvent::SessionEnded {
+                    at: Timestamp::now(),
+                    session: format!("s{}", self.session_no),
+                    items,
+                }));
+                out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+                out.push(Effect::View(ViewUpdate::Screen(Screen::Idle)));
+            }
+            UiEvent::RemoveLine { line_id } if self.phase != Phase::Paying => {
+                if let Some(i) = self.ids.iter().position(|id| *id == line_id) {
+                    self.basket.remove(i);
+                    self.ids.remove(i);
+                    out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+                    out.push(Effect::View(ViewUpdate::Screen(
+                        if self.basket.lines().is_empty() {
+                            Screen::Idle
+                        } else {
+                            Screen::Shopping
+                        },
+                    )));
+                }
+            }
+            UiEvent::RequestStaff { line_id } => {
+                if let Some(i) = self.ids.iter().position(|id| *id == line_id) {
+                    let name = self.basket.lines()[i].name.clone();
+                    out.push(Effect::CallStaff { item: name.clone() });
+                    out.push(Effect::View(ViewUpdate::Screen(Screen::AgeCheck(
+                        AgeCheckView {
+                            line_id,
+                            item_name: name,
+                            staff_called: true,
+                        },
+                    ))));
+                }
+            }
+            other => info!(event = ?other, "tap ignored in this state"),
+        }
+    }
+
+    fn on_paid(&mut self, result: Result<PayResult, String>, out: &mut Vec<Effect>) {
+        let screen = match result {
+            Ok(res) => {
+                let screen = result_screen(&res, self.cart_view());
+                self.phase = if matches!(screen, Screen::Approved(_)) {
+                    Phase::Done
+                } else {
+                    Phase::Checkout
+                };
+                screen
+            }
+            Err(e) => {
+                warn!(cause = %e, "payment could not run");
+                self.phase = Phase::Checkout;
+                Screen::Declined(DeclineReason::ReaderError)
+            }
+        };
+        out.push(Effect::View(ViewUpdate::Screen(screen)));
+    }
+}
+
+/// The screen for a payment's end.
+pub fn result_screen(res: &PayResult, cart: CartView) -> Screen {
+    let receipt = |reference: String, offline: bool| {
+        Screen::Approved(ReceiptView {
+            cart: cart.clone(),
+            payment_reference: reference,
+            receipt_reference: res.key.to_string(),
+            masked_pan: res.masked_pan.clone().unwrap_or_default(),
+            offline,
+        })
+    };
+    match &res.shown {
+        Shown::ApprovedOnline { reference } => receipt(reference.clone(), false),
+        Shown::ApprovedOffline => receipt(res.key.to_string().chars().take(8).collect(), true),
+        Shown::DeclinedOnline { reason } if reason.contains("insufficient") => {
+            Screen::Declined(DeclineReason::InsufficientFunds)
+        }
+        Shown::DeclinedOnline { .. } => Screen::Declined(DeclineReason::DeclinedByBank),
+        Shown::DeclinedOffline { reasons } => Screen::Declined(
+            if reasons
+                .iter()
+                .any(|r| matches!(r, OfflineReason::PerPaymentCap { .. }))
+            {
+                DeclineReason::OverOfflineLimit
+            } else if reasons
+                .iter()
+                .any(|r| matches!(r, OfflineReason::CardDenied))
+            {
+                DeclineReason::CardNotAccepted
+            } else {
+                DeclineReason::ConnectionRequired
+            },
+        ),
+        Shown::NoCard { code } => Screen::Declined(match code {
+            PaymentErrorCode::Timeout => DeclineReason::TimedOut,
+            PaymentErrorCode::CardRemoved => DeclineReason::CardRemoved,
+            PaymentErrorCode::Cancelled => DeclineReason::Cancelled,
+            _ => DeclineReason::ReaderError,
+        }),
+        Shown::Cancelled => Screen::Declined(DeclineReason::Cancelled),
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
