@@ -19,6 +19,24 @@ pub struct Config {
     pub offline: LimitsConfig,
     /// The card deny-list shipped with the cart.
     pub deny_list: DenyListConfig,
+    /// The catalog.
+    pub catalog: CatalogConfig,
+}
+
+/// Where the catalog lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// The catalog file (SQLite).
+    pub path: std::path::PathBuf,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            path: "/var/lib/cart/catalog.sqlite".into(),
+        }
+    }
 }
 
 /// Card fingerprints refused offline, as configured; the backend's newer
@@ -50,6 +68,7 @@ impl Default for Config {
             ledger: LedgerConfig::default(),
             offline: LimitsConfig::default(),
             deny_list: DenyListConfig::default(),
+            catalog: CatalogConfig::default(),
         }
     }
 }

@@ -245,3 +245,29 @@ fn ledger_opened_with_another_data_key_is_refused() {
     assert!(err.to_string().contains("untouched"));
     assert_eq!(sha(fx.path()), before);
 }
+
+#[test]
+fn read_only_status_reads_without_writing() {
+    let fx = Fixture::new();
+    let mut ledger = fx.open();
+    let a = attempt(eur(2_500), 1);
+    ledger.record_card_read(&a, t0()).unwrap();
+    ledger.decide_offline(&a.key, t0()).unwrap();
+    let b = attempt(eur(100), 2);
+    ledger.record_card_read(&b, t0()).unwrap(); // left undecided
+    ledger.maintain(t0()).unwrap();
+    drop(ledger);
+    let before = sha(fx.path());
+    let st = store_and_forward::ledger::read_only_status(fx.path(), t0()).unwrap();
+    assert_eq!(st.integrity, None, "the counter is not read");
+    assert_eq!(st.exposure.count, 1);
+    assert_eq!(st.payments.get("card_read"), Some(&1), "no recovery runs");
+    assert_eq!(st.limits.version, 1);
+    assert_eq!(sha(fx.path()), before);
+    let garbage = fx.dir.path().join("garbage");
+    fs::write(&garbage, b"not a ledger at all, definitely not").unwrap();
+    assert!(matches!(
+        store_and_forward::ledger::read_only_status(&garbage, t0()),
+        Err(LedgerError::NotALedger { .. })
+    ));
+}

@@ -35,7 +35,7 @@ pub mod outbox_kinds {
     pub use super::outbox::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, KIND_TELEMETRY};
 }
 pub use payments::{Applied, PaymentRecord};
-pub use state::{LedgerStatus, OutboxDepth, UpdateOutcome, keys};
+pub use state::{LedgerStatus, OutboxDepth, UpdateOutcome, keys, read_only_status};
 pub use telemetry::EnqueueReport;
 
 use payments::free_bytes as payments_free_bytes;

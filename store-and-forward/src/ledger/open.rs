@@ -341,7 +341,7 @@ fn read_up_to(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn refuse(path: &Path, e: rusqlite::Error) -> LedgerError {
+pub(crate) fn refuse(path: &Path, e: rusqlite::Error) -> LedgerError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::NotADatabase) => LedgerError::NotALedger {
             path: path.to_path_buf(),
@@ -358,7 +358,7 @@ fn refuse(path: &Path, e: rusqlite::Error) -> LedgerError {
 /// Read-only checks on an existing file before anything is written to it.
 /// Returns `false` for an empty database: a ledger whose creation was
 /// interrupted (it holds nothing yet) and is created again.
-fn check_existing(conn: &Connection, path: &Path) -> Result<bool, LedgerError> {
+pub(crate) fn check_existing(conn: &Connection, path: &Path) -> Result<bool, LedgerError> {
     let app_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(|e| refuse(path, e))?;

@@ -510,41 +510,7 @@ impl Ledger {
     /// backlog: counts come from the pending index, the oldest record is
     /// the lowest id, telemetry bytes are kept in memory.
     pub fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, LedgerError> {
-        let mut out = Vec::new();
-        for class in OutboxClass::ALL {
-            let pending: i64 = self
-                .conn
-                .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 0 AND class = ?1")?
-                .query_row([class as i64], |r| r.get(0))?;
-            let oldest: Option<i64> = self
-                .conn
-                .prepare_cached(
-                    "SELECT created_ms FROM outbox WHERE status = 0 AND class = ?1 ORDER BY id LIMIT 1",
-                )?
-                .query_row([class as i64], |r| r.get(0))
-                .optional()?;
-            let bytes = if class == OutboxClass::Telemetry {
-                self.telemetry_bytes as i64
-            } else {
-                self.conn
-                    .prepare_cached(
-                        "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE status = 0 AND class = ?1",
-                    )?
-                    .query_row([class as i64], |r| r.get(0))?
-            };
-            let quarantined: i64 = self
-                .conn
-                .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 2 AND class = ?1")?
-                .query_row([class as i64], |r| r.get(0))?;
-            out.push(OutboxDepth {
-                class: class.as_str().to_owned(),
-                pending: pending as u64,
-                pending_bytes: bytes as u64,
-                oldest_pending: oldest.map(Timestamp),
-                quarantined: quarantined as u64,
-            });
-        }
-        Ok(out)
+        outbox_depth(&self.conn, Some(self.telemetry_bytes))
     }
 
     /// Whether any record of `class` is pending (an index lookup).
@@ -622,4 +588,43 @@ mod tests {
             assert!(d <= 100 * (1u64 << attempts.min(30)));
         }
     }
+}
+
+/// Depth of each class (see [`Ledger::outbox_depth`]); telemetry bytes are
+/// summed when not given.
+pub(crate) fn outbox_depth(
+    conn: &Connection,
+    telemetry_bytes: Option<u64>,
+) -> Result<Vec<OutboxDepth>, LedgerError> {
+    let mut out = Vec::new();
+    for class in OutboxClass::ALL {
+        let pending: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 0 AND class = ?1")?
+            .query_row([class as i64], |r| r.get(0))?;
+        let oldest: Option<i64> = conn
+            .prepare_cached(
+                "SELECT created_ms FROM outbox WHERE status = 0 AND class = ?1 ORDER BY id LIMIT 1",
+            )?
+            .query_row([class as i64], |r| r.get(0))
+            .optional()?;
+        let bytes = if let (OutboxClass::Telemetry, Some(b)) = (class, telemetry_bytes) {
+            b as i64
+        } else {
+            conn.prepare_cached(
+                "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE status = 0 AND class = ?1",
+            )?
+            .query_row([class as i64], |r| r.get(0))?
+        };
+        let quarantined: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 2 AND class = ?1")?
+            .query_row([class as i64], |r| r.get(0))?;
+        out.push(OutboxDepth {
+            class: class.as_str().to_owned(),
+            pending: pending as u64,
+            pending_bytes: bytes as u64,
+            oldest_pending: oldest.map(Timestamp),
+            quarantined: quarantined as u64,
+        });
+    }
+    Ok(out)
 }

@@ -113,8 +113,8 @@ pub struct OutboxDepth {
 /// Everything `cartctl status` and the UI show about the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerStatus {
-    /// Binding to the monotonic counter.
-    pub integrity: LedgerIntegrity,
+    /// Binding to the monotonic counter (`None`: not read, a read-only look).
+    pub integrity: Option<LedgerIntegrity>,
     /// The wall clock's trust verdict.
     pub clock: ClockTrust,
     /// Last known-good time.
@@ -292,44 +292,78 @@ impl Ledger {
 
     /// The status report.
     pub fn status(&self, now: Timestamp) -> Result<LedgerStatus, LedgerError> {
-        let mut payments = BTreeMap::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT state, COUNT(*) FROM payments GROUP BY state")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (s, n) = row?;
-                payments.insert(s, n as u64);
-            }
-        }
-        let mut losses = BTreeMap::new();
-        {
-            let mut stmt = self.conn.prepare(
-                "SELECT currency, SUM(amount_minor) FROM payments WHERE state = 'declined_after_forward'
-                 GROUP BY currency",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (c, n) = row?;
-                if let Ok(c) = Currency::new(&c) {
-                    losses.insert(c, n);
-                }
-            }
-        }
-        Ok(LedgerStatus {
-            integrity: self.integrity.clone(),
-            clock: self.clock_trust(now)?,
-            last_known_good: read_state_i64(&self.conn, keys::LAST_KNOWN_GOOD_MS)?.map(Timestamp),
-            last_backend_contact: read_state_i64(&self.conn, keys::LAST_BACKEND_CONTACT_MS)?
-                .map(Timestamp),
-            limits: self.limits.clone(),
-            exposure: super::payments::exposure(&self.conn)?,
-            payments,
-            declined_after_forward: losses,
-            outbox: self.outbox_depth()?,
-            telemetry_dropped: read_state_i64(&self.conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0)
-                as u64,
-        })
+        status_of(
+            &self.conn,
+            Some(self.integrity.clone()),
+            self.limits.clone(),
+            Some(self.telemetry_bytes),
+            now,
+        )
     }
+}
+
+/// The status report from a connection. `integrity` is `None` when the
+/// counter was not read (a read-only look while the daemon is down).
+pub(crate) fn status_of(
+    conn: &Connection,
+    integrity: Option<LedgerIntegrity>,
+    limits: Limits,
+    telemetry_bytes: Option<u64>,
+    now: Timestamp,
+) -> Result<LedgerStatus, LedgerError> {
+    let mut payments = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM payments GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (s, n) = row?;
+            payments.insert(s, n as u64);
+        }
+    }
+    let mut losses = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT currency, SUM(amount_minor) FROM payments WHERE state = 'declined_after_forward'
+             GROUP BY currency",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (c, n) = row?;
+            if let Ok(c) = Currency::new(&c) {
+                losses.insert(c, n);
+            }
+        }
+    }
+    let known_good = read_state_i64(conn, keys::LAST_KNOWN_GOOD_MS)?.map(Timestamp);
+    Ok(LedgerStatus {
+        integrity,
+        clock: clock_trust(now, known_good, limits.clock_tolerance_secs),
+        last_known_good: known_good,
+        last_backend_contact: read_state_i64(conn, keys::LAST_BACKEND_CONTACT_MS)?.map(Timestamp),
+        exposure: super::payments::exposure(conn)?,
+        limits,
+        payments,
+        declined_after_forward: losses,
+        outbox: super::outbox::outbox_depth(conn, telemetry_bytes)?,
+        telemetry_dropped: read_state_i64(conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0) as u64,
+    })
+}
+
+/// The status of the ledger at `path`, read-only, for `cartctl status`
+/// while the daemon is down: nothing is written, no recovery runs, and the
+/// monotonic counter is not read (`integrity` is `None`).
+pub fn read_only_status(
+    path: &std::path::Path,
+    now: Timestamp,
+) -> Result<LedgerStatus, LedgerError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| super::open::refuse(path, e))?;
+    super::open::check_existing(&conn, path)?;
+    let limits = read_state(&conn, keys::LIMITS)?
+        .and_then(|json| serde_json::from_str::<Limits>(&json).ok())
+        .unwrap_or_else(Limits::none);
+    status_of(&conn, None, limits, None, now)
 }

@@ -209,9 +209,10 @@ impl Uplink {
         let body = wire::up::CartStatus {
             firmware: self.config.firmware.clone(),
             integrity: match st.integrity {
-                crate::policy::LedgerIntegrity::Bound => "bound",
-                crate::policy::LedgerIntegrity::RolledBack { .. } => "rolled_back",
-                crate::policy::LedgerIntegrity::CounterMismatch { .. } => "counter_mismatch",
+                Some(crate::policy::LedgerIntegrity::Bound) => "bound",
+                Some(crate::policy::LedgerIntegrity::RolledBack { .. }) => "rolled_back",
+                Some(crate::policy::LedgerIntegrity::CounterMismatch { .. }) => "counter_mismatch",
+                None => "unknown",
             }
             .to_owned(),
             exposure: st.exposure,

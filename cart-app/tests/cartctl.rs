@@ -1,0 +1,77 @@
+//! `cartctl` as a technician runs it: against a real ledger and catalog
+//! file, checking output and exit codes.
+
+use std::process::Command;
+
+fn cartctl(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cartctl"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run cartctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn status_and_catalog_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\npath = \"{0}/ledger.sqlite\"\n[catalog]\npath = \"{0}/catalog.sqlite\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    // No ledger yet.
+    let (code, _, err) = cartctl(&config, &["status"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no ledger"), "{err}");
+    // A ledger with payments, made by the scripted session.
+    let made = Command::new(env!("CARGO_BIN_EXE_cart-app"))
+        .args(["demo-ledger", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (code, out, err) = cartctl(&config, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("online_approved 1") && out.contains("queue telemetry"),
+        "{out}"
+    );
+    let (code, out, _) = cartctl(&config, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["payments"]["confirmed"], 1);
+    assert!(v["integrity"].is_null());
+    // Catalog import: a good file, then a bad one refused whole with the line.
+    let csv = dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight\n4006381333931,Highlighter,189,EUR,standard,,false\n",
+    )
+    .unwrap();
+    let (code, out, err) = cartctl(&config, &["catalog", "import", csv.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported 1 items"), "{out}");
+    std::fs::write(&csv, "gtin,name\n123,x\n").unwrap();
+    let (code, _, err) = cartctl(&config, &["catalog", "import", csv.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("line 2"), "{err}");
+    // A bad config names the key and exits 2.
+    std::fs::write(&config, "[ledger]\npathh = 1\n").unwrap();
+    let (code, _, err) = cartctl(&config, &["status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("pathh"), "{err}");
+}
