@@ -571,25 +571,6 @@ impl Ledger {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_bounded_and_grows() {
-        let p = RetryPolicy {
-            base_ms: 100,
-            max_ms: 1_000,
-        };
-        let mut rng = rand::rng();
-        for attempts in 0..40 {
-            let d = p.delay_ms(attempts, &mut rng);
-            assert!(d <= 1_000);
-            assert!(d <= 100 * (1u64 << attempts.min(30)));
-        }
-    }
-}
-
 /// Depth of each class (see [`Ledger::outbox_depth`]); telemetry bytes are
 /// summed when not given.
 pub(crate) fn outbox_depth(
@@ -627,4 +608,23 @@ pub(crate) fn outbox_depth(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let p = RetryPolicy {
+            base_ms: 100,
+            max_ms: 1_000,
+        };
+        let mut rng = rand::rng();
+        for attempts in 0..40 {
+            let d = p.delay_ms(attempts, &mut rng);
+            assert!(d <= 1_000);
+            assert!(d <= 100 * (1u64 << attempts.min(30)));
+        }
+    }
 }
