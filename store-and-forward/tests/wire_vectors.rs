@@ -24,7 +24,7 @@ use store_and_forward::wire::down::{
     RotationRequest,
 };
 use store_and_forward::wire::up::{
-    Ack, AckResult, AuthRequest, CardData, CartStatus, Forward, Inquiry, Versions,
+    Ack, AckBatch, AckResult, AuthRequest, CardData, CartStatus, Forward, Inquiry, Versions,
 };
 use store_and_forward::wire::{self, Kind, decode_down, decode_up, encode, encode_compressed};
 use store_and_forward::{Timestamp, ledger::OutboxDepth};
@@ -149,6 +149,34 @@ fn samples() -> Vec<(String, Vec<u8>)> {
                 result: AckResult::Applied,
                 current_version: Some(3),
                 reason: None,
+            },
+        ),
+    );
+    add(
+        Kind::AckBatch,
+        "forward_result:01936d5e-8a3c-7b2e-9f10-3c4d5e6f7a8b",
+        encode(
+            Kind::AckBatch,
+            CART,
+            "forward_result:01936d5e-8a3c-7b2e-9f10-3c4d5e6f7a8b",
+            TS,
+            &AckBatch {
+                acks: vec![
+                    Ack {
+                        of: Kind::ForwardResult,
+                        of_id: KEY.into(),
+                        result: AckResult::Applied,
+                        current_version: None,
+                        reason: None,
+                    },
+                    Ack {
+                        of: Kind::PolicyUpdate,
+                        of_id: "2".into(),
+                        result: AckResult::Ignored,
+                        current_version: Some(3),
+                        reason: None,
+                    },
+                ],
             },
         ),
     );

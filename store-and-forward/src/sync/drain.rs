@@ -17,8 +17,8 @@ use crate::ledger::outbox_kinds::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY};
 use crate::ledger::{OutboxBody, OutboxClass, OutboxRecord};
 use crate::uplink::{LinkError, PubAck, PublishProps, QoS};
 use crate::wire::telemetry::{METERING_UNIT, pack};
-use crate::wire::up::{CardData, Forward, Inquiry};
-use crate::wire::{Kind, encode, topics};
+use crate::wire::up::{Ack, AckBatch, CardData, Forward, Inquiry};
+use crate::wire::{self, Kind, encode, topics};
 
 /// What one pass sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,7 +212,15 @@ impl Uplink {
         let mut bad = Vec::new();
         match class {
             OutboxClass::Payment | OutboxClass::Control => {
+                let mut acks: Vec<(i64, Ack)> = Vec::new();
                 for r in records {
+                    if let (OutboxBody::Bytes(b), "ack") = (&r.body, r.kind.as_str())
+                        && let Ok((_, v)) = wire::decode(b)
+                        && let Ok(ack) = serde_json::from_value::<Ack>(v)
+                    {
+                        acks.push((r.id, ack));
+                        continue;
+                    }
                     match (&r.body, r.kind.as_str()) {
                         (OutboxBody::Payment(p), KIND_PAYMENT_FORWARD) => {
                             let body = Forward {
@@ -264,6 +272,7 @@ impl Uplink {
                         }
                     }
                 }
+                out.extend(ack_batches(cart, acks, now));
             }
             OutboxClass::Telemetry => {
                 let ledger_id = self.ledger().ledger_id().to_owned();
@@ -332,4 +341,45 @@ impl Uplink {
         }
         Ok((out, resume))
     }
+}
+
+/// Acks travel together: one message (one billable unit) for up to ~4.5 KB
+/// of acks instead of one each.
+fn ack_batches(cart: &str, acks: Vec<(i64, Ack)>, now: Timestamp) -> Vec<Outgoing> {
+    const BUDGET: usize = 4_500;
+    let topic = topics::up(cart, Kind::AckBatch);
+    let mut out = Vec::new();
+    let mut ids = Vec::new();
+    let mut batch: Vec<Ack> = Vec::new();
+    let mut size = 0usize;
+    let flush = |ids: &mut Vec<i64>, batch: &mut Vec<Ack>, out: &mut Vec<Outgoing>| {
+        if batch.is_empty() {
+            return;
+        }
+        let id = format!("{}:{}", batch[0].of.as_str(), batch[0].of_id);
+        let body = AckBatch {
+            acks: std::mem::take(batch),
+        };
+        let payload = encode(Kind::AckBatch, cart, &id, now, &body);
+        let records = body.acks.len();
+        out.push(Outgoing {
+            class: OutboxClass::Control,
+            topic: topic.clone(),
+            payload: payload.into(),
+            ids: std::mem::take(ids),
+            records,
+        });
+    };
+    for (id, ack) in acks {
+        let len = serde_json::to_vec(&ack).map_or(0, |v| v.len()) + 1;
+        if size + len > BUDGET {
+            flush(&mut ids, &mut batch, &mut out);
+            size = 0;
+        }
+        size += len;
+        ids.push(id);
+        batch.push(ack);
+    }
+    flush(&mut ids, &mut batch, &mut out);
+    out
 }

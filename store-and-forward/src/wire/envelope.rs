@@ -35,6 +35,8 @@ pub enum Kind {
     CartStatus,
     /// Up: acknowledgement of a downstream message (id: the acked id).
     Ack,
+    /// Up: several acknowledgements in one message (id: the first ack's id).
+    AckBatch,
     /// Down: answer to an authorization request (id: payment key).
     AuthResponse,
     /// Down: result of a forward or an inquiry (id: payment key).
@@ -51,13 +53,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::AuthRequest,
         Kind::PaymentForward,
         Kind::PaymentInquiry,
         Kind::TelemetryBatch,
         Kind::CartStatus,
         Kind::Ack,
+        Kind::AckBatch,
         Kind::AuthResponse,
         Kind::ForwardResult,
         Kind::PolicyUpdate,
@@ -75,6 +78,7 @@ impl Kind {
             Kind::TelemetryBatch => "telemetry_batch",
             Kind::CartStatus => "cart_status",
             Kind::Ack => "ack",
+            Kind::AckBatch => "ack_batch",
             Kind::AuthResponse => "auth_response",
             Kind::ForwardResult => "forward_result",
             Kind::PolicyUpdate => "policy_update",
@@ -99,6 +103,7 @@ impl Kind {
                 | Kind::TelemetryBatch
                 | Kind::CartStatus
                 | Kind::Ack
+                | Kind::AckBatch
         )
     }
 }

@@ -176,6 +176,14 @@ pub struct Ack {
     pub reason: Option<String>,
 }
 
+/// Several acknowledgements in one message (one billable unit instead of
+/// one per ack). Envelope id: `{type}:{id}` of the first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckBatch {
+    /// The acks, in the order the cart made them.
+    pub acks: Vec<Ack>,
+}
+
 /// A decoded cart-to-cloud message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Up {
@@ -191,6 +199,8 @@ pub enum Up {
     CartStatus(Box<CartStatus>),
     /// Acknowledgement.
     Ack(Ack),
+    /// Acknowledgements.
+    AckBatch(AckBatch),
 }
 
 impl Up {
@@ -203,6 +213,7 @@ impl Up {
             Up::TelemetryBatch(_) => Kind::TelemetryBatch,
             Up::CartStatus(_) => Kind::CartStatus,
             Up::Ack(_) => Kind::Ack,
+            Up::AckBatch(_) => Kind::AckBatch,
         }
     }
 
@@ -214,6 +225,7 @@ impl Up {
             Kind::TelemetryBatch => Up::TelemetryBatch(body(kind, v)?),
             Kind::CartStatus => Up::CartStatus(Box::new(body(kind, v)?)),
             Kind::Ack => Up::Ack(body(kind, v)?),
+            Kind::AckBatch => Up::AckBatch(body(kind, v)?),
             other => return Err(WireError::WrongDirection(other)),
         })
     }

@@ -399,6 +399,12 @@ async fn handle(
             s.counts.acks += 1;
             s.acks.push((cart, ack));
         }
+        Up::AckBatch(batch) => {
+            let mut s = lock(state);
+            s.counts.acks += batch.acks.len() as u64;
+            s.acks
+                .extend(batch.acks.into_iter().map(|a| (cart.clone(), a)));
+        }
     }
 }
 
