@@ -9,6 +9,7 @@
 //! - `demo` (feature `demo`): the whole cart scripted on simulated devices.
 //! - [`session`]: the shopping session as a state machine (scans, taps,
 //!   payments in; screen updates and device requests out).
+//! - [`watchdog`]: sd_notify, and a watchdog fed only by progress.
 //! - [`demo_ledger`]: the scripted ledger session (`cart-app demo-ledger`).
 //! - [`tpm`]: the TPM behind the ledger (NV counter, sealed data key) and
 //!   the uplink (a rustls signing key on the device identity).
@@ -25,3 +26,4 @@ pub mod demo_ledger;
 pub mod demo_screens;
 pub mod session;
 pub mod tpm;
+pub mod watchdog;
