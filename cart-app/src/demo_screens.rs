@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ui::headless::Headless;
-use ui::{CartView, CheckoutUi, LineView, Quantity, ViewUpdate};
+use ui::{CartView, CheckoutUi, ViewUpdate};
 
 use crate::basket::{Basket, TaxTable};
 
@@ -51,27 +51,7 @@ impl Screens {
     }
 }
 
-/// The basket as the UI's view model.
+/// The basket as the UI's view model (lines named by their index).
 pub fn cart_view(basket: &Basket, taxes: &TaxTable) -> CartView {
-    CartView {
-        currency: basket.total().currency.as_str().to_owned(),
-        lines: basket
-            .lines()
-            .iter()
-            .enumerate()
-            .map(|(i, l)| LineView {
-                line_id: i as u64,
-                name: l.name.clone(),
-                quantity: match l.weight_g {
-                    Some(g) => Quantity::Grams(u32::try_from(g).unwrap_or(u32::MAX)),
-                    None => Quantity::Units(l.quantity),
-                },
-                unit_price_minor: l.unit_price.minor,
-                line_total_minor: l.total.minor,
-                age_restricted: l.min_age.is_some(),
-            })
-            .collect(),
-        total_minor: basket.total().minor,
-        tax_minor: basket.tax(taxes).values().map(|m| m.minor).sum(),
-    }
+    crate::session::cart_view(basket, taxes, |i| i as u64)
 }

@@ -91,28 +91,7 @@ impl Session {
 
     /// The basket as the UI shows it.
     pub fn cart_view(&self) -> CartView {
-        CartView {
-            currency: self.basket.total().currency.as_str().to_owned(),
-            lines: self
-                .basket
-                .lines()
-                .iter()
-                .zip(&self.ids)
-                .map(|(l, id)| LineView {
-                    line_id: *id,
-                    name: l.name.clone(),
-                    quantity: match l.weight_g {
-                        Some(g) => Quantity::Grams(u32::try_from(g).unwrap_or(u32::MAX)),
-                        None => Quantity::Units(l.quantity),
-                    },
-                    unit_price_minor: l.unit_price.minor,
-                    line_total_minor: l.total.minor,
-                    age_restricted: l.min_age.is_some(),
-                })
-                .collect(),
-            total_minor: self.basket.total().minor,
-            tax_minor: self.basket.tax(&self.taxes).values().map(|m| m.minor).sum(),
-        }
+        cart_view(&self.basket, &self.taxes, |i| self.ids[i])
     }
 
     fn start_if_idle(&mut self, out: &mut Vec<Effect>) {
@@ -322,6 +301,31 @@ impl Session {
             }
         };
         out.push(Effect::View(ViewUpdate::Screen(screen)));
+    }
+}
+
+/// A basket as the UI's view model; `line_id` names the line at an index.
+pub fn cart_view(basket: &Basket, taxes: &TaxTable, line_id: impl Fn(usize) -> u64) -> CartView {
+    CartView {
+        currency: basket.total().currency.as_str().to_owned(),
+        lines: basket
+            .lines()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LineView {
+                line_id: line_id(i),
+                name: l.name.clone(),
+                quantity: match l.weight_g {
+                    Some(g) => Quantity::Grams(u32::try_from(g).unwrap_or(u32::MAX)),
+                    None => Quantity::Units(l.quantity),
+                },
+                unit_price_minor: l.unit_price.minor,
+                line_total_minor: l.total.minor,
+                age_restricted: l.min_age.is_some(),
+            })
+            .collect(),
+        total_minor: basket.total().minor,
+        tax_minor: basket.tax(taxes).values().map(|m| m.minor).sum(),
     }
 }
 

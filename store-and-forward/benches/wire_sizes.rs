@@ -5,10 +5,8 @@
 //!
 //! Run: `cargo bench -p store-and-forward --bench wire_sizes`.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use store_and_forward::Timestamp;
-use store_and_forward::telemetry::TelemetryEvent;
+use store_and_forward::telemetry::{TelemetryEvent, simulated_readings};
 
 /// The same reading as a protobuf message (prost derive, no codegen).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -35,38 +33,6 @@ struct PbReading {
 struct PbBatch {
     #[prost(message, repeated, tag = "1")]
     readings: Vec<PbReading>,
-}
-
-/// A day of a cart's readings, one a second: a random walk.
-pub fn readings(n: usize, seed: u64) -> Vec<TelemetryEvent> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let start = 1_795_000_000_000i64;
-    let (mut temp, mut batt, mut rssi, mut x, mut y) = (21.0f32, 100.0f32, -60i16, 10.0f32, 5.0f32);
-    let states = ["idle", "shopping", "paying"];
-    let mut state = 0usize;
-    (0..n)
-        .map(|i| {
-            temp += rng.random_range(-0.05..0.05);
-            batt = (batt - rng.random_range(0.0..0.001)).max(0.0);
-            rssi = (rssi + rng.random_range(-2..=2)).clamp(-90, -30);
-            if rng.random_bool(0.002) {
-                state = rng.random_range(0..3);
-            }
-            if state == 1 {
-                x = (x + rng.random_range(-0.5..0.5)).clamp(0.0, 80.0);
-                y = (y + rng.random_range(-0.5..0.5)).clamp(0.0, 40.0);
-            }
-            TelemetryEvent::Reading {
-                at: Timestamp(start + i as i64 * 1000),
-                seq: i as u64,
-                temperature_c: (temp * 10.0).round() / 10.0,
-                battery_pct: batt as u8,
-                rssi_dbm: rssi,
-                state: states[state].to_string(),
-                position: Some(((x * 10.0).round() / 10.0, (y * 10.0).round() / 10.0)),
-            }
-        })
-        .collect()
 }
 
 fn pb(ev: &TelemetryEvent) -> PbReading {
@@ -144,7 +110,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let evs = readings(20_000, 7);
+    let evs = simulated_readings(20_000, Timestamp(1_795_000_000_000), 7);
     let one = serde_json::to_vec(&evs[100]).expect("json").len();
     println!("one reading as JSON: {one} bytes");
     // Topic + envelope overhead left out of the budget: 5120 - 200.

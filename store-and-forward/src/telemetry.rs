@@ -85,6 +85,42 @@ pub enum TelemetryEvent {
     },
 }
 
+/// `n` periodic readings, one a second from `start`, as a cart would send
+/// them: a seeded random walk of temperature, battery, signal, state and
+/// position. For benchmarks and demos that need realistic telemetry (the
+/// encoding measurements in docs/wire-format.md, the 72 h backlog).
+pub fn simulated_readings(n: usize, start: Timestamp, seed: u64) -> Vec<TelemetryEvent> {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut temp, mut batt, mut rssi, mut x, mut y) = (21.0f32, 100.0f32, -60i16, 10.0f32, 5.0f32);
+    let states = ["idle", "shopping", "paying"];
+    let mut state = 0usize;
+    (0..n)
+        .map(|i| {
+            temp += rng.random_range(-0.05..0.05);
+            batt = (batt - rng.random_range(0.0..0.001)).max(0.0);
+            rssi = (rssi + rng.random_range(-2..=2)).clamp(-90, -30);
+            if rng.random_bool(0.002) {
+                state = rng.random_range(0..3);
+            }
+            if state == 1 {
+                x = (x + rng.random_range(-0.5..0.5)).clamp(0.0, 80.0);
+                y = (y + rng.random_range(-0.5..0.5)).clamp(0.0, 40.0);
+            }
+            TelemetryEvent::Reading {
+                at: Timestamp(start.0 + i as i64 * 1000),
+                seq: i as u64,
+                temperature_c: (temp * 10.0).round() / 10.0,
+                battery_pct: batt as u8,
+                rssi_dbm: rssi,
+                state: states[state].to_string(),
+                position: Some(((x * 10.0).round() / 10.0, (y * 10.0).round() / 10.0)),
+            }
+        })
+        .collect()
+}
+
 /// Collects events in memory and says when to commit them as one group:
 /// after `max_events` events or `max_delay_ms` after the first one. A crash
 /// loses at most one group of telemetry; payments never wait on it.

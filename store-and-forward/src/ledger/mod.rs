@@ -38,8 +38,6 @@ pub use payments::{Applied, PaymentRecord};
 pub use state::{LedgerStatus, OutboxDepth, UpdateOutcome, keys, read_only_status};
 pub use telemetry::EnqueueReport;
 
-use payments::free_bytes as payments_free_bytes;
-
 /// How the ledger is set up (the `[ledger]` table of the cart's config).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -147,13 +147,8 @@ impl Ledger {
             }
         };
         let Some(expected) = expected else {
-            let tx = self.conn.transaction()?;
-            write_meta(&tx, keys::COUNTER_EXPECTED, &value.to_string())?;
-            write_meta(&tx, keys::COUNTER_BOUND_AT, &value.to_string())?;
-            write_meta(&tx, keys::COUNTER_BOUND_MS, &now.0.to_string())?;
-            tx.commit()?;
+            self.bind_to(value, now)?;
             info!(counter = value, "ledger bound to the monotonic counter");
-            self.integrity = LedgerIntegrity::Bound;
             return Ok(false);
         };
         let mut repaired = false;
@@ -199,12 +194,18 @@ impl Ledger {
     /// after the backend has reconciled a rolled-back ledger.
     pub fn rebind_counter(&mut self, now: Timestamp) -> Result<(), LedgerError> {
         let value = self.counter.read()?;
+        self.bind_to(value, now)?;
+        warn!(counter = value, "ledger re-bound to the monotonic counter");
+        Ok(())
+    }
+
+    /// Records `value` as the counter's value the ledger is bound to.
+    fn bind_to(&mut self, value: u64, now: Timestamp) -> Result<(), LedgerError> {
         let tx = self.conn.transaction()?;
         write_meta(&tx, keys::COUNTER_EXPECTED, &value.to_string())?;
         write_meta(&tx, keys::COUNTER_BOUND_AT, &value.to_string())?;
         write_meta(&tx, keys::COUNTER_BOUND_MS, &now.0.to_string())?;
         tx.commit()?;
-        warn!(counter = value, "ledger re-bound to the monotonic counter");
         self.integrity = LedgerIntegrity::Bound;
         Ok(())
     }

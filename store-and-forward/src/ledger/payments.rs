@@ -305,7 +305,9 @@ impl Ledger {
         })
     }
 
-    fn storage_low(&self) -> Option<StorageLow> {
+    /// Free space is below the payment reserve (the policy refuses offline
+    /// approval; telemetry is shed).
+    pub(crate) fn storage_low(&self) -> Option<StorageLow> {
         let dir = self
             .config
             .path
@@ -587,7 +589,7 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> Result<PaymentRecord, LedgerError> 
 }
 
 /// Bytes available to an unprivileged writer on the file system holding `dir`.
-pub(crate) fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();

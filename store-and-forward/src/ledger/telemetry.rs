@@ -65,7 +65,7 @@ impl Ledger {
         if events.is_empty() {
             return Ok(report);
         }
-        if let Some(low) = self.storage_low_for_telemetry() {
+        if let Some(low) = self.storage_low().map(|l| l.free_bytes) {
             report.shed = events.len();
             let tx = self.conn.transaction()?;
             add_dropped(&tx, events.len() as u64, now)?;
@@ -89,18 +89,6 @@ impl Ledger {
         report.dropped_oldest = self.enforce_telemetry_quota(now)?;
         self.checkpoint_if_due()?;
         Ok(report)
-    }
-
-    fn storage_low_for_telemetry(&self) -> Option<u64> {
-        // The same check the policy uses, without building a context.
-        let dir = self
-            .config
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let free = super::payments_free_bytes(dir)?;
-        (free < self.config.payment_reserve_bytes).then_some(free)
     }
 
     /// Drops the oldest undelivered telemetry until under the quota.

@@ -16,7 +16,7 @@ use crate::Timestamp;
 use crate::ledger::outbox_kinds::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY};
 use crate::ledger::{OutboxBody, OutboxClass, OutboxRecord};
 use crate::uplink::{LinkError, PubAck, PublishProps, QoS};
-use crate::wire::telemetry::{METERING_UNIT, pack};
+use crate::wire::telemetry::{METERING_UNIT, pack, validate};
 use crate::wire::up::{Ack, AckBatch, CardData, Forward, Inquiry};
 use crate::wire::{self, Kind, encode, topics};
 
@@ -278,45 +278,44 @@ impl Uplink {
                 let ledger_id = self.ledger().ledger_id().to_owned();
                 let topic = topics::up(cart, Kind::TelemetryBatch);
                 let linger = self.config.telemetry_linger_secs;
-                let recs: Vec<(i64, &[u8], Timestamp)> = records
+                let stored: Vec<(i64, &[u8])> = records
                     .iter()
                     .map(|r| match &r.body {
-                        OutboxBody::Bytes(b) => (r.id, b.as_slice(), r.created),
-                        OutboxBody::Payment(_) => (r.id, &[][..], r.created),
+                        OutboxBody::Bytes(b) => (r.id, b.as_slice()),
+                        OutboxBody::Payment(_) => (r.id, &[][..]),
                     })
                     .collect();
-                let mut rest = &recs[..];
-                while !rest.is_empty() {
-                    let view: Vec<(i64, &[u8])> = rest.iter().map(|(i, b, _)| (*i, *b)).collect();
-                    let Some(p) = pack(
-                        cart,
-                        &ledger_id,
-                        topic.len(),
-                        &view,
-                        METERING_UNIT,
-                        now,
-                        hint,
-                    ) else {
-                        break;
-                    };
-                    for id in &p.invalid {
-                        bad.push((*id, "stored telemetry is not valid JSON".to_owned()));
-                    }
-                    let consumed = p.ids.len() + p.invalid.len();
-                    if p.ids.is_empty() {
-                        rest = &rest[consumed.min(rest.len())..];
-                        continue;
-                    }
+                let created: std::collections::HashMap<i64, Timestamp> =
+                    records.iter().map(|r| (r.id, r.created)).collect();
+                // Validated once per batch; invalid records never leave the cart.
+                let (valid, invalid) = validate(&stored);
+                bad.extend(
+                    invalid
+                        .into_iter()
+                        .map(|id| (id, "stored telemetry is not valid JSON".to_owned())),
+                );
+                let mut rest = &valid[..];
+                while let Some(p) = pack(
+                    cart,
+                    &ledger_id,
+                    topic.len(),
+                    rest,
+                    METERING_UNIT,
+                    now,
+                    hint,
+                ) {
+                    let consumed = p.ids.len();
                     let last_message = consumed >= rest.len();
                     let not_full = p.payload.len() + topic.len() < METERING_UNIT * 80 / 100;
-                    let sent_before = recs.len() - rest.len();
+                    let sent_before = valid.len() - rest.len();
                     if last_message && not_full {
                         if more_follow && sent_before > 0 {
                             // Read these again with the next batch, to fill the unit.
-                            resume = Some(recs[sent_before - 1].0);
+                            resume = Some(valid[sent_before - 1].0);
                             break;
                         }
-                        if !more_follow && now.secs_since(rest[0].2) < linger {
+                        let oldest = created.get(&rest[0].0).copied().unwrap_or(now);
+                        if !more_follow && now.secs_since(oldest) < linger {
                             // Wait for more events to fill the unit.
                             break;
                         }
@@ -328,7 +327,7 @@ impl Uplink {
                         records: p.ids.len(),
                         ids: p.ids,
                     });
-                    rest = &rest[consumed.min(rest.len())..];
+                    rest = &rest[consumed..];
                 }
             }
         }

@@ -19,8 +19,6 @@ pub struct Packed {
     pub payload: Vec<u8>,
     /// Outbox ids of the events it carries: all delivered by its PUBACK.
     pub ids: Vec<i64>,
-    /// Outbox ids whose stored payload is not valid JSON: quarantine them.
-    pub invalid: Vec<i64>,
     /// Uncompressed JSON size.
     pub raw_bytes: usize,
 }
@@ -43,21 +41,10 @@ fn ranges(ids: &[i64]) -> Vec<(i64, i64)> {
     out
 }
 
-/// Packs a prefix of `records` (outbox id, stored event JSON) into one
-/// compressed message whose payload plus `topic_len` fits `unit` bytes.
-/// Returns `None` when `records` is empty. `hint` carries the last good
-/// count between calls, so most messages take one or two compressions.
-pub fn pack(
-    cart: &str,
-    ledger_id: &str,
-    topic_len: usize,
-    records: &[(i64, &[u8])],
-    unit: usize,
-    now: Timestamp,
-    hint: &mut usize,
-) -> Option<Packed> {
-    // Validate once; invalid payloads are set aside, never sent.
-    let mut valid: Vec<(i64, &RawValue)> = Vec::with_capacity(records.len());
+/// Splits stored events (outbox id, JSON bytes) into those that are valid
+/// JSON and the ids of those that are not (to quarantine: never sent).
+pub fn validate<'a>(records: &[(i64, &'a [u8])]) -> (Vec<(i64, &'a RawValue)>, Vec<i64>) {
+    let mut valid = Vec::with_capacity(records.len());
     let mut invalid = Vec::new();
     for (id, bytes) in records {
         match std::str::from_utf8(bytes)
@@ -68,13 +55,24 @@ pub fn pack(
             None => invalid.push(*id),
         }
     }
+    (valid, invalid)
+}
+
+/// Packs a prefix of `valid` (see [`validate`]) into one compressed message
+/// whose payload plus `topic_len` fits `unit` bytes. Returns `None` when
+/// `valid` is empty. `hint` carries the last good count between calls, so
+/// most messages take one or two compressions.
+pub fn pack(
+    cart: &str,
+    ledger_id: &str,
+    topic_len: usize,
+    valid: &[(i64, &RawValue)],
+    unit: usize,
+    now: Timestamp,
+    hint: &mut usize,
+) -> Option<Packed> {
     if valid.is_empty() {
-        return (!invalid.is_empty()).then(|| Packed {
-            payload: Vec::new(),
-            ids: Vec::new(),
-            invalid,
-            raw_bytes: 0,
-        });
+        return None;
     }
     let budget = unit.saturating_sub(topic_len);
     let build = |n: usize| -> (Vec<u8>, usize) {
@@ -125,7 +123,6 @@ pub fn pack(
     Some(Packed {
         payload,
         ids: valid[..n].iter().map(|(id, _)| *id).collect(),
-        invalid,
         raw_bytes,
     })
 }
@@ -157,13 +154,15 @@ mod tests {
     fn fills_one_unit_and_round_trips() {
         let evs = events(3_000);
         let recs: Vec<(i64, &[u8])> = evs.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+        let (valid, invalid) = validate(&recs);
+        assert!(invalid.is_empty());
         let mut hint = 100;
         let topic = "carts/cart-1/up/telemetry_batch".len();
         let p = pack(
             "cart-1",
             "L",
             topic,
-            &recs,
+            &valid,
             METERING_UNIT,
             Timestamp(0),
             &mut hint,
@@ -187,10 +186,11 @@ mod tests {
     fn invalid_payloads_are_set_aside() {
         let evs = events(3);
         let recs: Vec<(i64, &[u8])> = vec![(1, &evs[0].1), (2, b"{not json"), (3, &evs[2].1)];
+        let (valid, invalid) = validate(&recs);
         let mut hint = 10;
-        let p = pack("c", "L", 10, &recs, METERING_UNIT, Timestamp(0), &mut hint).unwrap();
+        let p = pack("c", "L", 10, &valid, METERING_UNIT, Timestamp(0), &mut hint).unwrap();
         assert_eq!(p.ids, vec![1, 3]);
-        assert_eq!(p.invalid, vec![2]);
+        assert_eq!(invalid, vec![2]);
         let Up::TelemetryBatch(b) = decode_up(&p.payload).unwrap().1 else {
             panic!()
         };

@@ -15,42 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mqtt_harness::Broker;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use store_and_forward::ledger::OutboxClass;
 use store_and_forward::sync::SyncConfig;
-use store_and_forward::telemetry::TelemetryEvent;
+use store_and_forward::telemetry::simulated_readings;
 use store_and_forward::{Currency, Money, NewAttempt, PaymentKey, Timestamp};
-
-fn readings(n: usize, start: i64) -> Vec<TelemetryEvent> {
-    let mut rng = StdRng::seed_from_u64(7);
-    let (mut temp, mut batt, mut rssi, mut x, mut y) = (21.0f32, 100.0f32, -60i16, 10.0f32, 5.0f32);
-    let states = ["idle", "shopping", "paying"];
-    let mut state = 0usize;
-    (0..n)
-        .map(|i| {
-            temp += rng.random_range(-0.05..0.05);
-            batt = (batt - rng.random_range(0.0..0.001)).max(0.0);
-            rssi = (rssi + rng.random_range(-2..=2)).clamp(-90, -30);
-            if rng.random_bool(0.002) {
-                state = rng.random_range(0..3);
-            }
-            if state == 1 {
-                x = (x + rng.random_range(-0.5..0.5)).clamp(0.0, 80.0);
-                y = (y + rng.random_range(-0.5..0.5)).clamp(0.0, 40.0);
-            }
-            TelemetryEvent::Reading {
-                at: Timestamp(start + i as i64 * 1000),
-                seq: i as u64,
-                temperature_c: (temp * 10.0).round() / 10.0,
-                battery_pct: batt as u8,
-                rssi_dbm: rssi,
-                state: states[state].to_string(),
-                position: Some(((x * 10.0).round() / 10.0, (y * 10.0).round() / 10.0)),
-            }
-        })
-        .collect()
-}
 
 async fn run(plain: bool, events: usize, payments: usize) {
     let broker = if plain {
@@ -75,7 +43,7 @@ async fn run(plain: bool, events: usize, payments: usize) {
     let t_fill = Instant::now();
     {
         let start = Timestamp::now().0 - 72 * 3600 * 1000;
-        let all = readings(events, start);
+        let all = simulated_readings(events, Timestamp(start), 7);
         let mut l = ledger.lock().unwrap();
         for chunk in all.chunks(1_000) {
             l.enqueue_telemetry(chunk, Timestamp::now()).unwrap();

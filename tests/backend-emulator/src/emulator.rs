@@ -143,7 +143,6 @@ impl Emulator {
         self.down(
             cart,
             Kind::PolicyUpdate,
-            &id,
             encode(Kind::PolicyUpdate, cart, &id, Timestamp::now(), &body),
         )
         .await
@@ -159,7 +158,6 @@ impl Emulator {
         self.down(
             cart,
             Kind::DenyListUpdate,
-            &id,
             encode(Kind::DenyListUpdate, cart, &id, Timestamp::now(), &update),
         )
         .await
@@ -171,7 +169,6 @@ impl Emulator {
         self.down(
             cart,
             Kind::CatalogDelta,
-            &id,
             encode(Kind::CatalogDelta, cart, &id, Timestamp::now(), &delta),
         )
         .await
@@ -187,7 +184,6 @@ impl Emulator {
         self.down(
             cart,
             Kind::RotationRequest,
-            id,
             encode(Kind::RotationRequest, cart, id, Timestamp::now(), &request),
         )
         .await
@@ -206,22 +202,8 @@ impl Emulator {
             .map(|_| ())
     }
 
-    async fn down(
-        &self,
-        cart: &str,
-        kind: Kind,
-        _id: &str,
-        payload: Vec<u8>,
-    ) -> Result<(), LinkError> {
-        self.link
-            .publish(
-                &topics::down(cart, kind),
-                Bytes::from(payload),
-                QoS::AtLeastOnce,
-                PublishProps::default(),
-            )
-            .await
-            .map(|_| ())
+    async fn down(&self, cart: &str, kind: Kind, payload: Vec<u8>) -> Result<(), LinkError> {
+        publish_down(&self.link, cart, kind, payload).await
     }
 
     /// Disconnects.
@@ -320,21 +302,7 @@ async fn handle(
                 s.counts.forwards += 1;
                 decide_forward(&mut s, processor, &cart, &key, fwd.amount, &fwd.card)
             };
-            let payload = encode(
-                Kind::ForwardResult,
-                &cart,
-                &key,
-                Timestamp::now(),
-                &ForwardResult { outcome },
-            );
-            let _ = link
-                .publish(
-                    &topics::down(&cart, Kind::ForwardResult),
-                    payload.into(),
-                    QoS::AtLeastOnce,
-                    PublishProps::default(),
-                )
-                .await;
+            send_forward_result(link, &cart, &key, outcome).await;
         }
         Up::PaymentInquiry(inq) => {
             let outcome = {
@@ -360,21 +328,7 @@ async fn handle(
                     }
                 }
             };
-            let payload = encode(
-                Kind::ForwardResult,
-                &cart,
-                &key,
-                Timestamp::now(),
-                &ForwardResult { outcome },
-            );
-            let _ = link
-                .publish(
-                    &topics::down(&cart, Kind::ForwardResult),
-                    payload.into(),
-                    QoS::AtLeastOnce,
-                    PublishProps::default(),
-                )
-                .await;
+            send_forward_result(link, &cart, &key, outcome).await;
         }
         Up::TelemetryBatch(batch) => {
             let mut s = lock(state);
@@ -406,6 +360,36 @@ async fn handle(
                 .extend(batch.acks.into_iter().map(|a| (cart.clone(), a)));
         }
     }
+}
+
+/// Publishes a downstream message on the cart's `down/{kind}` topic.
+async fn publish_down(
+    link: &LinkHandle,
+    cart: &str,
+    kind: Kind,
+    payload: Vec<u8>,
+) -> Result<(), LinkError> {
+    link.publish(
+        &topics::down(cart, kind),
+        Bytes::from(payload),
+        QoS::AtLeastOnce,
+        PublishProps::default(),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Answers a forward or an inquiry. A lost publish is not retried here:
+/// the cart sends the forward again when no result comes.
+async fn send_forward_result(link: &LinkHandle, cart: &str, key: &str, outcome: BackendOutcome) {
+    let payload = encode(
+        Kind::ForwardResult,
+        cart,
+        key,
+        Timestamp::now(),
+        &ForwardResult { outcome },
+    );
+    let _ = publish_down(link, cart, Kind::ForwardResult, payload).await;
 }
 
 fn reference(s: &mut State, prefix: &str) -> String {

@@ -14,7 +14,6 @@ use common::*;
 use hal::reader::fixtures::ProcessorBehaviour;
 use mqtt_harness::Broker;
 use rand::Rng;
-use store_and_forward::ledger::OutboxClass;
 use store_and_forward::payment::BackendOutcome;
 use store_and_forward::sync::SyncConfig;
 use store_and_forward::{Currency, Money, NewAttempt, PaymentKey, PaymentState, Timestamp};
@@ -299,7 +298,6 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
             .iter()
             .all(|d| d.quarantined == 0)
     );
-    let _ = OutboxClass::Payment;
     cart.stop().await;
     emulator.shutdown().await;
 }
