@@ -129,6 +129,12 @@ impl Checkout {
         }
     }
 
+    /// Sets how long the reader waits for a card.
+    pub fn with_card_timeout(mut self, timeout: Duration) -> Checkout {
+        self.card_timeout = timeout;
+        self
+    }
+
     /// The online switch (demo: "cut the link").
     pub fn online_switch(&self) -> Arc<AtomicBool> {
         self.online.clone()
@@ -168,7 +174,7 @@ impl Checkout {
             currency,
             card_timeout_s: self.card_timeout.as_secs().min(u64::from(u16::MAX)) as u16,
         })?;
-        info!(payment = %key, %amount, "payment started");
+        info!(payment_key = %key, %amount, "payment started");
         let deadline = Instant::now() + self.card_timeout + Duration::from_secs(10);
         let mut cancel_sent = false;
         let read = loop {
@@ -186,7 +192,7 @@ impl Checkout {
                 }
                 Some(PaymentEvent::CardRead(r)) if r.key == key.0 => break r,
                 Some(PaymentEvent::Failed { key: k, code }) if k == key.0 => {
-                    info!(payment = %key, ?code, "no card read");
+                    info!(payment_key = %key, ?code, "no card read");
                     return Ok(if code == PaymentErrorCode::Cancelled {
                         PayResult {
                             key,
@@ -254,9 +260,10 @@ impl Checkout {
                 }
             }
         };
+        info!(payment_key = %key, ?state, outcome = ?shown, "payment decided");
         if let Err(e) = reader.send_outcome(key.0, reader_outcome(&shown)) {
             // The decision is committed; the reader only shows it.
-            warn!(payment = %key, cause = %e, "reader did not take the outcome");
+            warn!(payment_key = %key, cause = %e, "reader did not take the outcome");
         }
         if let Some(u) = &self.uplink {
             u.kick();

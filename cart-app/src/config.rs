@@ -3,9 +3,17 @@
 
 use std::path::Path;
 
+use hal::identity::tpm::TpmConfig;
 use serde::{Deserialize, Serialize};
 use store_and_forward::LedgerConfig;
 use store_and_forward::policy::{Limits, LimitsConfig, PolicyError};
+use store_and_forward::sync::SyncConfig;
+use store_and_forward::uplink::LinkConfig;
+
+use crate::daemon::settings::{
+    ControlSettings, DaemonSettings, ReaderSettings, ScannerSettings, StoreSettings, UiSettings,
+};
+use crate::tpm::IdentityConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +29,26 @@ pub struct Config {
     pub deny_list: DenyListConfig,
     /// The catalog.
     pub catalog: CatalogConfig,
+    /// The store: currency and tax rates.
+    pub store: StoreSettings,
+    /// The broker (the client id is the cart id).
+    pub link: LinkConfig,
+    /// Store-and-forward timing (the cart id comes from `cart_id`).
+    pub sync: SyncConfig,
+    /// The device identity and its certificate.
+    pub identity: IdentityConfig,
+    /// The TPM: TCTI and handles.
+    pub tpm: TpmConfig,
+    /// The barcode scanner.
+    pub scanner: ScannerSettings,
+    /// The card reader.
+    pub reader: ReaderSettings,
+    /// The touchscreen.
+    pub ui: UiSettings,
+    /// The field technician's control socket.
+    pub control: ControlSettings,
+    /// The daemon's timers.
+    pub daemon: DaemonSettings,
 }
 
 /// Where the catalog lives.
@@ -69,6 +97,16 @@ impl Default for Config {
             offline: LimitsConfig::default(),
             deny_list: DenyListConfig::default(),
             catalog: CatalogConfig::default(),
+            store: StoreSettings::default(),
+            link: LinkConfig::default(),
+            sync: SyncConfig::default(),
+            identity: IdentityConfig::default(),
+            tpm: TpmConfig::default(),
+            scanner: ScannerSettings::default(),
+            reader: ReaderSettings::default(),
+            ui: UiSettings::default(),
+            control: ControlSettings::default(),
+            daemon: DaemonSettings::default(),
         }
     }
 }

@@ -1,65 +1,78 @@
-//! `cart-app demo` (feature `demo`): the whole cart on one machine with no
-//! hardware and no cloud, run as a script with a readable transcript.
+//! `cart-app demo` (feature `demo`): the daemon itself on one machine with
+//! no hardware and no cloud.
 //!
 //! Real parts wherever they exist here: a local mosquitto over mutual TLS
-//! (certificates made for the run), the backend emulator deciding by the
-//! test cards, the ledger on a real file, the uplink, the reader simulator
-//! on a pseudo-terminal encrypting to the test processor key, and the
-//! scanner simulator writing codes on another pseudo-terminal read by the
-//! serial scanner driver. The software identity stands in for the TPM.
+//! (certificates made for the run) reached through a fault proxy (the
+//! demo's link control cuts it for real), the backend emulator deciding by
+//! the test cards, the ledger and catalog on real files, the reader
+//! simulator on a pseudo-terminal encrypting to the test processor key, and
+//! a pseudo-terminal the serial scanner driver reads scans from. The
+//! software identity stands in for the TPM. The daemon runs with a config
+//! file written for the run, exactly as `cart-app run` does.
+//!
+//! With a display (`--interactive`, built with `winit`), the window is the
+//! cart and the terminal is the shopper's hands: numbers scan sample
+//! products, `down`/`up` cut and restore the link, `card NAME` picks the
+//! next test card. Without one, the same session runs scripted: a readable
+//! transcript and a PNG of each step drawn by the daemon's own UI.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use backend_emulator::{Emulator, EmulatorConfig};
-use hal::reader::driver::{DriverConfig, SerialReader};
-use hal::reader::sim::{SimConfig as ReaderSimConfig, spawn_pty};
+use hal::reader::sim::{SimConfig as ReaderSimConfig, SimHandle, spawn_pty};
 use hal::scanner::sim::{SimConfig as ScannerSimConfig, write_scan};
-use hal::scanner::{
-    Decoder, DecoderConfig, Scanner, SerialScanner, SerialScannerConfig, VariableMeasureConfig,
-};
 use mqtt_harness::Broker;
-use store_and_forward::counter::FileCounter;
-use store_and_forward::datakey::FileDataKey;
-use store_and_forward::policy::LimitsConfig;
-use store_and_forward::sync::{SyncConfig, Uplink};
-use store_and_forward::uplink::{self, LinkConfig, SwappableClientCert};
-use store_and_forward::{Currency, Ledger, LedgerConfig, Money, PaymentState, Timestamp};
+use store_and_forward::uplink::LinkConfig;
 
-use crate::basket::{Basket, Scanned, TaxTable};
 use crate::catalog::Catalog;
-use crate::checkout::{Checkout, PayEvent, PayResult, Shown};
-use crate::demo_screens::{Screens, cart_view};
-use ui::{AgeCheckView, LinkBanner, Screen, ViewUpdate};
+use crate::config::Config;
+use crate::control::{self, CartStatus, Reply, Request};
+use crate::daemon::control_server::TapControl;
+use crate::daemon::{self, RunOptions, StopHandle};
 
 const CART: &str = "cart-demo-0001";
 
-struct Devices {
-    scanner: SerialScanner,
-    scanner_line: std::fs::File,
-    _scanner_pty: nix::pty::OpenptyResult,
-    reader: SerialReader<serialport::TTYPort>,
-    reader_sim: hal::reader::sim::SimHandle,
+/// Sample products: (code, what it is).
+const PRODUCTS: &[(&str, &str)] = &[
+    ("4006381333931", "Highlighter, EUR 1.89"),
+    ("4012345000023", "Sparkling water 6x1 l, EUR 3.99"),
+    ("2112345003504", "Gouda by weight, 0.350 kg at EUR 14.90/kg"),
+    ("4012345000016", "Espresso machine, EUR 189.00"),
+    ("5000267024202", "Whisky 70 cl, EUR 29.99, 18+"),
+    ("STAFF:0042", "a staff badge (age check)"),
+];
+
+/// How the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Folder for the ledger, catalog, config and PNGs.
+    pub dir: PathBuf,
+    /// The TEST ONLY fixtures (processor key, test cards).
+    pub fixtures: PathBuf,
+    /// A window and typed commands instead of the script.
+    pub interactive: bool,
 }
 
-/// Runs the scripted demo in `dir`, with the fixtures from `fixtures`.
-pub fn run(dir: &Path, fixtures: &Path) -> anyhow::Result<()> {
+/// Runs the demo on this thread (the UI thread).
+pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()?;
     say("Starting a local mosquitto (mutual TLS, per-run certificates) and the backend emulator");
     let broker = Broker::start();
-    let link = |id: &str| LinkConfig {
+    let proxy = Arc::new(broker.fault_proxy());
+    let link = |id: &str, port: u16| LinkConfig {
         host: "127.0.0.1".into(),
-        port: broker.port(),
+        port,
         client_id: id.into(),
         backoff_base_ms: 100,
         backoff_max_ms: 1_000,
+        connect_timeout_secs: 3,
         ca_file: Some(broker.ca_pem_path()),
         server_name: Some("localhost".into()),
         ..LinkConfig::default()
@@ -67,9 +80,9 @@ pub fn run(dir: &Path, fixtures: &Path) -> anyhow::Result<()> {
     let (bc, bk) = broker.client_cert("backend");
     let emulator = rt.block_on(async {
         let em = Emulator::start(EmulatorConfig {
-            link: link("backend"),
+            link: link("backend", broker.port()),
             identity: Some((bc, bk)),
-            fixtures: fixtures.to_path_buf(),
+            fixtures: opts.fixtures.clone(),
         })
         .await?;
         if !em.wait_up(Duration::from_secs(20)).await {
@@ -78,371 +91,475 @@ pub fn run(dir: &Path, fixtures: &Path) -> anyhow::Result<()> {
         Ok(em)
     })?;
 
-    let limits = LimitsConfig {
-        version: 1,
-        per_payment_cap: [("EUR".to_string(), 10_000)].into(),
-        total_outstanding_cap: [("EUR".to_string(), 50_000)].into(),
-        ..LimitsConfig::default()
-    };
-    let (mut ledger, _) = Ledger::open(
-        LedgerConfig {
-            path: dir.join("ledger.sqlite"),
-            ..LedgerConfig::default()
-        },
-        limits.validate("offline")?,
-        Box::new(FileCounter::open(
-            dir.join("counter"),
-            rand::random::<u32>() as u64,
-        )?),
-        &mut FileDataKey::new(dir.join("data.key")),
-        Timestamp::now(),
-    )?;
-    ledger.record_backend_contact(Timestamp::now())?;
-    let ledger = Arc::new(Mutex::new(ledger));
-    say(&format!(
-        "Ledger {} (offline limits: EUR 100.00 a payment, EUR 500.00 outstanding)",
-        dir.join("ledger.sqlite").display()
-    ));
-
-    let (cc, ck) = broker.client_cert(CART);
-    let cert = Arc::new(SwappableClientCert::new(
-        uplink::certified_key_from_pem_files(&cc, &ck)?,
-    ));
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let uplink = {
-        let _g = rt.enter();
-        let (handle, incoming) =
-            uplink::start(link(CART), Some(cert), Uplink::subscriptions(CART))?;
-        let sync = SyncConfig {
-            cart_id: CART.into(),
-            drain_interval_ms: 200,
-            telemetry_linger_secs: 5,
-            ..SyncConfig::default()
-        };
-        let u = Uplink::new(sync, ledger.clone(), handle, None);
-        rt.spawn(u.clone().run(incoming, shutdown_rx));
-        u
-    };
-    if !rt.block_on(uplink.link().wait_up(Duration::from_secs(20))) {
-        bail!("the cart could not reach mosquitto");
-    }
-    say(&format!(
-        "Cart {CART} connected to the broker with its client certificate"
-    ));
-
-    let mut catalog = Catalog::open(&dir.join("catalog.sqlite"))?;
+    let reader = spawn_pty(ReaderSimConfig::from_fixtures(&opts.fixtures)?)?;
+    let scanner = ScannerPty::open()?;
+    let mut catalog = Catalog::open(&opts.dir.join("catalog.sqlite"))?;
     let n = catalog.import_csv(include_str!("../config/demo-catalog.csv"))?;
+    drop(catalog);
     say(&format!("Catalog: {n} items imported from CSV"));
 
-    let mut dev = devices(fixtures)?;
-    let checkout = Checkout::new(ledger.clone(), Some((uplink.clone(), rt.handle().clone())));
-    let online = checkout.online_switch();
-    let taxes = TaxTable([("standard".to_string(), 1900), ("reduced".to_string(), 700)].into());
-    let eur = Currency::new("EUR")?;
-    let mut screens = match Screens::new(&dir.join("steps"), "EUR") {
-        Ok(s) => Some(s),
-        Err(e) => {
-            say(&format!("(no screenshots: {e})"));
-            None
-        }
-    };
-    let snap = |screens: &mut Option<Screens>, updates: Vec<ViewUpdate>, name: &str| {
-        if let Some(s) = screens.as_mut() {
-            s.show(updates);
-            match s.snap(name) {
-                Ok(p) => say(&format!("  [screen] {}", p.display())),
-                Err(e) => say(&format!("  [screen] not written: {e}")),
+    let (cert, key) = broker.client_cert(CART);
+    let config_path = opts.dir.join("cart.toml");
+    let toml = demo_config(
+        &opts,
+        &link(CART, proxy.port()),
+        &cert,
+        &key,
+        &reader,
+        &scanner,
+    )?;
+    std::fs::write(&config_path, toml)?;
+    say(&format!(
+        "Config written to {} (the daemon reads it as on a cart)",
+        config_path.display()
+    ));
+    let loaded = Config::load(&config_path)?;
+    let socket = loaded.config.control.socket.clone();
+
+    let link_control = {
+        let proxy = proxy.clone();
+        Arc::new(move |up: bool| {
+            if up {
+                proxy.set_blackhole(false);
+            } else {
+                proxy.set_blackhole(true);
+                proxy.cut_all();
             }
-        }
+        })
     };
-
-    step("1. Online payment");
-    let mut basket = Basket::new(eur);
-    shop(
-        &mut dev,
-        &catalog,
-        &mut basket,
-        &["4006381333931", "4006381333931", "2112345003504"],
-    )?;
-    show_basket(&basket, &taxes);
-    snap(
-        &mut screens,
-        vec![
-            ViewUpdate::Cart(cart_view(&basket, &taxes)),
-            ViewUpdate::Screen(Screen::Shopping),
-        ],
-        "shopping",
-    );
-    let res = pay(&checkout, &mut dev, &basket, "chip-approve")?;
-    snap(
-        &mut screens,
-        vec![ViewUpdate::Screen(result_screen(&res, &basket, &taxes))],
-        "approved-online",
-    );
-
-    step("2. The link goes down: offline approval within limits");
-    online.store(false, Ordering::SeqCst);
-    say("(link cut: the cart decides offline, the banner says payments are stored and sent later)");
-    basket.clear();
-    shop(
-        &mut dev,
-        &catalog,
-        &mut basket,
-        &["4012345000023", "4012345000023", "4006381333931"],
-    )?;
-    show_basket(&basket, &taxes);
-    snap(
-        &mut screens,
-        vec![
-            ViewUpdate::Link(LinkBanner::Offline {
-                offline_cap_minor: Some(10_000),
-            }),
-            ViewUpdate::Cart(cart_view(&basket, &taxes)),
-            ViewUpdate::Screen(Screen::Shopping),
-        ],
-        "offline-shopping",
-    );
-    let res = pay(&checkout, &mut dev, &basket, "contactless-approve")?;
-    snap(
-        &mut screens,
-        vec![ViewUpdate::Screen(result_screen(&res, &basket, &taxes))],
-        "approved-offline",
-    );
-    let offline = res.key;
-
-    step("3. Over the offline limit: declined");
-    basket.clear();
-    shop(&mut dev, &catalog, &mut basket, &["4012345000016"])?;
-    show_basket(&basket, &taxes);
-    let res = pay(&checkout, &mut dev, &basket, "chip-approve")?;
-    snap(
-        &mut screens,
-        vec![
-            ViewUpdate::Cart(cart_view(&basket, &taxes)),
-            ViewUpdate::Screen(result_screen(&res, &basket, &taxes)),
-        ],
-        "declined-over-limit",
-    );
-
-    step("4. Age-restricted item: staff check");
-    basket.clear();
-    shop(&mut dev, &catalog, &mut basket, &["5000267024202"])?;
-    if let Some(age) = basket.pending_age_check() {
-        say(&format!(
-            "  payment waits: a staff member must check the shopper is {age}+"
-        ));
+    let stop = StopHandle::new();
+    let frame = Arc::new(Mutex::new(None::<ui::headless::Frame>));
+    let script = Script {
+        scanner: Mutex::new(scanner.writer()?),
+        reader: reader.commands(),
+        socket: socket.clone(),
+        link: link_control.clone(),
+        frame: frame.clone(),
+        steps: opts.dir.join("steps"),
+        stop: stop.clone(),
+    };
+    let mut run = RunOptions {
+        config_path: Some(config_path),
+        stop: stop.clone(),
+        signals: true,
+        demo_link: Some(link_control),
+        allow_taps: true,
+        ..RunOptions::default()
+    };
+    if opts.interactive {
+        run.on_ready = Some(Box::new(move |_tap| {
+            std::thread::spawn(move || script.interactive());
+        }));
+    } else {
+        std::fs::create_dir_all(opts.dir.join("steps"))?;
+        let f = frame.clone();
+        run.on_frame = Some(Box::new(move |fr: &ui::headless::Frame| {
+            *f.lock().unwrap_or_else(|p| p.into_inner()) = Some(fr.clone());
+        }));
+        run.on_ready = Some(Box::new(move |tap| {
+            std::thread::spawn(move || {
+                if let Err(e) = script.scripted(&tap) {
+                    say(&format!("demo script failed: {e:#}"));
+                }
+                script.stop.stop();
+            });
+        }));
     }
-    snap(
-        &mut screens,
-        vec![
-            ViewUpdate::Cart(cart_view(&basket, &taxes)),
-            ViewUpdate::Screen(Screen::AgeCheck(AgeCheckView {
-                line_id: 0,
-                item_name: basket.lines()[0].name.clone(),
-                staff_called: true,
-            })),
-        ],
-        "age-check",
-    );
-    shop(&mut dev, &catalog, &mut basket, &["STAFF:0042"])?;
-    let res = pay(&checkout, &mut dev, &basket, "chip-pin-approve")?;
-    snap(
-        &mut screens,
-        vec![ViewUpdate::Screen(result_screen(&res, &basket, &taxes))],
-        "approved-after-age-check",
-    );
+    daemon::run(loaded, run)?;
 
-    step("5. The link returns: the queue drains");
-    online.store(true, Ordering::SeqCst);
-    uplink.kick();
-    basket.clear();
-    snap(
-        &mut screens,
-        vec![
-            ViewUpdate::Link(LinkBanner::Online),
-            ViewUpdate::Cart(cart_view(&basket, &taxes)),
-            ViewUpdate::Screen(Screen::Idle),
-        ],
-        "link-back-idle",
-    );
-    let confirmed = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        lock(&ledger)
-            .payment(&offline)
-            .ok()
-            .flatten()
-            .map(|p| p.state)
-            == Some(PaymentState::Confirmed)
-    });
-    say(&format!(
-        "  offline payment {offline}: {}",
-        if confirmed {
-            "forwarded and confirmed by the backend"
-        } else {
-            "still waiting for the backend"
-        }
-    ));
-    let st = lock(&ledger).status(Timestamp::now())?;
-    say(&format!("  ledger: {:?}", st.payments));
-    say(&format!(
-        "  outstanding offline: {} payment(s)",
-        st.exposure.count
-    ));
     let c = emulator.counts();
+    step("Backend emulator at the end");
     say(&format!(
-        "  backend: {} payments, {} charged, {} duplicates absorbed, {} telemetry events",
+        "  {} payments, {} charged, {} duplicates absorbed, {} telemetry events",
         c.payments, c.charged, c.payment_duplicates, c.telemetry_events
     ));
-    let r = uplink.report();
-    say(&format!(
-        "  uplink: {} payment messages, {} control, {} telemetry ({} billable units in all)",
-        r.payments.messages,
-        r.control.messages,
-        r.telemetry.messages,
-        r.payments.billable_units + r.control.billable_units + r.telemetry.billable_units
-    ));
-    let _ = shutdown_tx.send(true);
-    let _ = dev.reader_sim.stop();
-    rt.block_on(async {
-        uplink.link().shutdown().await;
-        emulator.shutdown().await;
-    });
+    let _ = reader.stop();
+    rt.block_on(emulator.shutdown());
+    drop(scanner);
     step("Done");
     Ok(())
 }
 
-fn devices(fixtures: &Path) -> anyhow::Result<Devices> {
-    let reader_sim = spawn_pty(ReaderSimConfig::from_fixtures(fixtures)?)?;
-    let reader = SerialReader::open(
-        &reader_sim.path().to_string_lossy(),
-        DriverConfig::default(),
-    )?;
-    let pty = nix::pty::openpty(None, None)?;
-    let mut t = nix::sys::termios::tcgetattr(&pty.slave)?;
-    nix::sys::termios::cfmakeraw(&mut t);
-    nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t)?;
-    let path = nix::unistd::ttyname(&pty.slave)?;
-    let variable: VariableMeasureConfig = toml::from_str(
-        "[[layouts]]\nprefixes = [\"21\"]\npattern = \"PPIIIIIVVVVVK\"\nmeasure = { kind = \"weight\", decimals = 3 }\n",
-    )
-    .context("demo variable-measure layout")?;
-    let decoder = Decoder::new(DecoderConfig {
-        variable_measure: variable,
-        ..DecoderConfig::default()
-    });
-    let scanner = SerialScanner::new(
-        SerialScannerConfig {
-            port: path.to_string_lossy().into_owned(),
-            ..SerialScannerConfig::default()
-        },
-        decoder,
-    )?;
-    let scanner_line = std::fs::File::from(pty.master.try_clone()?);
-    Ok(Devices {
-        scanner,
-        scanner_line,
-        _scanner_pty: pty,
-        reader,
-        reader_sim,
-    })
+/// The scanner's pseudo-terminal: the daemon's serial scanner driver opens
+/// the slave; the demo writes scans into the master.
+struct ScannerPty {
+    pty: nix::pty::OpenptyResult,
+    path: PathBuf,
 }
 
-fn shop(
-    dev: &mut Devices,
-    catalog: &Catalog,
-    basket: &mut Basket,
-    codes: &[&str],
-) -> anyhow::Result<()> {
-    for code in codes {
-        write_scan(
-            &mut dev.scanner_line,
-            code.as_bytes(),
-            &ScannerSimConfig::default(),
+impl ScannerPty {
+    fn open() -> anyhow::Result<ScannerPty> {
+        let pty = nix::pty::openpty(None, None)?;
+        let mut t = nix::sys::termios::tcgetattr(&pty.slave)?;
+        nix::sys::termios::cfmakeraw(&mut t);
+        nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t)?;
+        let path = nix::unistd::ttyname(&pty.slave)?;
+        Ok(ScannerPty { pty, path })
+    }
+
+    fn writer(&self) -> anyhow::Result<std::fs::File> {
+        Ok(std::fs::File::from(self.pty.master.try_clone()?))
+    }
+}
+
+fn demo_config(
+    opts: &DemoOptions,
+    link: &LinkConfig,
+    cert: &Path,
+    key: &Path,
+    reader: &SimHandle,
+    scanner: &ScannerPty,
+) -> anyhow::Result<String> {
+    let d = |p: &str| opts.dir.join(p).display().to_string();
+    let ca = link
+        .ca_file
+        .as_ref()
+        .context("the demo link has a CA")?
+        .display()
+        .to_string();
+    Ok(format!(
+        r#"# Written by `cart-app demo` for one run. DEMO ONLY: software identity.
+cart_id = "{CART}"
+
+[ledger]
+path = "{ledger}"
+
+[offline]
+version = 1
+[offline.per_payment_cap]
+EUR = 10000
+[offline.total_outstanding_cap]
+EUR = 50000
+
+[catalog]
+path = "{catalog}"
+
+[link]
+host = "127.0.0.1"
+port = {port}
+backoff_base_ms = 100
+backoff_max_ms = 1000
+connect_timeout_secs = 3
+ca_file = "{ca}"
+server_name = "localhost"
+
+[sync]
+drain_interval_ms = 200
+telemetry_linger_secs = 5
+
+[identity]
+software_key = "{key}"
+allow_software_identity = true
+certificate = "{cert}"
+
+[scanner]
+kind = "serial"
+[scanner.serial]
+port = "{scanner}"
+[[scanner.decoder.variable_measure.layouts]]
+prefixes = ["21"]
+pattern = "PPIIIIIVVVVVK"
+measure = {{ kind = "weight", decimals = 3 }}
+
+[reader]
+port = "{reader}"
+card_timeout_secs = 30
+
+[ui]
+backend = "{backend}"
+receipt_timeout_secs = 600
+
+[control]
+socket = "{socket}"
+
+[daemon]
+status_interval_secs = 2
+"#,
+        ledger = d("ledger.sqlite"),
+        catalog = d("catalog.sqlite"),
+        port = link.port,
+        key = key.display(),
+        cert = cert.display(),
+        scanner = scanner.path.display(),
+        reader = reader.path().display(),
+        backend = if opts.interactive { "auto" } else { "headless" },
+        socket = d("control.sock"),
+    ))
+}
+
+/// What the script (or the person at the terminal) drives.
+struct Script {
+    scanner: Mutex<std::fs::File>,
+    reader: std::sync::mpsc::Sender<hal::reader::sim::SimCommand>,
+    socket: PathBuf,
+    link: Arc<dyn Fn(bool) + Send + Sync>,
+    frame: Arc<Mutex<Option<ui::headless::Frame>>>,
+    steps: PathBuf,
+    stop: StopHandle,
+}
+
+/// Payment states that end a checkout.
+const DECIDED: &[&str] = &[
+    "online_approved",
+    "online_declined",
+    "offline_approved",
+    "offline_declined",
+    "cancelled",
+    "failed",
+];
+
+impl Script {
+    fn scan(&self, code: &str) -> anyhow::Result<()> {
+        let mut w = self.scanner.lock().unwrap_or_else(|p| p.into_inner());
+        write_scan(&mut *w, code.as_bytes(), &ScannerSimConfig::default())?;
+        let what = PRODUCTS
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, w)| *w)
+            .unwrap_or("");
+        say(&format!("  scan {code}  {what}"));
+        // The scan travels the serial line and the scanner thread; a
+        // shopper's next move comes later than that.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
+
+    fn card(&self, name: &str) {
+        let _ = self
+            .reader
+            .send(hal::reader::sim::SimCommand::QueueCard(name.to_owned()));
+    }
+
+    fn status(&self) -> anyhow::Result<CartStatus> {
+        let mut out = None;
+        control::call(
+            &self.socket,
+            &Request::Status,
+            Duration::from_secs(10),
+            &mut |r| {
+                if let Reply::Status(s) = r {
+                    out = Some(*s);
+                }
+            },
         )?;
-        let scan = dev
-            .scanner
-            .next_scan(Duration::from_secs(5))?
-            .with_context(|| format!("no scan came back for {code}"))?;
-        match basket.scan(&scan, catalog, true)? {
-            Scanned::Added { line } | Scanned::NeedsAgeCheck { line, .. } => {
-                let l = &basket.lines()[line];
-                let what = match l.weight_g {
-                    Some(g) => format!("{} {:.3} kg", l.name, g as f64 / 1000.0),
-                    None => format!("{} x{}", l.name, l.quantity),
-                };
-                say(&format!("  scanned {code}: {what}"));
+        out.context("no status from the daemon")
+    }
+
+    fn decided(st: &CartStatus) -> u64 {
+        st.ledger
+            .payments
+            .iter()
+            .filter(|(k, _)| !["card_read", "in_doubt"].contains(&k.as_str()))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Pays with `card` and waits for the decision; returns the new state.
+    fn pay(&self, tap: &TapControl, card: &str) -> anyhow::Result<String> {
+        let before = self.status()?;
+        self.card(card);
+        say(&format!("  tap Pay (test card {card})"));
+        tap(ui::UiEvent::Pay);
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let st = self.status()?;
+            if Self::decided(&st) > Self::decided(&before) {
+                let state = st
+                    .ledger
+                    .payments
+                    .iter()
+                    .find(|(k, n)| {
+                        DECIDED.contains(&k.as_str())
+                            && **n > before.ledger.payments.get(*k).copied().unwrap_or(0)
+                    })
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_else(|| "decided".into());
+                say(&format!("  => {}", describe(&state)));
+                return Ok(state);
             }
-            Scanned::AgeCheckCleared => say("  staff badge scanned: age check done"),
-            other => say(&format!("  scanned {code}: {other:?}")),
+        }
+        bail!("no payment decision within 40 s")
+    }
+
+    fn snap(&self, name: &str) {
+        std::thread::sleep(Duration::from_millis(400));
+        let frame = self.frame.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(f) = frame {
+            let path = self.steps.join(format!("{name}.png"));
+            match f.write_png(&path) {
+                Ok(()) => say(&format!("  [screen] {}", path.display())),
+                Err(e) => say(&format!("  [screen] not written: {e}")),
+            }
         }
     }
-    Ok(())
-}
 
-fn show_basket(basket: &Basket, taxes: &TaxTable) {
-    for l in basket.lines() {
-        say(&format!("    {:<28} {:>12}", l.name, l.total.to_string()));
+    fn wait_link(&self, up: bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.status()?.link.is_some_and(|l| l.up == up) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("the link did not go {}", if up { "up" } else { "down" })
     }
-    let tax: i64 = basket.tax(taxes).values().map(|m| m.minor).sum();
-    say(&format!(
-        "    {:<28} {:>12}   (incl. VAT {})",
-        "TOTAL",
-        basket.total().to_string(),
-        Money::new(tax, basket.total().currency)
-    ));
-}
 
-fn pay(
-    checkout: &Checkout,
-    dev: &mut Devices,
-    basket: &Basket,
-    card: &str,
-) -> anyhow::Result<PayResult> {
-    if !basket.can_pay() {
-        bail!("basket cannot be paid yet");
-    }
-    dev.reader_sim.queue_card(card);
-    say(&format!("  Pay {} (test card {card})", basket.total()));
-    let res = checkout.pay(
-        &mut dev.reader,
-        basket.total(),
-        false,
-        &mut |e| match e {
-            PayEvent::Prompt(p) => say(&format!("    reader: {p:?}")),
-            PayEvent::Authorizing { online } => say(if online {
-                "    authorizing online"
+    fn scripted(&self, tap: &TapControl) -> anyhow::Result<()> {
+        self.wait_link(true)?;
+        let st = self.status()?;
+        say(&format!(
+            "Cart {} ready: {}, link up",
+            st.cart_id, st.provisioning
+        ));
+        self.snap("idle");
+
+        step("1. Online payment");
+        for c in ["4006381333931", "4006381333931", "2112345003504"] {
+            self.scan(c)?;
+        }
+        self.snap("shopping");
+        tap(ui::UiEvent::Checkout);
+        self.snap("checkout");
+        self.pay(tap, "chip-approve")?;
+        self.snap("approved-online");
+        tap(ui::UiEvent::Done);
+
+        step("2. The link goes down: offline approval within limits");
+        (self.link)(false);
+        self.wait_link(false)?;
+        say("  (link cut at the proxy: the banner says card payments still work up to EUR 100.00)");
+        for c in ["4012345000023", "4012345000023", "4006381333931"] {
+            self.scan(c)?;
+        }
+        self.snap("offline-shopping");
+        self.pay(tap, "contactless-approve")?;
+        self.snap("approved-offline");
+        tap(ui::UiEvent::Done);
+
+        step("3. Over the offline limit: declined");
+        self.scan("4012345000016")?;
+        self.pay(tap, "chip-approve")?;
+        self.snap("declined-over-limit");
+        say("  (the shopper puts the machine back)");
+        tap(ui::UiEvent::Done);
+
+        step("4. An age-restricted item: staff check, then offline approval");
+        self.scan("5000267024202")?;
+        self.snap("age-check");
+        self.scan("STAFF:0042")?;
+        self.pay(tap, "chip-pin-approve")?;
+        self.snap("approved-after-age-check");
+        tap(ui::UiEvent::Done);
+
+        step("5. The link returns: the queue drains");
+        let st = self.status()?;
+        say(&format!(
+            "  waiting to be sent: {:?}; offline exposure {}",
+            st.pending(),
+            st.exposure_line()
+        ));
+        (self.link)(true);
+        self.wait_link(true)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut confirmed = false;
+        while Instant::now() < deadline {
+            let st = self.status()?;
+            if st.ledger.payments.get("confirmed").copied().unwrap_or(0) > 0
+                && st.ledger.exposure.count == 0
+            {
+                confirmed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let st = self.status()?;
+        say(&format!(
+            "  offline payment {}; payments now {:?}; offline exposure {}",
+            if confirmed {
+                "forwarded and confirmed by the backend"
             } else {
-                "    link down: the offline policy decides"
-            }),
-        },
-        &|| false,
-    )?;
-    let text = match &res.shown {
-        Shown::ApprovedOnline { reference } => format!("APPROVED (online, reference {reference})"),
-        Shown::ApprovedOffline => {
-            "APPROVED (offline: stored and sent when the link returns)".into()
+                "still waiting for the backend"
+            },
+            st.ledger.payments,
+            st.exposure_line()
+        ));
+        if let Some(d) = &st.delivery {
+            say(&format!(
+                "  uplink: {} payment messages, {} control, {} telemetry ({} billable units in all)",
+                d.payments.messages,
+                d.control.messages,
+                d.telemetry.messages,
+                d.payments.billable_units + d.control.billable_units + d.telemetry.billable_units
+            ));
         }
-        Shown::DeclinedOnline { reason } => format!("DECLINED by the bank: {reason}"),
-        Shown::DeclinedOffline { reasons } => {
-            format!("DECLINED offline: {}", serde_json::to_string(reasons)?)
+        self.snap("link-back");
+        Ok(())
+    }
+
+    fn interactive(&self) {
+        say("\nThe cart is in the window. Type here:");
+        for (i, (code, what)) in PRODUCTS.iter().enumerate() {
+            say(&format!("  {}  scan {code} ({what})", i + 1));
         }
-        Shown::NoCard { code } => format!("no card read: {code:?}"),
-        Shown::Cancelled => "cancelled".into(),
-    };
-    say(&format!(
-        "  => {text}; card {}; ledger {:?}",
-        res.masked_pan.as_deref().unwrap_or("-"),
-        res.state
-    ));
-    Ok(res)
+        say("  down / up      cut or restore the link");
+        say("  card NAME      the next card the reader reads (tests/fixtures/test-cards.json)");
+        say("  status         the cart's status");
+        say("  quit           stop the cart");
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let line = line.trim();
+            let result = match line {
+                "" => Ok(()),
+                "quit" | "q" => break,
+                "down" => {
+                    (self.link)(false);
+                    say("  link cut");
+                    Ok(())
+                }
+                "up" => {
+                    (self.link)(true);
+                    say("  link restored");
+                    Ok(())
+                }
+                "status" => self.status().map(|st| {
+                    say(&format!(
+                        "  link {}; queue {:?}; exposure {}",
+                        st.link.as_ref().is_some_and(|l| l.up),
+                        st.pending(),
+                        st.exposure_line()
+                    ))
+                }),
+                l if l.starts_with("card ") => {
+                    self.card(l["card ".len()..].trim());
+                    Ok(())
+                }
+                l => match l.parse::<usize>() {
+                    Ok(n) if (1..=PRODUCTS.len()).contains(&n) => self.scan(PRODUCTS[n - 1].0),
+                    _ => {
+                        say("  ?");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = result {
+                say(&format!("  {e:#}"));
+            }
+        }
+        self.stop.stop();
+    }
 }
 
-fn result_screen(res: &PayResult, basket: &Basket, taxes: &TaxTable) -> Screen {
-    crate::session::result_screen(res, cart_view(basket, taxes))
-}
-
-fn lock(l: &Arc<Mutex<Ledger>>) -> std::sync::MutexGuard<'_, Ledger> {
-    l.lock().unwrap_or_else(|p| p.into_inner())
+fn describe(state: &str) -> &'static str {
+    match state {
+        "online_approved" => "APPROVED online by the backend",
+        "offline_approved" => "APPROVED offline (stored; sent when the link returns)",
+        "offline_declined" => "DECLINED offline (over the offline limit or not allowed)",
+        "online_declined" => "DECLINED by the bank",
+        "cancelled" => "cancelled",
+        "failed" => "no card read",
+        _ => "decided",
+    }
 }
 
 fn step(title: &str) {

@@ -6,6 +6,10 @@
 //! - [`basket`]: the shopping session (lines, totals, tax, age check).
 //! - [`catalog`]: items by GTIN, deltas, CSV import.
 //! - [`checkout`]: one payment from "Pay" to the decision shown.
+//! - [`control`]: the control socket's protocol (`cartctl` and the daemon).
+//! - [`daemon`]: `cart-app run`, the daemon: threads, UI, uplink, signals,
+//!   systemd, the control socket's server.
+//! - [`logging`]: the journal with structured fields, or text.
 //! - `demo` (feature `demo`): the whole cart scripted on simulated devices.
 //! - [`session`]: the shopping session as a state machine (scans, taps,
 //!   payments in; screen updates and device requests out).
@@ -19,11 +23,12 @@ pub mod basket;
 pub mod catalog;
 pub mod checkout;
 pub mod config;
+pub mod control;
+pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod demo_ledger;
-#[cfg(feature = "demo")]
-pub mod demo_screens;
+pub mod logging;
 pub mod session;
 pub mod tpm;
 pub mod watchdog;

@@ -1,13 +1,11 @@
-//! The payment cart's daemon and tools.
-//!
-//! The daemon itself arrives with the checkout-UI issue; today the binary
-//! checks a configuration file and runs the ledger's scripted session.
-
-use cart_app::{config, demo_ledger};
+//! The payment cart's daemon and tools: parses the command line, starts
+//! logging, and calls the library (`cart_app::daemon::run` for `run`).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
+use cart_app::{config, daemon, demo_ledger, logging};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -23,21 +21,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the cart: UI, devices, ledger, uplink (systemd starts this).
+    Run {
+        /// The configuration file (see config/cart.toml).
+        #[arg(long, env = "CART_CONFIG", default_value = "/etc/cart/cart.toml")]
+        config: PathBuf,
+    },
     /// Validates a configuration file and prints it with defaults filled in.
     CheckConfig {
         /// The file (see config/cart.toml).
         path: PathBuf,
     },
-    /// Runs the whole cart scripted on simulated devices, a local broker and
-    /// the backend emulator (build with `--features demo`).
+    /// Runs the whole cart on simulated devices, a local broker and the
+    /// backend emulator (build with `--features demo`).
     #[cfg(feature = "demo")]
     Demo {
-        /// Folder for the ledger and catalog (a new temporary one if omitted).
+        /// Folder for the ledger, catalog, config and screenshots (a new
+        /// temporary one if omitted).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Folder with the TEST ONLY fixtures.
         #[arg(long)]
         fixtures: Option<PathBuf>,
+        /// A window and typed commands (needs a display and the `winit`
+        /// feature); default: scripted, with a transcript and PNGs.
+        #[arg(long)]
+        interactive: bool,
     },
     /// Runs a scripted checkout session against a real ledger file.
     DemoLedger {
@@ -47,15 +56,50 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run { config } => {
+            let loaded = match config::Config::load(&config) {
+                Ok(l) => l,
+                Err(e) => {
+                    logging::init_text();
+                    eprintln!("cart-app: {e}");
+                    // 78 = EX_CONFIG: systemd's RestartPreventExitStatus keeps
+                    // a bad file from restarting in a loop.
+                    return ExitCode::from(78);
+                }
+            };
+            logging::init_daemon(&loaded.config.cart_id);
+            let opts = daemon::RunOptions {
+                config_path: Some(config),
+                signals: true,
+                ..daemon::RunOptions::default()
+            };
+            match daemon::run(loaded, opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(cause = %e, "cart-app stopped");
+                    eprintln!("cart-app: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        other => {
+            logging::init_text();
+            match tool(other) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cart-app: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn tool(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { .. } => unreachable!("handled in main"),
         Command::CheckConfig { path } => {
             let loaded = config::Config::load(&path)?;
             let config = &loaded.config;
@@ -74,14 +118,22 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         #[cfg(feature = "demo")]
-        Command::Demo { dir, fixtures } => {
+        Command::Demo {
+            dir,
+            fixtures,
+            interactive,
+        } => {
             let dir = match dir {
                 Some(d) => d,
                 None => std::env::temp_dir().join(format!("cart-demo-{}", std::process::id())),
             };
             std::fs::create_dir_all(&dir)?;
             let fixtures = fixtures.unwrap_or_else(cart_app::demo::default_fixtures);
-            cart_app::demo::run(&dir, &fixtures)
+            cart_app::demo::run(cart_app::demo::DemoOptions {
+                dir,
+                fixtures,
+                interactive,
+            })
         }
         Command::DemoLedger { dir } => {
             let dir = match dir {

@@ -9,8 +9,8 @@ use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::{Currency, Money, Timestamp};
 use tracing::{info, warn};
 use ui::{
-    AgeCheckView, CartView, DeclineReason, LineView, Quantity, ReaderPrompt, ReceiptView, Screen,
-    UiEvent, ViewUpdate,
+    AgeCheckView, CartView, DeclineReason, FaultView, LineView, Quantity, ReaderPrompt,
+    ReceiptView, Screen, UiEvent, ViewUpdate,
 };
 
 use crate::basket::{Basket, Scanned, TaxTable};
@@ -28,6 +28,11 @@ pub enum Input {
     Payment(PayEvent),
     /// The payment ended (or could not run: the error text is logged).
     PaymentDone(Result<PayResult, String>),
+    /// Which devices are missing now.
+    Devices(FaultView),
+    /// The cart stops selling (`true`: stopping, not provisioned) or
+    /// resumes (`false`).
+    OutOfService(bool),
 }
 
 /// What the daemon must do.
@@ -69,6 +74,8 @@ pub struct Session {
     taxes: TaxTable,
     phase: Phase,
     session_no: u64,
+    fault: FaultView,
+    out_of_service: bool,
 }
 
 impl Session {
@@ -81,6 +88,8 @@ impl Session {
             taxes,
             phase: Phase::Idle,
             session_no: 0,
+            fault: FaultView::default(),
+            out_of_service: false,
         }
     }
 
@@ -132,12 +141,72 @@ impl Session {
                     ReaderPrompt::Processing,
                 ))));
             }
-            Input::PaymentDone(result) => self.on_paid(result, &mut out),
+            Input::PaymentDone(result) => {
+                self.on_paid(result, &mut out);
+                if self.out_of_service {
+                    // The result stays on screen; the next tap or scan is refused.
+                    self.phase = Phase::Done;
+                }
+            }
+            Input::Devices(fault) => self.on_devices(fault, &mut out),
+            Input::OutOfService(on) => {
+                self.out_of_service = on;
+                if self.phase != Phase::Paying {
+                    out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
+                }
+            }
         }
         out
     }
 
+    /// Whether a payment is in progress.
+    pub fn paying(&self) -> bool {
+        self.phase == Phase::Paying
+    }
+
+    /// The screen to show when nothing else asks for one.
+    fn resting_screen(&self) -> Screen {
+        if self.out_of_service {
+            Screen::OutOfService
+        } else if self.fault.scanner_missing || self.fault.reader_missing {
+            Screen::Fault(self.fault)
+        } else if self.basket.lines().is_empty() {
+            Screen::Idle
+        } else {
+            Screen::Shopping
+        }
+    }
+
+    fn on_devices(&mut self, fault: FaultView, out: &mut Vec<Effect>) {
+        if fault == self.fault {
+            return;
+        }
+        for (device, was, now) in [
+            ("scanner", self.fault.scanner_missing, fault.scanner_missing),
+            ("reader", self.fault.reader_missing, fault.reader_missing),
+        ] {
+            if now && !was {
+                out.push(Effect::Telemetry(TelemetryEvent::Fault {
+                    at: Timestamp::now(),
+                    device: device.into(),
+                    code: "missing".into(),
+                }));
+            }
+        }
+        self.fault = fault;
+        if self.phase != Phase::Paying {
+            if self.phase == Phase::Checkout {
+                self.phase = Phase::Shopping;
+            }
+            out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
+        }
+    }
+
     fn on_scan(&mut self, scan: Scan, catalog: &Catalog, out: &mut Vec<Effect>) {
+        if self.out_of_service {
+            info!("scan ignored: out of service");
+            return;
+        }
         if self.phase == Phase::Paying {
             info!("scan ignored while paying");
             return;
@@ -211,6 +280,9 @@ impl Session {
                 }
                 out.push(Effect::View(ViewUpdate::Screen(screen)));
             }
+            UiEvent::Pay if self.out_of_service || self.fault.reader_missing => {
+                out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
+            }
             UiEvent::Pay if matches!(self.phase, Phase::Checkout | Phase::Shopping) => {
                 if self.basket.can_pay() {
                     self.phase = Phase::Paying;
@@ -250,7 +322,7 @@ impl Session {
                     items,
                 }));
                 out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
-                out.push(Effect::View(ViewUpdate::Screen(Screen::Idle)));
+                out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
             }
             UiEvent::RemoveLine { line_id } if self.phase != Phase::Paying => {
                 if let Some(i) = self.ids.iter().position(|id| *id == line_id) {

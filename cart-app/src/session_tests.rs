@@ -187,3 +187,47 @@ fn a_failed_payment_shows_a_reader_error_and_allows_another_try() {
     let e = s.handle(Input::Ui(UiEvent::Pay), &c);
     assert!(e.iter().any(|x| matches!(x, Effect::StartPayment { .. })));
 }
+
+#[test]
+fn a_missing_reader_shows_the_fault_and_refuses_to_pay_until_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = catalog(&dir);
+    let mut s = session();
+    s.handle(scan("4006381333931"), &c);
+    let missing = ui::FaultView {
+        scanner_missing: false,
+        reader_missing: true,
+    };
+    let e = s.handle(Input::Devices(missing), &c);
+    assert_eq!(screens(&e), vec![&Screen::Fault(missing)]);
+    assert!(e.iter().any(|x| matches!(
+        x,
+        Effect::Telemetry(store_and_forward::telemetry::TelemetryEvent::Fault { .. })
+    )));
+    let e = s.handle(Input::Ui(UiEvent::Pay), &c);
+    assert!(!e.iter().any(|x| matches!(x, Effect::StartPayment { .. })));
+    let e = s.handle(Input::Devices(ui::FaultView::default()), &c);
+    assert_eq!(screens(&e), vec![&Screen::Shopping]);
+    let e = s.handle(Input::Ui(UiEvent::Pay), &c);
+    assert!(e.iter().any(|x| matches!(x, Effect::StartPayment { .. })));
+}
+
+#[test]
+fn out_of_service_during_a_payment_lets_it_finish_then_refuses_new_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = catalog(&dir);
+    let mut s = session();
+    s.handle(scan("4006381333931"), &c);
+    s.handle(Input::Ui(UiEvent::Pay), &c);
+    // Stopping while the reader waits: the screen stays on the payment.
+    let e = s.handle(Input::OutOfService(true), &c);
+    assert!(screens(&e).is_empty());
+    assert!(s.paying());
+    let e = s.handle(Input::PaymentDone(Err("reader unplugged".into())), &c);
+    assert_eq!(screens(&e).len(), 1);
+    assert!(!s.paying());
+    let e = s.handle(scan("4012345000023"), &c);
+    assert!(e.is_empty(), "{e:?}");
+    let e = s.handle(Input::Ui(UiEvent::Pay), &c);
+    assert_eq!(screens(&e), vec![&Screen::OutOfService]);
+}

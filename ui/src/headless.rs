@@ -1,14 +1,22 @@
 //! Rendering without a display: a Slint platform whose one window is a
 //! `MinimalSoftwareWindow` drawn by the software renderer into a pixel buffer.
 //! Tests, screenshots, the benchmark and the daemon's scripted demo use it.
+//!
+//! The platform also runs an event loop ([`slint::run_event_loop`]): closures
+//! sent with `invoke_from_event_loop` (how [`crate::UiHandle`] reaches the UI
+//! thread) run in order, timers fire, and after each change the window is
+//! drawn into a frame handed to an optional observer ([`Headless::on_frame`]).
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use slint::platform::software_renderer::{MinimalSoftwareWindow, RepaintBufferType};
-use slint::platform::{Platform, WindowAdapter};
-use slint::{PhysicalSize, PlatformError, Rgb8Pixel};
+use slint::platform::{EventLoopProxy, Platform, WindowAdapter};
+use slint::{EventLoopError, PhysicalSize, PlatformError, Rgb8Pixel};
 
 /// Errors of headless rendering.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +38,52 @@ pub enum HeadlessError {
     Io(#[from] std::io::Error),
 }
 
+/// What other threads send to the event loop.
+enum LoopMessage {
+    Invoke(Box<dyn FnOnce() + Send>),
+    Quit,
+}
+
+/// The event loop's mailbox; `Send + Sync` so any thread may post.
+struct Proxy {
+    tx: Mutex<mpsc::Sender<LoopMessage>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl EventLoopProxy for Proxy {
+    fn quit_event_loop(&self) -> Result<(), EventLoopError> {
+        self.post(LoopMessage::Quit)
+    }
+
+    fn invoke_from_event_loop(
+        &self,
+        event: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), EventLoopError> {
+        self.post(LoopMessage::Invoke(event))
+    }
+}
+
+impl Proxy {
+    fn post(&self, msg: LoopMessage) -> Result<(), EventLoopError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(EventLoopError::EventLoopTerminated);
+        }
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        tx.send(msg)
+            .map_err(|_| EventLoopError::EventLoopTerminated)
+    }
+}
+
+/// Called with every frame the event loop draws.
+type FrameObserver = Box<dyn FnMut(&Frame)>;
+
 struct HeadlessPlatform {
     window: Rc<MinimalSoftwareWindow>,
     start: Instant,
+    tx: mpsc::Sender<LoopMessage>,
+    rx: RefCell<Option<mpsc::Receiver<LoopMessage>>>,
+    closed: Arc<AtomicBool>,
+    observer: Rc<RefCell<Option<FrameObserver>>>,
 }
 
 impl Platform for HeadlessPlatform {
@@ -42,6 +93,75 @@ impl Platform for HeadlessPlatform {
 
     fn duration_since_start(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    fn new_event_loop_proxy(&self) -> Option<Box<dyn EventLoopProxy>> {
+        Some(Box::new(Proxy {
+            tx: Mutex::new(self.tx.clone()),
+            closed: Arc::clone(&self.closed),
+        }))
+    }
+
+    fn run_event_loop(&self) -> Result<(), PlatformError> {
+        let rx =
+            self.rx.borrow_mut().take().ok_or_else(|| {
+                PlatformError::Other("the headless event loop runs only once".into())
+            })?;
+        let result = self.pump(&rx);
+        self.closed.store(true, Ordering::SeqCst);
+        result
+    }
+}
+
+impl HeadlessPlatform {
+    /// Runs messages and timers, drawing after each change, until quit.
+    fn pump(&self, rx: &mpsc::Receiver<LoopMessage>) -> Result<(), PlatformError> {
+        loop {
+            slint::platform::update_timers_and_animations();
+            self.draw_if_needed();
+            let wait = if self.window.has_active_animations() {
+                Duration::from_millis(16)
+            } else {
+                slint::platform::duration_until_next_timer_update()
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(1))
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                // Every sender gone: nobody can reach the UI any more.
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            // Run everything already queued before drawing once.
+            for msg in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
+                match msg {
+                    LoopMessage::Invoke(f) => f(),
+                    LoopMessage::Quit => return Ok(()),
+                }
+            }
+        }
+    }
+
+    fn draw_if_needed(&self) {
+        let size = self.window.size();
+        let (width, height) = (size.width, size.height);
+        let mut frame = None;
+        self.window.draw_if_needed(|renderer| {
+            let mut pixels =
+                vec![Rgb8Pixel { r: 0, g: 0, b: 0 }; (width as usize) * (height as usize)];
+            renderer.render(&mut pixels, width as usize);
+            frame = Some(Frame {
+                width,
+                height,
+                pixels,
+            });
+        });
+        if let (Some(frame), Some(observer)) = (frame, self.observer.borrow_mut().as_mut()) {
+            observer(&frame);
+        }
     }
 }
 
@@ -92,6 +212,7 @@ impl Frame {
 /// window; each thread that renders installs its own.
 pub struct Headless {
     window: Rc<MinimalSoftwareWindow>,
+    observer: Rc<RefCell<Option<FrameObserver>>>,
 }
 
 impl Headless {
@@ -99,11 +220,23 @@ impl Headless {
     pub fn install() -> Result<Headless, HeadlessError> {
         check_fonts()?;
         let window = MinimalSoftwareWindow::new(RepaintBufferType::NewBuffer);
+        let (tx, rx) = mpsc::channel();
+        let observer = Rc::new(RefCell::new(None));
         slint::platform::set_platform(Box::new(HeadlessPlatform {
             window: window.clone(),
             start: Instant::now(),
+            tx,
+            rx: RefCell::new(Some(rx)),
+            closed: Arc::new(AtomicBool::new(false)),
+            observer: Rc::clone(&observer),
         }))?;
-        Ok(Headless { window })
+        Ok(Headless { window, observer })
+    }
+
+    /// Hands every frame the event loop draws to `observer` (on the UI
+    /// thread, right after drawing: keep it short).
+    pub fn on_frame(&self, observer: impl FnMut(&Frame) + 'static) {
+        *self.observer.borrow_mut() = Some(Box::new(observer));
     }
 
     /// Sets the window size in physical pixels (scale factor 1).

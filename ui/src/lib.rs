@@ -35,4 +35,6 @@ pub mod generated {
 pub use binding::{CheckoutUi, UiError, UiHandle};
 pub use controller::{CheckoutController, EventSink, UiAction, ViewUpdate};
 pub use generated::CheckoutWindow;
+/// Slint itself, for the daemon's event loop and timers.
+pub use slint;
 pub use view::*;

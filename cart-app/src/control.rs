@@ -1,0 +1,225 @@
+//! The control socket's protocol between the daemon and `cartctl`: one JSON
+//! request per connection, answered by JSON lines (a `sync` streams its
+//! progress, then the final answer). Only root and members of the
+//! configured group may connect; the daemon checks the peer's credentials
+//! (`SO_PEERCRED`) on every connection.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use store_and_forward::Timestamp;
+use store_and_forward::ledger::LedgerStatus;
+use store_and_forward::sync::DeliveryReport;
+
+/// What `cartctl` asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// The whole status.
+    Status,
+    /// Drain the outbox now; progress lines until empty or `timeout_secs`.
+    Sync {
+        /// Give up waiting after this long (the drain itself goes on).
+        timeout_secs: u64,
+    },
+    /// The daemon's part of a diagnostics bundle.
+    Diag,
+    /// Demo builds only: cut (`up = false`) or restore the link.
+    #[serde(rename = "demo_link")]
+    DemoLink {
+        /// Link wanted up.
+        up: bool,
+    },
+    /// Demo builds only: a tap on the touchscreen, by its event name
+    /// (`checkout`, `pay`, `cancel`, `done`, `back`, `try_again`).
+    #[serde(rename = "demo_tap")]
+    DemoTap {
+        /// The event.
+        event: String,
+    },
+}
+
+/// One line of the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    /// The status.
+    Status(Box<CartStatus>),
+    /// Sync progress: records still waiting per class.
+    Progress {
+        /// Pending payments, control and telemetry records.
+        pending: Vec<(String, u64)>,
+    },
+    /// Sync finished: nothing waits (or the timeout passed).
+    SyncDone {
+        /// Everything delivered.
+        drained: bool,
+        /// Records still waiting.
+        pending: u64,
+    },
+    /// The daemon's diagnostics.
+    Diag(Box<serde_json::Value>),
+    /// Done, nothing to report.
+    Ok,
+    /// The request was refused or failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The link as the status shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// Connected to the broker.
+    pub up: bool,
+    /// Since when (ms since the epoch).
+    pub since: Timestamp,
+    /// The last error seen.
+    pub last_error: Option<String>,
+    /// Connections and failures so far.
+    pub connects: u64,
+    /// Failed attempts and lost connections so far.
+    pub failures: u64,
+}
+
+/// The device certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertStatus {
+    /// The subject's CN.
+    pub subject: String,
+    /// Valid until (ms since the epoch).
+    pub not_after: Timestamp,
+    /// Whole days left (negative: expired).
+    pub days_left: i64,
+}
+
+/// A device's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    /// `scanner` or `reader`.
+    pub device: String,
+    /// `connected`, `reconnecting` (with attempts), `gone`, `absent`.
+    pub state: String,
+}
+
+/// Everything `cartctl status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartStatus {
+    /// The cart's id.
+    pub cart_id: String,
+    /// The daemon's version.
+    pub version: String,
+    /// Where the answer came from: `daemon`, or `ledger (daemon down)`.
+    pub source: String,
+    /// Seconds since the daemon started (absent when read from the ledger).
+    pub uptime_secs: Option<u64>,
+    /// The provisioning step (`provisioned`, or the step it is at).
+    pub provisioning: String,
+    /// The device certificate, when one is installed.
+    pub certificate: Option<CertStatus>,
+    /// The link (absent when read from the ledger).
+    pub link: Option<LinkStatus>,
+    /// Devices (absent when read from the ledger).
+    pub devices: Vec<DeviceStatus>,
+    /// The ledger: exposure, queues, clock, limits.
+    pub ledger: LedgerStatus,
+    /// What the uplink delivered since start.
+    pub delivery: Option<DeliveryReport>,
+}
+
+impl CartStatus {
+    /// Offline exposure per currency against each limit, as one line.
+    pub fn exposure_line(&self) -> String {
+        let st = &self.ledger;
+        let mut s = format!(
+            "{} of {} payments",
+            st.exposure.count, st.limits.max_outstanding_count
+        );
+        for (cur, amount) in &st.exposure.amount {
+            let cap = st
+                .limits
+                .total_outstanding_cap
+                .get(cur)
+                .copied()
+                .unwrap_or(0);
+            s.push_str(&format!(
+                ", {} of {}",
+                store_and_forward::Money::new(*amount, *cur),
+                store_and_forward::Money::new(cap, *cur)
+            ));
+        }
+        s
+    }
+
+    /// Pending records per outbox class.
+    pub fn pending(&self) -> Vec<(String, u64)> {
+        self.ledger
+            .outbox
+            .iter()
+            .map(|d| (d.class.to_string(), d.pending))
+            .collect()
+    }
+}
+
+/// A failure talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No daemon listens (not running, or another socket path): `cartctl`
+    /// falls back to a read-only look where it can.
+    #[error("the daemon does not answer at {path}: {source}")]
+    Unreachable {
+        /// The socket.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection broke or timed out.
+    #[error("control socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The daemon sent something that is not a reply.
+    #[error("control socket: unreadable reply: {0}")]
+    Decode(#[from] serde_json::Error),
+    /// The daemon refused (the message says why, e.g. not allowed).
+    #[error("the daemon refused: {0}")]
+    Refused(String),
+}
+
+/// Sends `request` to the daemon at `socket` and hands each reply line to
+/// `on_reply` until the daemon closes the connection.
+pub fn call(
+    socket: &Path,
+    request: &Request,
+    timeout: Duration,
+    on_reply: &mut dyn FnMut(Reply),
+) -> Result<(), ControlError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ControlError::Unreachable {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    for line in BufReader::new(stream).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Reply>(&line)? {
+            Reply::Error { message } => return Err(ControlError::Refused(message)),
+            r => on_reply(r),
+        }
+    }
+    Ok(())
+}
+
+/// Whole days from `now` to `t` (negative when past).
+pub fn days_until(now: Timestamp, t: Timestamp) -> i64 {
+    (t.0 - now.0).div_euclid(86_400_000)
+}

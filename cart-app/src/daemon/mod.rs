@@ -1,0 +1,547 @@
+//! `cart-app run`: the daemon that runs the cart.
+//!
+//! Threads and what each owns:
+//! - the main thread: Slint's event loop and the checkout window (never
+//!   blocks; everything reaches it through [`ui::UiHandle`]);
+//! - `session`: the shopping session ([`crate::session::Session`]) and the
+//!   catalog; turns scans, taps and payment progress into screen updates;
+//! - `payments`: the card reader's serial line and [`crate::checkout::Checkout`];
+//! - `scanner`: the barcode scanner;
+//! - a tokio runtime (2 workers): the uplink and sync, the control socket,
+//!   signals, the status line and the watchdog's checks.
+//!
+//! Start order: configuration, identity (TPM), ledger, catalog, uplink,
+//! devices, UI; `READY=1` once the event loop turns. SIGTERM: no new
+//! payments, a payment in progress finishes (or is cancelled while it waits
+//! for a card) within `daemon.stop_grace_secs`, the telemetry buffer is
+//! stored, the link closes, then the process exits. SIGHUP re-reads the
+//! configuration's offline limits and deny-list (newer versions only).
+//!
+//! # Layout
+//! - [`settings`]: the daemon's configuration tables.
+//! - [`parts`]: opening the identity, the ledger, the certificate, the link.
+//! - [`threads`]: the session, payment and scanner threads.
+//! - [`control_server`]: the control socket `cartctl` talks to.
+
+pub mod control_server;
+pub mod parts;
+pub mod settings;
+pub mod threads;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use hal::scanner::{Decoder, Scanner, SerialScanner, WedgeScanner};
+use store_and_forward::sync::{AppEvent, SharedLedger, SyncConfig, Uplink};
+use store_and_forward::{Currency, Timestamp};
+use tracing::{error, info, warn};
+
+use crate::catalog::Catalog;
+use crate::checkout::Checkout;
+use crate::config::{Config, Loaded};
+use crate::session::{Input, Session};
+use crate::watchdog::{self, Verdict, Watchdog};
+use control_server::{Context, ControlServer, LinkControl, TapControl};
+use settings::{ScannerKind, UiBackend};
+use threads::{Msg, SessionState};
+
+/// Why the daemon could not start or stopped with an error. systemd
+/// restarts it (`Restart=on-failure`); the message is in the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The ledger refused to open (see the cause for the recovery).
+    #[error("ledger: {0}")]
+    Ledger(#[from] store_and_forward::LedgerError),
+    /// The ledger's counter file (software identity) failed.
+    #[error("ledger counter: {0}")]
+    Counter(#[from] store_and_forward::counter::CounterError),
+    /// The TPM, the identity or the certificate failed.
+    #[error("identity: {0}")]
+    Identity(#[from] crate::tpm::TpmAdapterError),
+    /// The catalog could not be opened.
+    #[error("catalog: {0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
+    /// The link could not be set up (bad TLS files, bad config).
+    #[error("link: {0}")]
+    Link(#[from] store_and_forward::uplink::LinkError),
+    /// The UI could not start (no display, no font).
+    #[error("UI: {0}")]
+    Ui(#[from] ui::UiError),
+    /// The headless UI could not start.
+    #[error("UI: {0}")]
+    Headless(#[from] ui::headless::HeadlessError),
+    /// A scanner could not be set up.
+    #[error("scanner: {0}")]
+    Scanner(#[from] hal::scanner::ScannerError),
+    /// A thread, a runtime or the control socket could not start.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was starting.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configured currency is not ISO 4217.
+    #[error("store.currency: {0}")]
+    Currency(String),
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Asks a running daemon to stop (as SIGTERM does).
+#[derive(Debug, Clone)]
+pub struct StopHandle(tokio::sync::watch::Sender<bool>);
+
+impl StopHandle {
+    /// A handle for [`RunOptions::stop`].
+    pub fn new() -> StopHandle {
+        StopHandle(tokio::sync::watch::channel(false).0)
+    }
+
+    /// Requests the graceful stop.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Default for StopHandle {
+    fn default() -> Self {
+        StopHandle::new()
+    }
+}
+
+/// What a caller adds to a run (the demo, tests, benchmarks).
+#[derive(Default)]
+pub struct RunOptions {
+    /// The config file, re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
+    /// Stops the daemon like SIGTERM.
+    pub stop: StopHandle,
+    /// Listen for SIGTERM and SIGHUP (the real daemon; not in-process tests).
+    pub signals: bool,
+    /// Demo: cuts and restores the link.
+    pub demo_link: Option<LinkControl>,
+    /// Demo and tests: taps from the control socket.
+    pub allow_taps: bool,
+    /// Headless UI: called with every frame drawn.
+    pub on_frame: Option<Box<dyn FnMut(&ui::headless::Frame)>>,
+    /// Called once the daemon is ready (after READY=1), with a way to send
+    /// taps (tests, the scripted demo).
+    pub on_ready: Option<Box<dyn FnOnce(TapControl) + Send>>,
+}
+
+/// Runs the daemon on the calling thread (which becomes the UI thread)
+/// until a stop is requested. Returns after everything is parked.
+pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    let config = loaded.config.clone();
+    let currency =
+        Currency::new(&config.store.currency).map_err(|e| DaemonError::Currency(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cart-rt")
+        .enable_all()
+        .build()
+        .map_err(io("tokio runtime"))?;
+    let (stop_tx, stop_rx) = (opts.stop.0.clone(), opts.stop.0.subscribe());
+
+    // The identity and the ledger bound to it.
+    let anchors = parts::open_anchors(&loaded)?;
+    let ledger: SharedLedger = Arc::new(Mutex::new(parts::open_ledger(&loaded, &anchors)?));
+    let catalog = Catalog::open(&config.catalog.path)?;
+    let checkout_timeout = Duration::from_secs(config.reader.card_timeout_secs);
+
+    // The uplink, when the cart has its certificate.
+    let (app_tx, mut app_rx) = tokio::sync::mpsc::channel::<AppEvent>(64);
+    let (uplink_stop_tx, uplink_stop_rx) = tokio::sync::watch::channel(false);
+    let cert = parts::client_cert(&loaded, &anchors)?;
+    let provisioning = if cert.is_some() {
+        "provisioned".to_string()
+    } else {
+        format!(
+            "not provisioned: no certificate at {}",
+            config.identity.certificate.display()
+        )
+    };
+    let uplink = match cert {
+        Some(cert) => {
+            let _guard = rt.enter();
+            let (link, incoming) = parts::start_link(&loaded, cert)?;
+            let sync = SyncConfig {
+                cart_id: config.cart_id.clone(),
+                ..config.sync.clone()
+            };
+            let u = Uplink::new(sync, ledger.clone(), link, Some(app_tx));
+            rt.spawn(u.clone().run(incoming, uplink_stop_rx));
+            Some(u)
+        }
+        None => {
+            error!(%provisioning, "the cart is not provisioned: it cannot sell");
+            None
+        }
+    };
+    if let Some(c) = parts::cert_status(&config.identity.certificate, Timestamp::now()) {
+        if c.days_left < config.daemon.cert_warn_days as i64 {
+            warn!(subject = %c.subject, days_left = c.days_left, not_after = ?c.not_after, "device certificate expires soon");
+        } else {
+            info!(subject = %c.subject, days_left = c.days_left, "device certificate");
+        }
+    }
+
+    // The UI (on this thread).
+    let headless = match config.ui.backend {
+        UiBackend::Headless => {
+            let h = ui::headless::Headless::install()?;
+            h.resize(config.ui.headless_width, config.ui.headless_height);
+            if let Some(f) = opts.on_frame.take() {
+                h.on_frame(f);
+            }
+            Some(h)
+        }
+        UiBackend::Auto => None,
+    };
+    let (session_tx, session_rx) = mpsc::channel::<Msg>();
+    let sink = UiSink(Mutex::new(session_tx.clone()));
+    let window = ui::CheckoutUi::new(currency.as_str(), sink)?;
+    window.set_receipt_timeout(Duration::from_secs(config.ui.receipt_timeout_secs));
+    window.update(ui::ViewUpdate::CartId(config.cart_id.clone()));
+    let ui_handle = window.handle();
+
+    // Hearts: every part that must make progress for the watchdog.
+    let mut dog = Watchdog::new();
+    let ui_heart = dog.heart("ui");
+    let session_heart = dog.heart("session");
+    let payments_heart = dog.heart("payments");
+    let runtime_heart = dog.heart("runtime");
+    let ledger_heart = dog.heart("ledger");
+
+    // Threads.
+    let shared = Arc::new(SessionState::default());
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (job_tx, job_rx) = mpsc::channel();
+    let checkout = Checkout::new(
+        ledger.clone(),
+        uplink.clone().map(|u| (u, rt.handle().clone())),
+    )
+    .with_card_timeout(checkout_timeout);
+    let payments = threads::spawn_payments(
+        job_rx,
+        config.reader.port.clone(),
+        checkout,
+        config.reader.online_required,
+        cancel.clone(),
+        session_tx.clone(),
+        shared.clone(),
+        payments_heart,
+    )
+    .map_err(io("payment thread"))?;
+    let scanner_stop = Arc::new(AtomicBool::new(false));
+    let mut scanner_state = None;
+    let scanner_thread = match open_scanner(&config)? {
+        Some(s) => {
+            let (h, state) = threads::spawn_scanner(
+                s,
+                session_tx.clone(),
+                scanner_stop.clone(),
+                dog.heart("scanner"),
+            )
+            .map_err(io("scanner thread"))?;
+            scanner_state = Some(state);
+            Some(h)
+        }
+        None => {
+            let _ = session_tx.send(Msg::Device {
+                scanner: true,
+                up: false,
+            });
+            None
+        }
+    };
+    let session = threads::spawn_session(
+        session_rx,
+        Session::new(currency, config.store.tax_rates.clone()),
+        catalog,
+        currency,
+        ledger.clone(),
+        ui_handle,
+        job_tx,
+        cancel.clone(),
+        shared.clone(),
+        session_heart,
+    )
+    .map_err(io("session thread"))?;
+    if uplink.is_none() {
+        let _ = session_tx.send(Msg::Input(Input::OutOfService(true)));
+    }
+
+    // The control socket.
+    let tap: TapControl = {
+        let tx = Mutex::new(session_tx.clone());
+        Arc::new(move |ev| {
+            let _ = lock(&tx).send(Msg::Input(Input::Ui(ev)));
+        })
+    };
+    let ctx = Arc::new(Context {
+        config: config.clone(),
+        started,
+        ledger: ledger.clone(),
+        uplink: uplink.clone(),
+        scanner: scanner_state,
+        session: shared.clone(),
+        provisioning,
+        demo_link: opts.demo_link.take(),
+        demo_tap: opts.allow_taps.then(|| tap.clone()),
+    });
+    let server = {
+        let _guard = rt.enter();
+        ControlServer::bind(&config.control.socket, &config.control.group)
+            .map_err(io("control socket"))?
+    };
+    rt.spawn(server.serve(ctx.clone(), stop_rx.clone()));
+
+    // Link state to the session (the offline banner).
+    if let Some(u) = &uplink {
+        let mut state = u.link().state();
+        let tx = Mutex::new(session_tx.clone());
+        let mut stop = stop_rx.clone();
+        rt.spawn(async move {
+            let mut last = None;
+            loop {
+                let up = state.borrow_and_update().up;
+                if last != Some(up) {
+                    last = Some(up);
+                    if up {
+                        info!(device = "link", "link up");
+                    } else {
+                        warn!(device = "link", "link down");
+                    }
+                    let _ = lock(&tx).send(Msg::Link(up));
+                }
+                tokio::select! {
+                    r = state.changed() => if r.is_err() { break },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    // Backend events for the application.
+    {
+        let tx = Mutex::new(session_tx.clone());
+        rt.spawn(async move {
+            while let Some(ev) = app_rx.recv().await {
+                let _ = lock(&tx).send(Msg::App(ev));
+            }
+        });
+    }
+
+    // Status line and the ledger's heart; the watchdog's checks.
+    {
+        let ctx = ctx.clone();
+        let mut stop = stop_rx.clone();
+        let every = Duration::from_secs(config.daemon.status_interval_secs.max(1));
+        let check = watchdog::check_interval().unwrap_or(Duration::from_secs(5));
+        rt.spawn(async move {
+            let mut last_status = Instant::now() - every;
+            loop {
+                runtime_heart.beat();
+                let ctx2 = ctx.clone();
+                let line = tokio::task::spawn_blocking(move || {
+                    let ok = ctx2.status().is_ok();
+                    (ok, ctx2.status_line())
+                })
+                .await;
+                if let Ok((ok, line)) = line {
+                    if ok {
+                        ledger_heart.beat();
+                    }
+                    if last_status.elapsed() >= every {
+                        last_status = Instant::now();
+                        watchdog::notify_status(&line);
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(check.min(every)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    let dog_stop = Arc::new(AtomicBool::new(false));
+    let dog_thread = {
+        let stop = dog_stop.clone();
+        let interval = watchdog::check_interval();
+        std::thread::Builder::new()
+            .name("watchdog".into())
+            .spawn(move || {
+                let Some(interval) = interval else { return };
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(interval);
+                    match dog.check() {
+                        Verdict::Pet => watchdog::notify_watchdog(),
+                        Verdict::Stalled(parts) => {
+                            error!(?parts, "no progress: the watchdog is not petted")
+                        }
+                    }
+                }
+            })
+            .map_err(io("watchdog thread"))?
+    };
+
+    // Signals.
+    if opts.signals {
+        let stop = stop_tx.clone();
+        let path = opts.config_path.clone();
+        let ledger = ledger.clone();
+        rt.spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) else {
+                error!("cannot listen for signals");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { info!("SIGTERM: stopping"); stop.send_replace(true); break }
+                    _ = int.recv() => { info!("SIGINT: stopping"); stop.send_replace(true); break }
+                    _ = hup.recv() => {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                        if let Some(p) = &path {
+                            reload(p, &ledger);
+                        }
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                    }
+                }
+            }
+        });
+    }
+
+    // The UI heart beats on the UI thread; READY once the loop turns.
+    let ui_timer = ui::slint::Timer::default();
+    ui_timer.start(
+        ui::slint::TimerMode::Repeated,
+        Duration::from_millis(500),
+        move || {
+            ui_heart.beat();
+        },
+    );
+    let ready_ctx = ctx.clone();
+    let on_ready = opts.on_ready.take();
+    let ready_tap = tap.clone();
+    ui::slint::Timer::single_shot(Duration::ZERO, move || {
+        watchdog::notify_ready(&ready_ctx.status_line());
+        info!(
+            cart_id = %ready_ctx.config.cart_id,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "cart ready"
+        );
+        if let Some(f) = on_ready {
+            f(ready_tap);
+        }
+    });
+
+    // The stop sequence, off the UI thread.
+    {
+        let mut stop = stop_rx.clone();
+        let shared = shared.clone();
+        let grace = Duration::from_secs(config.daemon.stop_grace_secs);
+        let session_tx = Mutex::new(session_tx.clone());
+        let cancel = cancel.clone();
+        rt.spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            watchdog::notify_stopping();
+            let _ = lock(&session_tx).send(Msg::Stop);
+            let deadline = Instant::now() + grace;
+            let mut cancelled = false;
+            while shared.paying.load(Ordering::SeqCst) {
+                if Instant::now() >= deadline && !cancelled {
+                    warn!("stop: the payment in progress did not finish in time; cancelling it (the ledger keeps any card read in doubt)");
+                    cancel.store(true, Ordering::SeqCst);
+                    cancelled = true;
+                }
+                if Instant::now() >= deadline + Duration::from_secs(5) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = lock(&session_tx).send(Msg::Exit);
+            let _ = ui::slint::quit_event_loop();
+        });
+    }
+
+    let ui_result = ui::slint::run_event_loop_until_quit();
+    drop(window);
+    drop(headless);
+
+    // Park everything.
+    stop_tx.send_replace(true);
+    let _ = session.join();
+    scanner_stop.store(true, Ordering::SeqCst);
+    if let Some(t) = scanner_thread {
+        let _ = t.join();
+    }
+    drop(session_tx);
+    drop(tap);
+    let _ = payments.join();
+    dog_stop.store(true, Ordering::SeqCst);
+    let _ = dog_thread.join();
+    let _ = uplink_stop_tx.send(true);
+    if let Some(u) = &uplink {
+        rt.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(3), u.link().shutdown()).await;
+        });
+    }
+    rt.shutdown_timeout(Duration::from_secs(2));
+    info!("stopped");
+    ui_result.map_err(|e| DaemonError::Ui(ui::UiError::Platform(e)))
+}
+
+/// The scanner the config names, or `None`.
+fn open_scanner(config: &Config) -> Result<Option<Box<dyn Scanner>>, DaemonError> {
+    let decoder = Decoder::new(config.scanner.decoder.clone());
+    Ok(match config.scanner.kind {
+        ScannerKind::Serial => Some(Box::new(SerialScanner::new(
+            config.scanner.serial.clone(),
+            decoder,
+        )?)),
+        ScannerKind::Wedge => Some(Box::new(WedgeScanner::new(
+            config.scanner.wedge.clone(),
+            decoder,
+        )?)),
+        ScannerKind::None => None,
+    })
+}
+
+/// SIGHUP: newer offline limits and deny-list from the file.
+fn reload(path: &std::path::Path, ledger: &SharedLedger) {
+    match Config::load(path) {
+        Ok(l) => {
+            let mut g = lock(ledger);
+            let now = Timestamp::now();
+            let limits = g.apply_limits_update(&l.config.offline, now);
+            let deny = g.apply_deny_list(l.config.deny_list.version, true, &l.deny_list, &[], now);
+            info!(?limits, ?deny, "configuration reloaded");
+        }
+        Err(e) => error!(cause = %e, "configuration not reloaded"),
+    }
+}
+
+/// Taps from the UI thread to the session thread.
+struct UiSink(Mutex<mpsc::Sender<Msg>>);
+
+impl ui::EventSink for UiSink {
+    fn send(&self, event: ui::UiEvent) {
+        let _ = lock(&self.0).send(Msg::Input(Input::Ui(event)));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,309 @@
+//! The daemon's blocking threads: the session (owns the shopping session and
+//! the catalog), the payment thread (owns the card reader's serial line and
+//! runs [`Checkout::pay`]) and the scanner thread. They talk by channels;
+//! none of them touches the UI except through [`UiHandle`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hal::reader::{DriverConfig, PaymentReader, SerialReader};
+use hal::scanner::{DeviceState, Scanner, StateHandle};
+use store_and_forward::sync::{AppEvent, SharedLedger};
+use store_and_forward::telemetry::{TelemetryBuffer, TelemetryEvent};
+use store_and_forward::{Currency, Money, Timestamp};
+use tracing::{debug, error, info, warn};
+use ui::{FaultView, LinkBanner, UiHandle, ViewUpdate};
+
+use crate::catalog::Catalog;
+use crate::checkout::{Checkout, PayEvent};
+use crate::session::{Effect, Input, Session};
+use crate::watchdog::Heart;
+
+/// What reaches the session thread.
+#[derive(Debug)]
+pub enum Msg {
+    /// A session input (scan, tap, payment progress, devices).
+    Input(Input),
+    /// The link went up or down.
+    Link(bool),
+    /// The scanner (`scanner: true`) or the reader came or went.
+    Device {
+        /// Which: the scanner, else the reader.
+        scanner: bool,
+        /// Present now.
+        up: bool,
+    },
+    /// The backend sent something for the application.
+    App(AppEvent),
+    /// The daemon is stopping: no new payments.
+    Stop,
+    /// Leave the loop (after `Stop` and the payment's end).
+    Exit,
+}
+
+/// What the session thread shares with the rest of the daemon.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    /// A payment is in progress.
+    pub paying: AtomicBool,
+    /// The reader is reachable.
+    pub reader_up: AtomicBool,
+}
+
+/// Starts the session thread.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_session(
+    rx: Receiver<Msg>,
+    mut session: Session,
+    mut catalog: Catalog,
+    currency: Currency,
+    ledger: SharedLedger,
+    ui: UiHandle,
+    payments: Sender<PaymentJob>,
+    cancel: Arc<AtomicBool>,
+    shared: Arc<SessionState>,
+    heart: Heart,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("session".into())
+        .spawn(move || {
+            let mut telemetry = TelemetryBuffer::new(200, 2_000);
+            let mut fault = FaultView::default();
+            let show = |u: ViewUpdate| {
+                if ui.update(u).is_err() {
+                    debug!("UI gone; update dropped");
+                }
+            };
+            loop {
+                heart.beat();
+                let msg = match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                let effects = match msg {
+                    None => Vec::new(),
+                    Some(Msg::Exit) => break,
+                    Some(Msg::Input(input)) => session.handle(input, &catalog),
+                    Some(Msg::Stop) => session.handle(Input::OutOfService(true), &catalog),
+                    Some(Msg::Device { scanner, up }) => {
+                        if scanner {
+                            fault.scanner_missing = !up;
+                        } else {
+                            fault.reader_missing = !up;
+                        }
+                        session.handle(Input::Devices(fault), &catalog)
+                    }
+                    Some(Msg::Link(up)) => {
+                        let banner = if up {
+                            LinkBanner::Online
+                        } else {
+                            let cap = lock(&ledger)
+                                .limits()
+                                .per_payment_cap
+                                .get(&currency)
+                                .copied();
+                            LinkBanner::Offline {
+                                offline_cap_minor: cap.filter(|c| *c > 0),
+                            }
+                        };
+                        show(ViewUpdate::Link(banner));
+                        vec![Effect::Telemetry(TelemetryEvent::Link {
+                            at: Timestamp::now(),
+                            up,
+                        })]
+                    }
+                    Some(Msg::App(AppEvent::Catalog(delta))) => {
+                        match catalog.apply(&delta) {
+                            Ok(applied) => info!(applied, "catalog delta"),
+                            Err(e) => error!(cause = %e, "catalog delta not applied"),
+                        }
+                        Vec::new()
+                    }
+                    Some(Msg::App(AppEvent::Rotation { id, .. })) => {
+                        warn!(request = %id, "certificate rotation requested by the backend");
+                        Vec::new()
+                    }
+                };
+                for effect in effects {
+                    match effect {
+                        Effect::View(u) => show(u),
+                        Effect::StartPayment { amount } => {
+                            cancel.store(false, Ordering::SeqCst);
+                            shared.paying.store(true, Ordering::SeqCst);
+                            if payments.send(PaymentJob { amount }).is_err() {
+                                shared.paying.store(false, Ordering::SeqCst);
+                                let e = session.handle(
+                                    Input::PaymentDone(Err("payment thread gone".into())),
+                                    &catalog,
+                                );
+                                e.into_iter().for_each(|x| {
+                                    if let Effect::View(u) = x {
+                                        show(u)
+                                    }
+                                });
+                            }
+                        }
+                        Effect::CancelPayment => cancel.store(true, Ordering::SeqCst),
+                        Effect::CallStaff { item } => info!(%item, "staff called for an age check"),
+                        Effect::Telemetry(ev) => {
+                            telemetry.push(ev, Timestamp::now());
+                        }
+                    }
+                }
+                if !session.paying() {
+                    shared.paying.store(false, Ordering::SeqCst);
+                }
+                let now = Timestamp::now();
+                if !telemetry.is_empty() && telemetry.is_due(now) {
+                    flush(&ledger, &mut telemetry, now);
+                }
+            }
+            flush(&ledger, &mut telemetry, Timestamp::now());
+        })
+}
+
+fn flush(ledger: &SharedLedger, buffer: &mut TelemetryBuffer, now: Timestamp) {
+    let events = buffer.take();
+    if events.is_empty() {
+        return;
+    }
+    if let Err(e) = lock(ledger).enqueue_telemetry(&events, now) {
+        warn!(cause = %e, dropped = events.len(), "telemetry not stored");
+    }
+}
+
+/// A payment for the payment thread.
+#[derive(Debug)]
+pub struct PaymentJob {
+    /// The amount.
+    pub amount: Money,
+}
+
+/// Starts the payment thread: it owns the reader's serial line (reopened
+/// while it is away) and runs one payment at a time.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_payments(
+    jobs: Receiver<PaymentJob>,
+    port: String,
+    checkout: Checkout,
+    online_required: bool,
+    cancel: Arc<AtomicBool>,
+    session: Sender<Msg>,
+    shared: Arc<SessionState>,
+    heart: Heart,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("payments".into())
+        .spawn(move || {
+            let mut reader: Option<SerialReader<serialport::TTYPort>> = None;
+            let mut reported: Option<bool> = None;
+            loop {
+                heart.beat();
+                if reader.is_none() {
+                    match SerialReader::open(&port, DriverConfig::default()) {
+                        Ok(mut r) => match r.hello() {
+                            Ok(info) => {
+                                info!(device = "reader", ?info, "card reader connected");
+                                reader = Some(r);
+                            }
+                            Err(e) => {
+                                warn!(device = "reader", cause = %e, "card reader does not answer")
+                            }
+                        },
+                        Err(e) => {
+                            if reported != Some(false) {
+                                warn!(device = "reader", %port, cause = %e, "card reader missing");
+                            }
+                        }
+                    }
+                    let up = reader.is_some();
+                    shared.reader_up.store(up, Ordering::SeqCst);
+                    if reported != Some(up) {
+                        reported = Some(up);
+                        let _ = session.send(Msg::Device { scanner: false, up });
+                    }
+                }
+                let job = match jobs.recv_timeout(Duration::from_secs(1)) {
+                    Ok(j) => j,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                let Some(r) = reader.as_mut() else {
+                    let _ = session.send(Msg::Input(Input::PaymentDone(Err(
+                        "card reader missing".into(),
+                    ))));
+                    continue;
+                };
+                let tx = session.clone();
+                let beat = heart.clone();
+                let result = checkout.pay(
+                    r,
+                    job.amount,
+                    online_required,
+                    &mut |ev: PayEvent| {
+                        let _ = tx.send(Msg::Input(Input::Payment(ev)));
+                    },
+                    &|| {
+                        beat.beat();
+                        cancel.load(Ordering::SeqCst)
+                    },
+                );
+                let result = result.map_err(|e| {
+                    error!(device = "reader", cause = %e, "payment could not run");
+                    // A broken line: reopen before the next payment.
+                    e.to_string()
+                });
+                if result.is_err() {
+                    reader = None;
+                }
+                let _ = session.send(Msg::Input(Input::PaymentDone(result)));
+            }
+        })
+}
+
+/// Starts the scanner thread.
+pub fn spawn_scanner(
+    mut scanner: Box<dyn Scanner>,
+    session: Sender<Msg>,
+    stop: Arc<AtomicBool>,
+    heart: Heart,
+) -> std::io::Result<(JoinHandle<()>, StateHandle)> {
+    let state = scanner.state_handle();
+    let handle = std::thread::Builder::new()
+        .name("scanner".into())
+        .spawn(move || {
+            let mut was_up = None;
+            while !stop.load(Ordering::SeqCst) {
+                heart.beat();
+                match scanner.next_scan(Duration::from_millis(250)) {
+                    Ok(Some(scan)) => {
+                        let _ = session.send(Msg::Input(Input::Scan(scan)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(device = "scanner", cause = %e, "scanner error");
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                }
+                let up = matches!(scanner.state(), DeviceState::Connected);
+                if was_up != Some(up) {
+                    was_up = Some(up);
+                    if up {
+                        info!(device = "scanner", "scanner connected");
+                    } else {
+                        warn!(device = "scanner", state = ?scanner.state(), "scanner missing");
+                    }
+                    let _ = session.send(Msg::Device { scanner: true, up });
+                }
+            }
+        })?;
+    Ok((handle, state))
+}
+
+fn lock(l: &SharedLedger) -> std::sync::MutexGuard<'_, store_and_forward::Ledger> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
+}
