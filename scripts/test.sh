@@ -10,3 +10,4 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 python3 scripts/check-rust-versions.py
 cargo test --workspace --all-features --locked
+scripts/check-systemd.sh

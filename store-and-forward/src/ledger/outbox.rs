@@ -124,6 +124,7 @@ pub struct OutboxRecord {
 
 /// Retry backoff: exponential with full jitter, bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// First delay ceiling, ms.
     pub base_ms: u64,
