@@ -60,8 +60,10 @@ pub fn init_daemon(cart_id: &str) -> LogTarget {
 
 /// Text logging on stderr (tools, tests, a developer's terminal).
 pub fn init_text() {
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter())
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

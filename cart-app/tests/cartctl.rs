@@ -24,7 +24,7 @@ fn status_and_catalog_import() {
     std::fs::write(
         &config,
         format!(
-            "[ledger]\npath = \"{0}/ledger.sqlite\"\n[catalog]\npath = \"{0}/catalog.sqlite\"\n",
+            "[ledger]\npath = \"{0}/ledger.sqlite\"\n[catalog]\npath = \"{0}/catalog.sqlite\"\n[control]\nsocket = \"{0}/control.sock\"\n",
             dir.path().display()
         ),
     )
@@ -53,8 +53,13 @@ fn status_and_catalog_import() {
     let (code, out, _) = cartctl(&config, &["status", "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["payments"]["confirmed"], 1);
-    assert!(v["integrity"].is_null());
+    assert_eq!(v["ledger"]["payments"]["confirmed"], 1);
+    assert!(v["ledger"]["integrity"].is_null());
+    assert_eq!(v["source"], "ledger (daemon down)");
+    // Sync needs the daemon: exit code 4, saying so.
+    let (code, _, err) = cartctl(&config, &["sync", "--timeout", "1"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("is cart-app running"), "{err}");
     // Catalog import: a good file, then a bad one refused whole with the line.
     let csv = dir.path().join("items.csv");
     std::fs::write(

@@ -227,8 +227,10 @@ impl ControlServer {
     }
 }
 
-/// Whether the peer may use the socket.
-fn allowed(uid: u32, gid: u32, pid: Option<i32>, group: Option<u32>) -> bool {
+/// Whether the peer may use the socket: root, the daemon's own user, or a
+/// user whose primary or supplementary groups (from the user database; the
+/// unit's ProtectProc hides other users' /proc) include `group`.
+fn allowed(uid: u32, gid: u32, group: Option<u32>) -> bool {
     if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
         return true;
     }
@@ -236,16 +238,14 @@ fn allowed(uid: u32, gid: u32, pid: Option<i32>, group: Option<u32>) -> bool {
     if gid == group {
         return true;
     }
-    // Supplementary groups of the connecting process.
-    pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Groups:")).map(|l| {
-                l["Groups:".len()..]
-                    .split_whitespace()
-                    .any(|g| g == group.to_string())
-            })
-        })
-        .unwrap_or(false)
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten();
+    user.and_then(|u| {
+        let name = std::ffi::CString::new(u.name).ok()?;
+        nix::unistd::getgrouplist(&name, u.gid).ok()
+    })
+    .is_some_and(|groups| groups.iter().any(|g| g.as_raw() == group))
 }
 
 async fn send(stream: &mut (impl AsyncWriteExt + Unpin), reply: &Reply) -> std::io::Result<()> {
@@ -261,7 +261,13 @@ async fn serve_one(
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
-    if !allowed(cred.uid(), cred.gid(), cred.pid(), group) {
+    // Read the request first, so a refusal reaches a client still writing.
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(64 * 1024));
+    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
+    if !allowed(cred.uid(), cred.gid(), group) {
         warn!(uid = cred.uid(), pid = ?cred.pid(), "control socket: connection refused (not root or the technicians' group)");
         return send(
             &mut write,
@@ -271,11 +277,6 @@ async fn serve_one(
         )
         .await;
     }
-    let mut line = String::new();
-    let mut reader = BufReader::new(read.take(64 * 1024));
-    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
     let request: Request = match serde_json::from_str(line.trim()) {
         Ok(r) => r,
         Err(e) => {
@@ -419,12 +420,12 @@ mod tests {
 
     #[test]
     fn only_root_own_user_or_the_group_may_connect() {
-        assert!(allowed(0, 0, None, None));
+        assert!(allowed(0, 0, None));
         let me = nix::unistd::geteuid().as_raw();
-        assert!(allowed(me, 12345, None, None));
+        assert!(allowed(me, 12345, None));
         let stranger = if me == 4242 { 4243 } else { 4242 };
-        assert!(!allowed(stranger, 4242, None, Some(999)));
-        assert!(allowed(stranger, 999, None, Some(999)));
-        assert!(!allowed(stranger, 4242, None, None));
+        assert!(!allowed(stranger, 4242, Some(999)));
+        assert!(allowed(stranger, 999, Some(999)));
+        assert!(!allowed(stranger, 4242, None));
     }
 }

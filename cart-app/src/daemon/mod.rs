@@ -115,6 +115,9 @@ impl Default for StopHandle {
     }
 }
 
+/// Called on the UI thread with every frame the headless UI draws.
+pub type FrameHook = Box<dyn FnMut(&ui::headless::Frame)>;
+
 /// What a caller adds to a run (the demo, tests, benchmarks).
 #[derive(Default)]
 pub struct RunOptions {
@@ -129,7 +132,7 @@ pub struct RunOptions {
     /// Demo and tests: taps from the control socket.
     pub allow_taps: bool,
     /// Headless UI: called with every frame drawn.
-    pub on_frame: Option<Box<dyn FnMut(&ui::headless::Frame)>>,
+    pub on_frame: Option<FrameHook>,
     /// Called once the daemon is ready (after READY=1), with a way to send
     /// taps (tests, the scripted demo).
     pub on_ready: Option<Box<dyn FnOnce(TapControl) + Send>>,
@@ -295,7 +298,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
         session: shared.clone(),
         provisioning,
         demo_link: opts.demo_link.take(),
-        demo_tap: opts.allow_taps.then(|| tap.clone()),
+        demo_tap: (opts.allow_taps || config.control.allow_taps).then(|| tap.clone()),
     });
     let server = {
         let _guard = rt.enter();

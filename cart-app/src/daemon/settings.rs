@@ -99,6 +99,9 @@ pub struct ControlSettings {
     /// Besides root, members of this group may connect (checked by the
     /// peer's credentials on every connection).
     pub group: String,
+    /// Lets those users press on-screen buttons through the socket (test
+    /// rigs and the demo; never on a cart in a store).
+    pub allow_taps: bool,
 }
 
 impl Default for ControlSettings {
@@ -106,6 +109,7 @@ impl Default for ControlSettings {
         ControlSettings {
             socket: "/run/cart/control.sock".into(),
             group: "cart-tech".into(),
+            allow_taps: false,
         }
     }
 }
