@@ -10,141 +10,38 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backend_emulator::{Emulator, EmulatorConfig};
-use hal::reader::sim::{SimConfig, SimHandle, spawn_pty};
+use cart_app::demo::rig::{self, RigOptions};
 use hal::scanner::sim::{SimConfig as ScanSim, write_scan};
-use mqtt_harness::Broker;
-use store_and_forward::uplink::LinkConfig;
 
-const CART: &str = "cart-test-0001";
+const CART: &str = rig::CART;
 
 struct Rig {
     dir: tempfile::TempDir,
-    _broker: Broker,
-    _rt: tokio::runtime::Runtime,
-    emulator: Emulator,
-    reader: Option<SimHandle>,
+    world: Option<rig::Rig>,
     scanner: std::fs::File,
-    _scanner_pty: nix::pty::OpenptyResult,
     notify: UnixDatagram,
     config: PathBuf,
-}
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"))
 }
 
 impl Rig {
     fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let broker = Broker::start();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (bc, bk) = broker.client_cert("backend");
-        let emulator = rt.block_on(async {
-            let em = Emulator::start(EmulatorConfig {
-                link: LinkConfig {
-                    host: "127.0.0.1".into(),
-                    port: broker.port(),
-                    client_id: "backend".into(),
-                    ca_file: Some(broker.ca_pem_path()),
-                    server_name: Some("localhost".into()),
-                    ..LinkConfig::default()
-                },
-                identity: Some((bc, bk)),
-                fixtures: fixtures(),
-            })
-            .await
-            .unwrap();
-            assert!(em.wait_up(Duration::from_secs(20)).await, "emulator up");
-            em
-        });
-        let reader = spawn_pty(SimConfig::from_fixtures(&fixtures()).unwrap()).unwrap();
-        let pty = nix::pty::openpty(None, None).unwrap();
-        let mut t = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
-        nix::sys::termios::cfmakeraw(&mut t);
-        nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
-        let scanner_path = nix::unistd::ttyname(&pty.slave).unwrap();
-        let scanner = std::fs::File::from(pty.master.try_clone().unwrap());
-        let mut catalog =
-            cart_app::catalog::Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
-        catalog
-            .import_csv(include_str!("../config/demo-catalog.csv"))
-            .unwrap();
-        drop(catalog);
-        let (cert, key) = broker.client_cert(CART);
+        let world = rig::Rig::start(&RigOptions {
+            dir: dir.path().to_path_buf(),
+            fixtures: cart_app::demo::default_fixtures(),
+            ui_backend: "headless",
+        })
+        .expect("start mosquitto, the emulator and the simulators");
         let notify = UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
         notify
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let d = |p: &str| dir.path().join(p).display().to_string();
-        let config = dir.path().join("cart.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"cart_id = "{CART}"
-[ledger]
-path = "{ledger}"
-[offline]
-version = 1
-[offline.per_payment_cap]
-EUR = 10000
-[offline.total_outstanding_cap]
-EUR = 50000
-[catalog]
-path = "{catalog}"
-[link]
-host = "127.0.0.1"
-port = {port}
-backoff_base_ms = 100
-backoff_max_ms = 1000
-ca_file = "{ca}"
-server_name = "localhost"
-[sync]
-drain_interval_ms = 200
-[identity]
-software_key = "{key}"
-allow_software_identity = true
-certificate = "{cert}"
-[scanner]
-kind = "serial"
-[scanner.serial]
-port = "{scanner}"
-[reader]
-port = "{reader}"
-[ui]
-backend = "headless"
-[control]
-socket = "{socket}"
-allow_taps = true
-[daemon]
-status_interval_secs = 1
-"#,
-                ledger = d("ledger.sqlite"),
-                catalog = d("catalog.sqlite"),
-                port = broker.port(),
-                ca = broker.ca_pem_path().display(),
-                key = key.display(),
-                cert = cert.display(),
-                scanner = scanner_path.display(),
-                reader = reader.path().display(),
-                socket = d("control.sock"),
-            ),
-        )
-        .unwrap();
         Rig {
-            dir,
-            _broker: broker,
-            _rt: rt,
-            emulator,
-            reader: Some(reader),
-            scanner,
-            _scanner_pty: pty,
+            scanner: world.scanner_writer().unwrap(),
+            config: world.config_path.clone(),
+            world: Some(world),
             notify,
-            config,
+            dir,
         }
     }
 
@@ -228,7 +125,7 @@ status_interval_secs = 1
     }
 
     fn card(&self, name: &str) {
-        self.reader.as_ref().unwrap().queue_card(name);
+        self.world.as_ref().unwrap().reader.queue_card(name);
     }
 }
 
@@ -343,8 +240,9 @@ fn daemon_under_systemd_notify_sells_and_stops_on_sigterm_without_losing_a_payme
         "{log}"
     );
     assert!(log.contains("SIGTERM"), "{log}");
-    let _ = rig.reader.take().map(|r| r.stop());
-    let _ = rig.emulator.counts();
+    let world = rig.world.take().unwrap();
+    assert!(world.emulator.counts().charged >= 1, "the online payment");
+    world.shutdown();
 }
 
 #[test]

@@ -16,25 +16,26 @@
 //! next test card. Without one, the same session runs scripted: a readable
 //! transcript and a PNG of each step drawn by the daemon's own UI.
 
+//!
+//! # Layout
+//! - [`rig`]: the broker, emulator and simulators around the daemon, and
+//!   its config file (also used by the daemon's tests and benchmarks).
+
+pub mod rig;
+
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use backend_emulator::{Emulator, EmulatorConfig};
-use hal::reader::sim::{SimConfig as ReaderSimConfig, SimHandle, spawn_pty};
 use hal::scanner::sim::{SimConfig as ScannerSimConfig, write_scan};
-use mqtt_harness::Broker;
-use store_and_forward::uplink::LinkConfig;
 
-use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::control::{self, CartStatus, Reply, Request};
 use crate::daemon::control_server::TapControl;
 use crate::daemon::{self, RunOptions, StopHandle};
-
-const CART: &str = "cart-demo-0001";
+use rig::{Rig, RigOptions};
 
 /// Sample products: (code, what it is).
 const PRODUCTS: &[(&str, &str)] = &[
@@ -59,87 +60,33 @@ pub struct DemoOptions {
 
 /// Runs the demo on this thread (the UI thread).
 pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    say("Starting a local mosquitto (mutual TLS, per-run certificates) and the backend emulator");
-    let broker = Broker::start();
-    let proxy = Arc::new(broker.fault_proxy());
-    let link = |id: &str, port: u16| LinkConfig {
-        host: "127.0.0.1".into(),
-        port,
-        client_id: id.into(),
-        backoff_base_ms: 100,
-        backoff_max_ms: 1_000,
-        connect_timeout_secs: 3,
-        ca_file: Some(broker.ca_pem_path()),
-        server_name: Some("localhost".into()),
-        ..LinkConfig::default()
-    };
-    let (bc, bk) = broker.client_cert("backend");
-    let emulator = rt.block_on(async {
-        let em = Emulator::start(EmulatorConfig {
-            link: link("backend", broker.port()),
-            identity: Some((bc, bk)),
-            fixtures: opts.fixtures.clone(),
-        })
-        .await?;
-        if !em.wait_up(Duration::from_secs(20)).await {
-            bail!("the backend emulator could not reach mosquitto");
-        }
-        Ok(em)
+    say(
+        "Starting a local mosquitto (mutual TLS, per-run certificates), the backend emulator and the device simulators",
+    );
+    let rig = Rig::start(&RigOptions {
+        dir: opts.dir.clone(),
+        fixtures: opts.fixtures.clone(),
+        ui_backend: if opts.interactive { "auto" } else { "headless" },
     })?;
-
-    let reader = spawn_pty(ReaderSimConfig::from_fixtures(&opts.fixtures)?)?;
-    let scanner = ScannerPty::open()?;
-    let mut catalog = Catalog::open(&opts.dir.join("catalog.sqlite"))?;
-    let n = catalog.import_csv(include_str!("../config/demo-catalog.csv"))?;
-    drop(catalog);
-    say(&format!("Catalog: {n} items imported from CSV"));
-
-    let (cert, key) = broker.client_cert(CART);
-    let config_path = opts.dir.join("cart.toml");
-    let toml = demo_config(
-        &opts,
-        &link(CART, proxy.port()),
-        &cert,
-        &key,
-        &reader,
-        &scanner,
-    )?;
-    std::fs::write(&config_path, toml)?;
     say(&format!(
         "Config written to {} (the daemon reads it as on a cart)",
-        config_path.display()
+        rig.config_path.display()
     ));
-    let loaded = Config::load(&config_path)?;
-    let socket = loaded.config.control.socket.clone();
-
-    let link_control = {
-        let proxy = proxy.clone();
-        Arc::new(move |up: bool| {
-            if up {
-                proxy.set_blackhole(false);
-            } else {
-                proxy.set_blackhole(true);
-                proxy.cut_all();
-            }
-        })
-    };
+    let loaded = Config::load(&rig.config_path)?;
+    let link_control = rig.link_control();
     let stop = StopHandle::new();
     let frame = Arc::new(Mutex::new(None::<ui::headless::Frame>));
     let script = Script {
-        scanner: Mutex::new(scanner.writer()?),
-        reader: reader.commands(),
-        socket: socket.clone(),
+        scanner: Mutex::new(rig.scanner_writer()?),
+        reader: rig.reader.commands(),
+        socket: rig.socket.clone(),
         link: link_control.clone(),
         frame: frame.clone(),
         steps: opts.dir.join("steps"),
         stop: stop.clone(),
     };
     let mut run = RunOptions {
-        config_path: Some(config_path),
+        config_path: Some(rig.config_path.clone()),
         stop: stop.clone(),
         signals: true,
         demo_link: Some(link_control),
@@ -167,124 +114,15 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     daemon::run(loaded, run)?;
 
-    let c = emulator.counts();
+    let c = rig.emulator.counts();
     step("Backend emulator at the end");
     say(&format!(
         "  {} payments, {} charged, {} duplicates absorbed, {} telemetry events",
         c.payments, c.charged, c.payment_duplicates, c.telemetry_events
     ));
-    let _ = reader.stop();
-    rt.block_on(emulator.shutdown());
-    drop(scanner);
+    rig.shutdown();
     step("Done");
     Ok(())
-}
-
-/// The scanner's pseudo-terminal: the daemon's serial scanner driver opens
-/// the slave; the demo writes scans into the master.
-struct ScannerPty {
-    pty: nix::pty::OpenptyResult,
-    path: PathBuf,
-}
-
-impl ScannerPty {
-    fn open() -> anyhow::Result<ScannerPty> {
-        let pty = nix::pty::openpty(None, None)?;
-        let mut t = nix::sys::termios::tcgetattr(&pty.slave)?;
-        nix::sys::termios::cfmakeraw(&mut t);
-        nix::sys::termios::tcsetattr(&pty.slave, nix::sys::termios::SetArg::TCSANOW, &t)?;
-        let path = nix::unistd::ttyname(&pty.slave)?;
-        Ok(ScannerPty { pty, path })
-    }
-
-    fn writer(&self) -> anyhow::Result<std::fs::File> {
-        Ok(std::fs::File::from(self.pty.master.try_clone()?))
-    }
-}
-
-fn demo_config(
-    opts: &DemoOptions,
-    link: &LinkConfig,
-    cert: &Path,
-    key: &Path,
-    reader: &SimHandle,
-    scanner: &ScannerPty,
-) -> anyhow::Result<String> {
-    let d = |p: &str| opts.dir.join(p).display().to_string();
-    let ca = link
-        .ca_file
-        .as_ref()
-        .context("the demo link has a CA")?
-        .display()
-        .to_string();
-    Ok(format!(
-        r#"# Written by `cart-app demo` for one run. DEMO ONLY: software identity.
-cart_id = "{CART}"
-
-[ledger]
-path = "{ledger}"
-
-[offline]
-version = 1
-[offline.per_payment_cap]
-EUR = 10000
-[offline.total_outstanding_cap]
-EUR = 50000
-
-[catalog]
-path = "{catalog}"
-
-[link]
-host = "127.0.0.1"
-port = {port}
-backoff_base_ms = 100
-backoff_max_ms = 1000
-connect_timeout_secs = 3
-ca_file = "{ca}"
-server_name = "localhost"
-
-[sync]
-drain_interval_ms = 200
-telemetry_linger_secs = 5
-
-[identity]
-software_key = "{key}"
-allow_software_identity = true
-certificate = "{cert}"
-
-[scanner]
-kind = "serial"
-[scanner.serial]
-port = "{scanner}"
-[[scanner.decoder.variable_measure.layouts]]
-prefixes = ["21"]
-pattern = "PPIIIIIVVVVVK"
-measure = {{ kind = "weight", decimals = 3 }}
-
-[reader]
-port = "{reader}"
-card_timeout_secs = 30
-
-[ui]
-backend = "{backend}"
-receipt_timeout_secs = 600
-
-[control]
-socket = "{socket}"
-
-[daemon]
-status_interval_secs = 2
-"#,
-        ledger = d("ledger.sqlite"),
-        catalog = d("catalog.sqlite"),
-        port = link.port,
-        key = key.display(),
-        cert = cert.display(),
-        scanner = scanner.path.display(),
-        reader = reader.path().display(),
-        backend = if opts.interactive { "auto" } else { "headless" },
-        socket = d("control.sock"),
-    ))
 }
 
 /// What the script (or the person at the terminal) drives.
