@@ -174,6 +174,38 @@ fn daemon_under_systemd_notify_sells_and_stops_on_sigterm_without_losing_a_payme
     );
     assert!(out.contains("reader") && out.contains("connected"), "{out}");
 
+    // A catalog delta from the backend reaches the cart's catalog.
+    let world = rig.world.as_ref().unwrap();
+    world
+        .block_on(world.emulator.publish_catalog(
+            CART,
+            store_and_forward::wire::down::CatalogDelta {
+                version: 7,
+                base_version: Some(0),
+                upserts: vec![store_and_forward::wire::down::CatalogItem {
+                    gtin: "04012345000030".into(),
+                    name: "Oat milk 1 l".into(),
+                    price: store_and_forward::Money::new(
+                        219,
+                        store_and_forward::Currency::new("EUR").unwrap(),
+                    ),
+                    tax_class: "reduced".into(),
+                    min_age: None,
+                    sold_by_weight: false,
+                }],
+                removals: vec![],
+            },
+        ))
+        .unwrap();
+    let catalog_path = rig.dir.path().join("catalog.sqlite");
+    assert!(
+        wait_until(20, || cart_app::catalog::Catalog::open(&catalog_path)
+            .and_then(|c| c.version())
+            .is_ok_and(|v| v == 7)),
+        "the catalog delta was not applied: {}",
+        log.lock().unwrap()
+    );
+
     // An online payment through the scanner, the touchscreen and the reader.
     rig.scan("4006381333931");
     std::thread::sleep(Duration::from_millis(500));

@@ -693,3 +693,27 @@ fn cancel_before_decision() {
     );
     assert!(ledger.cancel(&a.key, "again", t0()).is_err());
 }
+
+#[test]
+fn a_newer_status_supersedes_pending_ones_but_not_other_control_records() {
+    let fx = Fixture::new();
+    let mut ledger = fx.open();
+    ledger
+        .enqueue(OutboxClass::Control, "ack", b"ack-1", t0())
+        .unwrap();
+    for i in 0..5u8 {
+        let (_, dropped) = ledger
+            .enqueue_replacing(OutboxClass::Control, "cart_status", &[i], t0())
+            .unwrap();
+        assert_eq!(dropped, usize::from(i > 0));
+    }
+    let batch = ledger
+        .take_batch(OutboxClass::Control, 0, 100, 1 << 20, t0())
+        .unwrap();
+    let kinds: Vec<&str> = batch.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["ack", "cart_status"], "one status, the newest");
+    let OutboxBody::Bytes(last) = &batch[1].body else {
+        panic!("bytes expected");
+    };
+    assert_eq!(last.as_slice(), &[4u8]);
+}

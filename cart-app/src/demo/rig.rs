@@ -122,6 +122,11 @@ impl Rig {
         })
     }
 
+    /// Runs `f` on the rig's runtime (the emulator's calls are async).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     /// A writer into the scanner's line (`hal::scanner::sim::write_scan`).
     pub fn scanner_writer(&self) -> anyhow::Result<std::fs::File> {
         Ok(std::fs::File::from(self.scanner.pty.master.try_clone()?))

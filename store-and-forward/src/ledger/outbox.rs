@@ -229,6 +229,30 @@ impl Ledger {
         Ok(id)
     }
 
+    /// Queues a record that supersedes every pending record of the same
+    /// `class` and `kind` (the cart's status: only the newest matters), in
+    /// one transaction. Returns the new id and how many were dropped.
+    pub fn enqueue_replacing(
+        &mut self,
+        class: OutboxClass,
+        kind: &str,
+        payload: &[u8],
+        now: Timestamp,
+    ) -> Result<(i64, usize), LedgerError> {
+        self.relaxed(|l| {
+            let tx = l.conn.unchecked_transaction()?;
+            let dropped = tx.execute(
+                "DELETE FROM outbox WHERE class = ?1 AND kind = ?2 AND status = 0
+                 AND payment_seq IS NULL",
+                rusqlite::params![class as i64, kind],
+            )?;
+            let id = insert(&tx, class, kind, None, Some(payload), now)?;
+            tx.commit()?;
+            l.note_commit();
+            Ok((id, dropped))
+        })
+    }
+
     /// Takes up to `max_records` pending records of `class` with id above
     /// `after_id` that are due at `now`, stopping before `max_bytes` of
     /// payload would be exceeded (at least one record is returned). Records

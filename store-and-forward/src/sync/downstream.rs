@@ -226,7 +226,9 @@ impl Uplink {
         };
         let id = now.0.to_string();
         let payload = encode(Kind::CartStatus, &self.config.cart_id, &id, now, &body);
-        ledger.enqueue(
+        // Only the newest status matters: an offline cart does not pile up
+        // one per interval.
+        ledger.enqueue_replacing(
             OutboxClass::Control,
             Kind::CartStatus.as_str(),
             &payload,
