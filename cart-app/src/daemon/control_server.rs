@@ -97,30 +97,7 @@ impl Context {
 
     /// The one-line status systemd shows.
     pub fn status_line(&self) -> String {
-        match self.status() {
-            Ok(st) => {
-                let link = match &st.link {
-                    Some(l) if l.up => "link up",
-                    Some(_) => "link down",
-                    None => "not provisioned",
-                };
-                let queue: Vec<String> = st
-                    .pending()
-                    .iter()
-                    .map(|(c, n)| format!("{n} {c}"))
-                    .collect();
-                format!(
-                    "{link}; queue {}; offline exposure {}",
-                    if queue.is_empty() {
-                        "empty".into()
-                    } else {
-                        queue.join(", ")
-                    },
-                    st.exposure_line()
-                )
-            }
-            Err(e) => format!("ledger unreadable: {e}"),
-        }
+        status_line(&self.status())
     }
 
     fn diag(&self) -> serde_json::Value {
@@ -132,6 +109,34 @@ impl Context {
                 "paying": self.session.paying.load(Ordering::SeqCst),
             },
         })
+    }
+}
+
+/// The one-line status systemd shows, from a status read.
+pub fn status_line(status: &Result<CartStatus, LedgerError>) -> String {
+    match status {
+        Ok(st) => {
+            let link = match &st.link {
+                Some(l) if l.up => "link up",
+                Some(_) => "link down",
+                None => "not provisioned",
+            };
+            let queue: Vec<String> = st
+                .pending()
+                .iter()
+                .map(|(c, n)| format!("{n} {c}"))
+                .collect();
+            format!(
+                "{link}; queue {}; offline exposure {}",
+                if queue.is_empty() {
+                    "empty".into()
+                } else {
+                    queue.join(", ")
+                },
+                st.exposure_line()
+            )
+        }
+        Err(e) => format!("ledger unreadable: {e}"),
     }
 }
 

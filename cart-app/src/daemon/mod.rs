@@ -188,13 +188,10 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
             None
         }
     };
-    if let Some(c) = parts::cert_status(&config.identity.certificate, Timestamp::now()) {
-        if c.days_left < config.daemon.cert_warn_days as i64 {
-            warn!(subject = %c.subject, days_left = c.days_left, not_after = ?c.not_after, "device certificate expires soon");
-        } else {
-            info!(subject = %c.subject, days_left = c.days_left, "device certificate");
-        }
-    }
+    log_certificate(
+        parts::cert_status(&config.identity.certificate, Timestamp::now()).as_ref(),
+        config.daemon.cert_warn_days,
+    );
 
     // The UI (on this thread).
     let headless = match config.ui.backend {
@@ -213,6 +210,13 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     let window = ui::CheckoutUi::new(currency.as_str(), sink)?;
     window.set_receipt_timeout(Duration::from_secs(config.ui.receipt_timeout_secs));
     window.update(ui::ViewUpdate::CartId(config.cart_id.clone()));
+    {
+        use ui::slint::ComponentHandle;
+        window
+            .window()
+            .show()
+            .map_err(|e| DaemonError::Ui(ui::UiError::Platform(e)))?;
+    }
     let ui_handle = window.handle();
 
     // Hearts: every part that must make progress for the watchdog.
@@ -350,21 +354,28 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
         let check = watchdog::check_interval().unwrap_or(Duration::from_secs(5));
         rt.spawn(async move {
             let mut last_status = Instant::now() - every;
+            let mut last_cert_check = Instant::now();
             loop {
                 runtime_heart.beat();
                 let ctx2 = ctx.clone();
-                let line = tokio::task::spawn_blocking(move || {
-                    let ok = ctx2.status().is_ok();
-                    (ok, ctx2.status_line())
-                })
-                .await;
-                if let Ok((ok, line)) = line {
-                    if ok {
+                let read = tokio::task::spawn_blocking(move || ctx2.status()).await;
+                if let Ok(status) = read {
+                    if status.is_ok() {
                         ledger_heart.beat();
                     }
                     if last_status.elapsed() >= every {
                         last_status = Instant::now();
-                        watchdog::notify_status(&line);
+                        watchdog::notify_status(&control_server::status_line(&status));
+                    }
+                    // The certificate's expiry, in the journal well ahead of time.
+                    if last_cert_check.elapsed() >= Duration::from_secs(6 * 3600) {
+                        last_cert_check = Instant::now();
+                        if let Ok(st) = &status {
+                            log_certificate(
+                                st.certificate.as_ref(),
+                                ctx.config.daemon.cert_warn_days,
+                            );
+                        }
                     }
                 }
                 tokio::select! {
@@ -504,6 +515,20 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     rt.shutdown_timeout(Duration::from_secs(2));
     info!("stopped");
     ui_result.map_err(|e| DaemonError::Ui(ui::UiError::Platform(e)))
+}
+
+/// The certificate's expiry: a warning within `warn_days`, else info.
+fn log_certificate(cert: Option<&crate::control::CertStatus>, warn_days: u64) {
+    match cert {
+        Some(c) if c.days_left < 0 => {
+            error!(subject = %c.subject, not_after_ms = c.not_after.0, "device certificate EXPIRED: the link will be refused; rotate or provision again")
+        }
+        Some(c) if c.days_left < warn_days as i64 => {
+            warn!(subject = %c.subject, days_left = c.days_left, not_after_ms = c.not_after.0, "device certificate expires soon")
+        }
+        Some(c) => info!(subject = %c.subject, days_left = c.days_left, "device certificate"),
+        None => {}
+    }
 }
 
 /// The scanner the config names, or `None`.
