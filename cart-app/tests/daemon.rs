@@ -340,3 +340,177 @@ fn the_control_socket_refuses_users_outside_root_and_the_group() {
     );
     let _ = child.wait();
 }
+
+/// Parses journald's native protocol: `KEY=value` lines, or `KEY`, a
+/// little-endian u64 length, the bytes and a newline for binary values.
+fn journal_fields(mut d: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while !d.is_empty() {
+        let nl = d.iter().position(|b| *b == b'\n').unwrap_or(d.len());
+        let line = &d[..nl];
+        if let Some(eq) = line.iter().position(|b| *b == b'=') {
+            out.push((
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            ));
+            d = &d[(nl + 1).min(d.len())..];
+        } else {
+            let key = String::from_utf8_lossy(line).into_owned();
+            let rest = &d[nl + 1..];
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            out.push((key, String::from_utf8_lossy(&rest[8..8 + len]).into_owned()));
+            d = &rest[(8 + len + 1).min(rest.len())..];
+        }
+    }
+    out
+}
+
+#[test]
+fn under_systemd_the_journal_gets_cart_payment_and_device_fields() {
+    if !nix::unistd::geteuid().is_root() {
+        // A private mount namespace for the journal's socket needs root;
+        // CI runs as root. The text log's fields are checked above.
+        eprintln!("not root: the journal test runs in CI only");
+        return;
+    }
+    let mut rig = Rig::new();
+    // The daemon's /run is a private tmpfs in its own mount namespace, where
+    // /run/systemd/journal is this folder: its journal socket is ours.
+    let journal_dir = rig.dir.path().join("journal");
+    std::fs::create_dir(&journal_dir).unwrap();
+    let journal = UnixDatagram::bind(journal_dir.join("socket")).unwrap();
+    journal
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cart-app"));
+    cmd.args(["run", "--config"])
+        .arg(&rig.config)
+        .env("NOTIFY_SOCKET", rig.dir.path().join("notify.sock"))
+        .env("JOURNAL_STREAM", "8:12345")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let source = std::ffi::CString::new(journal_dir.as_os_str().as_encoded_bytes()).unwrap();
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only syscalls between fork and exec.
+        cmd.pre_exec(move || {
+            use nix::mount::{MsFlags, mount};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )?;
+            mount(
+                Some("tmpfs"),
+                "/run",
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )?;
+            nix::unistd::mkdir(
+                "/run/systemd",
+                nix::sys::stat::Mode::from_bits_truncate(0o755),
+            )?;
+            nix::unistd::mkdir(
+                "/run/systemd/journal",
+                nix::sys::stat::Mode::from_bits_truncate(0o755),
+            )?;
+            mount(
+                Some(source.as_c_str()),
+                "/run/systemd/journal",
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start cart-app run");
+    // Read the journal as journald does, all the time: a unix datagram
+    // socket holds only a few messages before the sender blocks.
+    let entries: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let (entries, reading) = (entries.clone(), reading.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while reading.load(std::sync::atomic::Ordering::SeqCst) {
+                // tracing-journald probes the socket with an empty datagram.
+                if let Ok(n) = journal.recv(&mut buf)
+                    && n > 0
+                {
+                    entries.lock().unwrap().push(journal_fields(&buf[..n]));
+                }
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    if !rig.wait_notify(&mut seen, |m| m.contains("READY=1"), 30) {
+        let _ = child.kill();
+        let status = child.wait();
+        panic!(
+            "no READY=1: {seen:?}; {status:?}; journal: {:?}",
+            entries.lock().unwrap()
+        );
+    }
+    rig.scan("4006381333931");
+    std::thread::sleep(Duration::from_millis(500));
+    rig.card("chip-approve");
+    rig.tap("pay");
+    assert!(
+        wait_until(30, || payments(&rig.status(), "online_approved") == 1),
+        "no payment"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    reading.store(false, std::sync::atomic::Ordering::SeqCst);
+    reader.join().unwrap();
+    let entries = entries.lock().unwrap().clone();
+    let get = |e: &Vec<(String, String)>, k: &str| {
+        e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    };
+    assert!(
+        entries.len() > 5,
+        "journal entries: {entries:?}\nstderr: {stderr}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| get(e, "CART_ID").as_deref() == Some(CART) && get(e, "PRIORITY").is_some()),
+        "every entry has CART_ID and PRIORITY: {entries:?}"
+    );
+    let decided = entries
+        .iter()
+        .find(|e| get(e, "MESSAGE").is_some_and(|m| m.contains("payment decided")))
+        .expect("a payment decided entry");
+    assert!(
+        get(decided, "PAYMENT_KEY").is_some_and(|k| k.len() == 36),
+        "{decided:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| get(e, "DEVICE").as_deref() == Some("reader")),
+        "a reader entry with DEVICE=reader"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| get(e, "SYSLOG_IDENTIFIER").as_deref() == Some("cart-app")),
+        "SYSLOG_IDENTIFIER"
+    );
+    assert!(
+        stderr.is_empty(),
+        "under systemd nothing goes to stderr: {stderr}"
+    );
+}
