@@ -341,9 +341,12 @@ fn the_control_socket_refuses_users_outside_root_and_the_group() {
     let _ = child.wait();
 }
 
+/// One journal entry: its fields in order.
+type JournalEntry = Vec<(String, String)>;
+
 /// Parses journald's native protocol: `KEY=value` lines, or `KEY`, a
 /// little-endian u64 length, the bytes and a newline for binary values.
-fn journal_fields(mut d: &[u8]) -> Vec<(String, String)> {
+fn journal_fields(mut d: &[u8]) -> JournalEntry {
     let mut out = Vec::new();
     while !d.is_empty() {
         let nl = d.iter().position(|b| *b == b'\n').unwrap_or(d.len());
@@ -432,7 +435,7 @@ fn under_systemd_the_journal_gets_cart_payment_and_device_fields() {
     let mut child = cmd.spawn().expect("start cart-app run");
     // Read the journal as journald does, all the time: a unix datagram
     // socket holds only a few messages before the sender blocks.
-    let entries: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+    let entries: Arc<Mutex<Vec<JournalEntry>>> = Arc::default();
     let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let reader = {
         let (entries, reading) = (entries.clone(), reading.clone());
@@ -476,7 +479,7 @@ fn under_systemd_the_journal_gets_cart_payment_and_device_fields() {
     reading.store(false, std::sync::atomic::Ordering::SeqCst);
     reader.join().unwrap();
     let entries = entries.lock().unwrap().clone();
-    let get = |e: &Vec<(String, String)>, k: &str| {
+    let get = |e: &JournalEntry, k: &str| {
         e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
     };
     assert!(
