@@ -68,6 +68,18 @@ fn main() {
             assert!(t0.elapsed() < Duration::from_secs(30), "no READY=1");
         };
         starts.push(ready);
+        // Read the notify socket from now on, as systemd does.
+        if i + 1 == runs {
+            let n = notify.try_clone().expect("notify socket");
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let _ = n.recv(&mut buf);
+                }
+            });
+        } else {
+            while notify.recv(&mut buf).is_ok() {}
+        }
         if i + 1 == runs {
             last_child = Some(child);
         } else {

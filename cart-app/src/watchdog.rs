@@ -4,11 +4,15 @@
 //! since the last pet. A bare timer would keep a hung daemon alive.
 //!
 //! The notifications themselves go through `sd-notify` (`READY=1`,
-//! `STATUS=...`, `WATCHDOG=1`, `STOPPING=1`); outside systemd they are
-//! no-ops.
+//! `STATUS=...`, `WATCHDOG=1`, `STOPPING=1`, `RELOADING=1`); outside
+//! systemd they are no-ops. They are sent by one `sd-notify` thread from a
+//! small queue: a notify socket nobody reads (a unix datagram socket holds
+//! only a few messages) must never block the daemon's runtime; when the
+//! queue is full a notification is dropped.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// One component's heartbeat counter. Cheap to clone and to beat.
@@ -88,27 +92,71 @@ pub fn check_interval() -> Option<Duration> {
         .map(|d| d / 2)
 }
 
+/// One notification for the sender thread.
+enum Note {
+    Ready(String),
+    Status(String),
+    Watchdog,
+    Stopping,
+    Reloading,
+}
+
+/// Queues a notification; dropped when systemd is absent or the queue is
+/// full.
+fn post(note: Note) {
+    static SENDER: OnceLock<Option<SyncSender<Note>>> = OnceLock::new();
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let sender = SENDER.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Note>(32);
+        std::thread::Builder::new()
+            .name("sd-notify".into())
+            .spawn(move || {
+                for note in rx {
+                    let _ = match &note {
+                        Note::Ready(s) => sd_notify::notify(&[
+                            sd_notify::NotifyState::Ready,
+                            sd_notify::NotifyState::Status(s),
+                        ]),
+                        Note::Status(s) => sd_notify::notify(&[sd_notify::NotifyState::Status(s)]),
+                        Note::Watchdog => sd_notify::notify(&[sd_notify::NotifyState::Watchdog]),
+                        Note::Stopping => sd_notify::notify(&[sd_notify::NotifyState::Stopping]),
+                        Note::Reloading => sd_notify::notify(&[sd_notify::NotifyState::Reloading]),
+                    };
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = sender {
+        let _ = tx.try_send(note);
+    }
+}
+
 /// Tells systemd the daemon is ready, with a status line.
 pub fn notify_ready(status: &str) {
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(status),
-    ]);
+    post(Note::Ready(status.to_owned()));
 }
 
 /// Updates the status line systemd shows (`systemctl status`).
 pub fn notify_status(status: &str) {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(status)]);
+    post(Note::Status(status.to_owned()));
 }
 
 /// Pets the watchdog.
 pub fn notify_watchdog() {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+    post(Note::Watchdog);
 }
 
 /// Tells systemd the daemon is stopping.
 pub fn notify_stopping() {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    post(Note::Stopping);
+}
+
+/// Tells systemd the daemon reloads its configuration (`READY=1` follows).
+pub fn notify_reloading() {
+    post(Note::Reloading);
 }
 
 #[cfg(test)]
@@ -151,7 +199,6 @@ mod tests {
         // SAFETY (test): this test is the only one touching NOTIFY_SOCKET.
         unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
         notify_ready("ledger open, link down");
-        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
         let mut buf = [0u8; 256];
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         // Another test may notify while the variable is set: read until ours.
@@ -162,6 +209,7 @@ mod tests {
                 break msg;
             }
         };
+        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
         assert!(msg.contains("READY=1"), "{msg}");
         assert!(msg.contains("STATUS=ledger open, link down"), "{msg}");
     }

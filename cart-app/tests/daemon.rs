@@ -15,6 +15,31 @@ use hal::scanner::sim::{SimConfig as ScanSim, write_scan};
 
 const CART: &str = rig::CART;
 
+/// The daemon's process, killed if the test ends early (a failed assert).
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 struct Rig {
     dir: tempfile::TempDir,
     world: Option<rig::Rig>,
@@ -47,7 +72,7 @@ impl Rig {
 
     /// Starts the daemon as systemd would (notify socket, 2 s watchdog),
     /// logging text to a buffer the test reads.
-    fn start(&self) -> (Child, Arc<Mutex<String>>) {
+    fn start(&self) -> (Daemon, Arc<Mutex<String>>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cart-app"))
             .args(["run", "--config"])
             .arg(&self.config)
@@ -70,7 +95,7 @@ impl Rig {
                 s.push('\n');
             }
         });
-        (child, log)
+        (Daemon(child), log)
     }
 
     /// Notify messages until `pred` matches one (or the time runs out).
@@ -432,7 +457,7 @@ fn under_systemd_the_journal_gets_cart_payment_and_device_fields() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("start cart-app run");
+    let mut child = Daemon(cmd.spawn().expect("start cart-app run"));
     // Read the journal as journald does, all the time: a unix datagram
     // socket holds only a few messages before the sender blocks.
     let entries: Arc<Mutex<Vec<JournalEntry>>> = Arc::default();
@@ -479,9 +504,8 @@ fn under_systemd_the_journal_gets_cart_payment_and_device_fields() {
     reading.store(false, std::sync::atomic::Ordering::SeqCst);
     reader.join().unwrap();
     let entries = entries.lock().unwrap().clone();
-    let get = |e: &JournalEntry, k: &str| {
-        e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
-    };
+    let get =
+        |e: &JournalEntry, k: &str| e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     assert!(
         entries.len() > 5,
         "journal entries: {entries:?}\nstderr: {stderr}"
@@ -515,5 +539,32 @@ fn under_systemd_the_journal_gets_cart_payment_and_device_fields() {
     assert!(
         stderr.is_empty(),
         "under systemd nothing goes to stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_notify_socket_nobody_reads_does_not_stall_the_daemon() {
+    let rig = Rig::new();
+    let (mut child, log) = rig.start();
+    let mut seen = Vec::new();
+    assert!(
+        rig.wait_notify(&mut seen, |m| m.contains("READY=1"), 30),
+        "no READY=1: {}",
+        log.lock().unwrap()
+    );
+    // STATUS and WATCHDOG come every second; the socket's queue holds ten.
+    std::thread::sleep(Duration::from_secs(15));
+    let (code, out, err) = rig.cartctl(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(daemon)"), "{out}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(
+        wait_until(30, || child.try_wait().unwrap().is_some()),
+        "the daemon did not stop: {}",
+        log.lock().unwrap()
     );
 }

@@ -426,11 +426,13 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
                     _ = term.recv() => { info!("SIGTERM: stopping"); stop.send_replace(true); break }
                     _ = int.recv() => { info!("SIGINT: stopping"); stop.send_replace(true); break }
                     _ = hup.recv() => {
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                        watchdog::notify_reloading();
                         if let Some(p) = &path {
-                            reload(p, &ledger);
+                            let ledger = ledger.clone();
+                            let p = p.clone();
+                            let _ = tokio::task::spawn_blocking(move || reload(&p, &ledger)).await;
                         }
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                        watchdog::notify_ready("configuration reloaded");
                     }
                 }
             }
