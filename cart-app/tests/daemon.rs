@@ -243,6 +243,27 @@ fn daemon_under_systemd_notify_sells_and_stops_on_sigterm_without_losing_a_payme
     );
     rig.tap("done");
 
+    // A technician drains the queue and takes a diagnostics bundle.
+    let (code, out, err) = rig.cartctl(&["sync", "--timeout", "30"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("synced"), "{out}");
+    let bundle = rig.dir.path().join("diag.json");
+    let (code, out, err) = rig.cartctl(&["diag", "--out", bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["daemon"]["config"]["cart_id"], CART, "{text}");
+    assert!(
+        v["daemon"]["status"]["ledger"]["payments"].is_object(),
+        "{text}"
+    );
+    assert!(v["journal"].is_string(), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
     // A payment whose online answer is slow: SIGTERM arrives while it runs.
     rig.scan("4012345000023");
     std::thread::sleep(Duration::from_millis(500));
