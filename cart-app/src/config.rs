@@ -21,6 +21,8 @@ pub struct Config {
     pub deny_list: DenyListConfig,
     /// The catalog.
     pub catalog: CatalogConfig,
+    /// First-boot provisioning and certificate rotation.
+    pub provisioning: crate::provision::ProvisioningConfig,
 }
 
 /// Where the catalog lives.
@@ -69,6 +71,7 @@ impl Default for Config {
             offline: LimitsConfig::default(),
             deny_list: DenyListConfig::default(),
             catalog: CatalogConfig::default(),
+            provisioning: crate::provision::ProvisioningConfig::default(),
         }
     }
 }
