@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | nothing / `started` | send the CSR |
 //! | `csr_sent` | the answer was never recorded: count an unanswered request (its certificate, if issued, is an orphan the backend deletes), send again |
-//! | `issued` (pending: id, PEM, token) | RegisterThing with the recorded token; accepted again if it was already registered; rejected (token expired): the certificate becomes a reported orphan, start over |
+//! | `issued` (pending: id, PEM, token) | RegisterThing with the recorded token; accepted again if it was already registered; the token refused (expired): the certificate becomes a reported orphan, start over; any other refusal: an error, the certificate stays pending |
 //! | `done` | nothing |
 
 use std::sync::Arc;
@@ -77,7 +77,11 @@ pub(crate) async fn obtain(
                     let info = cert::parse_pem(&p.certificate_pem)?;
                     return Ok((p.certificate_pem, info));
                 }
-                Err(e @ ProvisionError::Rejected { .. }) => {
+                // The token is no longer valid (expired: AWS gives it one
+                // hour): the certificate can never be registered. Other
+                // refusals (no such template, access denied) keep it
+                // pending for the next attempt.
+                Err(e @ ProvisionError::Rejected { .. }) if token_refused(&e) => {
                     tracing::warn!(
                         certificate = %p.certificate_id,
                         cause = %e,
@@ -127,6 +131,11 @@ pub(crate) async fn obtain(
         tracing::info!(certificate = %p.certificate_id, "certificate issued, registering");
         fp(keys, "pending_recorded");
     }
+}
+
+fn token_refused(e: &ProvisionError) -> bool {
+    matches!(e, ProvisionError::Rejected { error_code, .. }
+        if error_code.to_ascii_lowercase().contains("token"))
 }
 
 /// Step 3 of provisioning: over a connection with the claim certificate.
