@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -221,17 +221,18 @@ struct Tally {
     random: u32,
 }
 
-/// Provisions one cart through kills; returns its certificate id.
-fn provisioning_round(
-    cart: &Cart,
-    em: &Emulator,
-    broker: &Broker,
-    rt: &tokio::runtime::Runtime,
-    expire_a_token: bool,
-    tally: &mut Tally,
-) -> String {
-    let mut rng = rand::rng();
-    let mut done = None;
+/// Runs `mode` to the end with no kill; returns its result and how long it took.
+fn uninterrupted(cart: &Cart, mode: &str) -> (String, Duration) {
+    let t = Instant::now();
+    match cart.run(mode, None, None) {
+        Outcome::Done(id) => (id, t.elapsed()),
+        Outcome::Killed => panic!("killed without a failpoint"),
+    }
+}
+
+/// Provisions a cart killing it at every failpoint in order; returns its
+/// certificate id.
+fn provisioning_at_failpoints(cart: &Cart, expire_a_token: bool, tally: &mut Tally) -> String {
     for fp in provision::FAILPOINTS {
         match cart.run("provision", Some(fp), None) {
             Outcome::Killed => {
@@ -243,38 +244,53 @@ fn provisioning_round(
                     std::thread::sleep(TOKEN_LIFETIME + Duration::from_secs(1));
                 }
             }
-            Outcome::Done(id) => {
-                done = Some(id);
-                break;
-            }
-        }
-        cart.check_provisioning_kill();
-        let after = Duration::from_millis(rng.random_range(0..300));
-        match cart.run("provision", None, Some(after)) {
-            Outcome::Killed => {
-                tally.kills += 1;
-                tally.random += 1;
-            }
-            Outcome::Done(id) => {
-                done = Some(id);
-                break;
-            }
+            Outcome::Done(id) => return id,
         }
         cart.check_provisioning_kill();
     }
-    let id = match done {
-        Some(id) => id,
-        None => match cart.run("provision", None, None) {
-            Outcome::Done(id) => id,
-            Outcome::Killed => panic!("killed without a failpoint"),
-        },
-    };
-    // A run after the end changes nothing.
-    assert_eq!(cart.run("provision", None, None), Outcome::Done(id.clone()));
+    uninterrupted(cart, "provision").0
+}
 
+/// Kills `mode` at random moments until a run ends: in `[0, 1.5 *
+/// typical)` first, the window growing by a quarter after every kill (a
+/// resumed run spends most of a short window starting up).
+fn at_random_moments(
+    cart: &Cart,
+    mode: &str,
+    typical: Duration,
+    tally: &mut Tally,
+    after_kill: impl Fn(&Cart),
+) -> String {
+    let mut rng = rand::rng();
+    let mut max = typical.as_micros() as u64 * 3 / 2 + 1;
+    loop {
+        let after = Duration::from_micros(rng.random_range(0..max));
+        max += max / 4;
+        match cart.run(mode, None, Some(after)) {
+            Outcome::Killed => {
+                tally.kills += 1;
+                tally.random += 1;
+                after_kill(cart);
+            }
+            Outcome::Done(id) => return id,
+        }
+    }
+}
+
+/// Everything a provisioned cart must be.
+fn check_provisioned(
+    cart: &Cart,
+    id: &str,
+    em: &Emulator,
+    broker: &Broker,
+    rt: &tokio::runtime::Runtime,
+    expect_orphan: bool,
+) {
+    // A run after the end changes nothing.
+    assert_eq!(cart.run("provision", None, None), Outcome::Done(id.to_owned()));
     let status = provision::read_only_status(&cart.dir.ledger_path(), Timestamp::now()).unwrap();
     assert!(status.provisioned, "{status:?}");
-    assert_eq!(status.certificate_id.as_deref(), Some(id.as_str()));
+    assert_eq!(status.certificate_id.as_deref(), Some(id));
     let fleet = em.fleet().unwrap();
     // The emulator acts on provisioning_complete after its PUBACK.
     let certs = wait_for("the orphans' deletion", || {
@@ -294,7 +310,7 @@ fn provisioning_round(
         let c = certs.iter().find(|c| &c.id == orphan).expect("reported orphan exists");
         assert!(c.reported_orphan && c.status == CertStatus::Deleted, "{c:?}");
     }
-    if expire_a_token {
+    if expect_orphan {
         assert!(!status.orphans.is_empty(), "the expired certificate was not reported");
     }
     eprintln!(
@@ -312,54 +328,42 @@ fn provisioning_round(
     let keyfile = cart.dir.path().join("system-connections/cart-wifi.nmconnection");
     let mode = std::fs::metadata(&keyfile).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&keyfile).unwrap();
+    assert!(text.contains("ssid=shop-carts\n"), "{text}");
     // Mutual TLS with the issued certificate and the TPM key.
     cart.check_working_pair(broker, rt);
-    id
 }
 
-fn rotation_round(
+/// Rotates a provisioned cart killing it at every rotation failpoint.
+fn rotation_at_failpoints(
     cart: &Cart,
-    em: &Emulator,
+    mode: &str,
     broker: &Broker,
     rt: &tokio::runtime::Runtime,
-    old_id: &str,
     tally: &mut Tally,
 ) -> String {
-    let mut rng = rand::rng();
-    let mode = "rotate:rot-crash-1";
-    let mut done = None;
     for fp in rotation::FAILPOINTS {
         match cart.run(mode, Some(fp), None) {
             Outcome::Killed => {
                 tally.kills += 1;
                 *tally.at_failpoint.entry(fp.to_string()).or_default() += 1;
             }
-            Outcome::Done(id) => {
-                done = Some(id);
-                break;
-            }
-        }
-        cart.check_working_pair(broker, rt);
-        let after = Duration::from_millis(rng.random_range(0..400));
-        match cart.run(mode, None, Some(after)) {
-            Outcome::Killed => {
-                tally.kills += 1;
-                tally.random += 1;
-            }
-            Outcome::Done(id) => {
-                done = Some(id);
-                break;
-            }
+            Outcome::Done(id) => return id,
         }
         cart.check_working_pair(broker, rt);
     }
-    let id = match done {
-        Some(id) => id,
-        None => match cart.run(mode, None, None) {
-            Outcome::Done(id) => id,
-            Outcome::Killed => panic!("killed without a failpoint"),
-        },
-    };
+    uninterrupted(cart, mode).0
+}
+
+/// Everything a rotated cart must be.
+fn check_rotated(
+    cart: &Cart,
+    old_id: &str,
+    id: &str,
+    em: &Emulator,
+    broker: &Broker,
+    rt: &tokio::runtime::Runtime,
+) {
     assert_ne!(id, old_id);
     let fleet = em.fleet().unwrap();
     let certs = wait_for("the old certificate's deactivation", || {
@@ -371,6 +375,7 @@ fn rotation_round(
     let active: Vec<_> = certs.iter().filter(|c| c.status == CertStatus::Active).collect();
     assert_eq!(active.len(), 1, "exactly one active certificate: {certs:#?}");
     assert_eq!(active[0].id, id);
+    assert!(!certs.iter().any(|c| c.status == CertStatus::PendingActivation));
     let st = cart.states();
     assert_eq!(st.get("rotation.state").map(String::as_str), Some("done"));
     let active_handle = st["identity.active_handle"].clone();
@@ -381,15 +386,19 @@ fn rotation_round(
     assert!(h.contains(&u32::from_str_radix(active_handle.trim_start_matches("0x"), 16).unwrap()));
     assert!(!cart.dir.config.next_certificate().exists());
     cart.check_working_pair(broker, rt);
-    id
+}
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
 fn killed_at_every_step_provisioning_and_rotation_end_with_one_working_certificate() {
-    let rounds: u32 = std::env::var("PROVISION_CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let rounds = env_u32("PROVISION_CRASH_ROUNDS", 2);
+    let random_kills = env_u32("PROVISION_CRASH_RANDOM", 24);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -402,18 +411,50 @@ fn killed_at_every_step_provisioning_and_rotation_end_with_one_working_certifica
         at_failpoint: BTreeMap::new(),
         random: 0,
     };
+
+    // How long an uninterrupted provisioning and rotation take here
+    // (scales the random kill moments; no timing is asserted).
+    let cal = Cart::new(&broker, "cart-crash-cal");
+    let (id, t_provision) = uninterrupted(&cal, "provision");
+    check_provisioned(&cal, &id, &em, &broker, &rt, false);
+    let (rotated, t_rotate) = uninterrupted(&cal, "rotate:rot-cal");
+    check_rotated(&cal, &id, &rotated, &em, &broker, &rt);
+    eprintln!("uninterrupted child runs: provisioning {t_provision:?}, rotation {t_rotate:?}");
+
+    // Every failpoint, in order, on fresh carts.
     let mut first = None;
     for r in 0..rounds {
         let cart = Cart::new(&broker, &format!("cart-crash-{r}"));
-        let id = provisioning_round(&cart, &em, &broker, &rt, r % 2 == 1, &mut tally);
-        if first.is_none() {
-            first = Some((cart, id));
-        }
+        let expire = r % 2 == 1;
+        let id = provisioning_at_failpoints(&cart, expire, &mut tally);
+        check_provisioned(&cart, &id, &em, &broker, &rt, expire);
+        first.get_or_insert((cart, id));
     }
     let (cart, id) = first.expect("at least one round");
-    let rotated = rotation_round(&cart, &em, &broker, &rt, &id, &mut tally);
+    let mode = "rotate:rot-crash-0";
+    let rotated = rotation_at_failpoints(&cart, mode, &broker, &rt, &mut tally);
+    check_rotated(&cart, &id, &rotated, &em, &broker, &rt);
+    // Asked again for the same request: nothing to do.
+    assert_eq!(cart.run(mode, None, None), Outcome::Done(rotated));
+
+    // Random moments: carts killed until they finish, until enough kills.
+    let target = tally.random + random_kills;
+    let mut n = 0;
+    while tally.random < target {
+        let cart = Cart::new(&broker, &format!("cart-random-{n}"));
+        n += 1;
+        let id = at_random_moments(&cart, "provision", t_provision, &mut tally, |c| {
+            c.check_provisioning_kill()
+        });
+        check_provisioned(&cart, &id, &em, &broker, &rt, false);
+        let mode = format!("rotate:rot-random-{n}");
+        let rotated = at_random_moments(&cart, &mode, t_rotate, &mut tally, |c| {
+            c.check_working_pair(&broker, &rt)
+        });
+        check_rotated(&cart, &id, &rotated, &em, &broker, &rt);
+    }
     eprintln!(
-        "{} kills ({} at failpoints, {} at random moments); rotated {id} -> {rotated}; per failpoint: {:?}",
+        "{} kills ({} at failpoints, {} at random moments, {n} carts); per failpoint: {:?}",
         tally.kills,
         tally.kills - tally.random,
         tally.random,
