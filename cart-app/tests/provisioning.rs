@@ -97,12 +97,19 @@ async fn provisions_from_a_wifi_qr_code_then_rotates_and_talks_with_the_new_key(
     assert_eq!(certs[0].status, CertStatus::Active);
     assert_eq!(certs[0].id, p.certificate_id);
     assert_eq!(certs[0].thing.as_deref(), Some(cart));
-    let mode = std::fs::metadata(&p.certificate).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&p.certificate)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o644);
     assert!(!cart_dir.config.claim_cert.exists() && !cart_dir.config.claim_key.exists());
     let status = provision::status(&ledger.lock().unwrap(), Timestamp::now()).unwrap();
     assert_eq!(status.step, Step::Provisioned);
-    assert_eq!(status.certificate_id.as_deref(), Some(p.certificate_id.as_str()));
+    assert_eq!(
+        status.certificate_id.as_deref(),
+        Some(p.certificate_id.as_str())
+    );
     assert!(status.days_left.unwrap() > 300, "{status:?}");
     assert_eq!(status.active_handle.as_deref(), Some("0x81000100"));
 
@@ -145,7 +152,10 @@ async fn provisions_from_a_wifi_qr_code_then_rotates_and_talks_with_the_new_key(
         if old.iter().any(|c| c.status == CertStatus::Inactive) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "old certificate never deactivated: {old:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "old certificate never deactivated: {old:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let active = em.fleet().unwrap().with_status(cart, CertStatus::Active);
@@ -180,8 +190,14 @@ async fn provisions_from_a_wifi_qr_code_then_rotates_and_talks_with_the_new_key(
 
     // Not once in any log line of the whole run.
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-    assert!(text.contains("Wi-Fi connection written"), "logs were captured");
-    assert!(!text.contains(WIFI_PASSWORD), "the Wi-Fi password was logged");
+    assert!(
+        text.contains("Wi-Fi connection written"),
+        "logs were captured"
+    );
+    assert!(
+        !text.contains(WIFI_PASSWORD),
+        "the Wi-Fi password was logged"
+    );
     em.shutdown().await;
 }
 

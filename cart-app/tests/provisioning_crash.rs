@@ -190,7 +190,10 @@ impl Cart {
             self.dir.config.certificate.clone()
         };
         let h = self.persistent_handles();
-        assert!(h.contains(&active), "the active key {active:#x} is gone: {h:x?}");
+        assert!(
+            h.contains(&active),
+            "the active key {active:#x} is gone: {h:x?}"
+        );
         assert!(
             h.is_subset(&[KEY_A, KEY_B, DATA_KEY].into()),
             "unexpected handle: {h:x?}"
@@ -287,7 +290,10 @@ fn check_provisioned(
     expect_orphan: bool,
 ) {
     // A run after the end changes nothing.
-    assert_eq!(cart.run("provision", None, None), Outcome::Done(id.to_owned()));
+    assert_eq!(
+        cart.run("provision", None, None),
+        Outcome::Done(id.to_owned())
+    );
     let status = provision::read_only_status(&cart.dir.ledger_path(), Timestamp::now()).unwrap();
     assert!(status.provisioned, "{status:?}");
     assert_eq!(status.certificate_id.as_deref(), Some(id));
@@ -297,8 +303,15 @@ fn check_provisioned(
         let c = fleet.certificates(&cart.id);
         (!c.iter().any(|c| c.status == CertStatus::PendingActivation)).then_some(c)
     });
-    let active: Vec<_> = certs.iter().filter(|c| c.status == CertStatus::Active).collect();
-    assert_eq!(active.len(), 1, "exactly one active certificate: {certs:#?}");
+    let active: Vec<_> = certs
+        .iter()
+        .filter(|c| c.status == CertStatus::Active)
+        .collect();
+    assert_eq!(
+        active.len(),
+        1,
+        "exactly one active certificate: {certs:#?}"
+    );
     assert_eq!(active[0].id, id);
     for c in &certs {
         assert!(
@@ -307,25 +320,40 @@ fn check_provisioned(
         );
     }
     for orphan in &status.orphans {
-        let c = certs.iter().find(|c| &c.id == orphan).expect("reported orphan exists");
-        assert!(c.reported_orphan && c.status == CertStatus::Deleted, "{c:?}");
+        let c = certs
+            .iter()
+            .find(|c| &c.id == orphan)
+            .expect("reported orphan exists");
+        assert!(
+            c.reported_orphan && c.status == CertStatus::Deleted,
+            "{c:?}"
+        );
     }
     if expect_orphan {
-        assert!(!status.orphans.is_empty(), "the expired certificate was not reported");
+        assert!(
+            !status.orphans.is_empty(),
+            "the expired certificate was not reported"
+        );
     }
     eprintln!(
         "{}: {} certificates issued, {} reported as orphans by id, {} deleted",
         cart.id,
         certs.len(),
         status.orphans.len(),
-        certs.iter().filter(|c| c.status == CertStatus::Deleted).count()
+        certs
+            .iter()
+            .filter(|c| c.status == CertStatus::Deleted)
+            .count()
     );
     // TPM: the device key and the data key, nothing else.
     cart.flush_transients();
     assert_eq!(cart.persistent_handles(), [KEY_A, DATA_KEY].into());
     // Claim gone, Wi-Fi written.
     assert!(!cart.dir.config.claim_cert.exists() && !cart.dir.config.claim_key.exists());
-    let keyfile = cart.dir.path().join("system-connections/cart-wifi.nmconnection");
+    let keyfile = cart
+        .dir
+        .path()
+        .join("system-connections/cart-wifi.nmconnection");
     let mode = std::fs::metadata(&keyfile).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let text = std::fs::read_to_string(&keyfile).unwrap();
@@ -372,10 +400,21 @@ fn check_rotated(
             .any(|c| c.id == old_id && c.status == CertStatus::Inactive)
             .then_some(c)
     });
-    let active: Vec<_> = certs.iter().filter(|c| c.status == CertStatus::Active).collect();
-    assert_eq!(active.len(), 1, "exactly one active certificate: {certs:#?}");
+    let active: Vec<_> = certs
+        .iter()
+        .filter(|c| c.status == CertStatus::Active)
+        .collect();
+    assert_eq!(
+        active.len(),
+        1,
+        "exactly one active certificate: {certs:#?}"
+    );
     assert_eq!(active[0].id, id);
-    assert!(!certs.iter().any(|c| c.status == CertStatus::PendingActivation));
+    assert!(
+        !certs
+            .iter()
+            .any(|c| c.status == CertStatus::PendingActivation)
+    );
     let st = cart.states();
     assert_eq!(st.get("rotation.state").map(String::as_str), Some("done"));
     let active_handle = st["identity.active_handle"].clone();

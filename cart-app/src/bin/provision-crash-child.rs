@@ -69,8 +69,12 @@ fn transient(e: &ProvisionError) -> bool {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: provision-crash-child CONFIG MODE")?;
-    let mode = args.next().ok_or("usage: provision-crash-child CONFIG MODE")?;
+    let path = args
+        .next()
+        .ok_or("usage: provision-crash-child CONFIG MODE")?;
+    let mode = args
+        .next()
+        .ok_or("usage: provision-crash-child CONFIG MODE")?;
     let config: ChildConfig = serde_json::from_slice(&std::fs::read(path)?)?;
     let tpm = CartTpm::open(TpmConfig {
         tcti: config.tcti.clone(),

@@ -109,7 +109,12 @@ pub fn expiry(not_after: Timestamp, now: Timestamp, warn_days: u64) -> Expiry {
 }
 
 /// Whether `fraction` of the validity `[not_before, not_after]` has passed.
-pub fn rotation_due(not_before: Timestamp, not_after: Timestamp, now: Timestamp, fraction: f64) -> bool {
+pub fn rotation_due(
+    not_before: Timestamp,
+    not_after: Timestamp,
+    now: Timestamp,
+    fraction: f64,
+) -> bool {
     let life = (not_after.0 - not_before.0).max(0) as f64;
     now.0 as f64 >= not_before.0 as f64 + life * fraction
 }
@@ -199,7 +204,10 @@ mod tests {
         write_atomic(&p, b"one", 0o644).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(remove(&p).unwrap());
         assert!(!remove(&p).unwrap());

@@ -70,7 +70,10 @@ impl ProvisioningConfig {
     pub fn validate(&self) -> Result<(), ProvisionError> {
         let bad = |key: &'static str, why: &'static str| ProvisionError::Config { key, why };
         if !(self.rotate_at_fraction > 0.0 && self.rotate_at_fraction < 1.0) {
-            return Err(bad("provisioning.rotate_at_fraction", "must be between 0 and 1"));
+            return Err(bad(
+                "provisioning.rotate_at_fraction",
+                "must be between 0 and 1",
+            ));
         }
         if self.template.is_empty() || self.template.contains(['/', '+', '#']) {
             return Err(bad("provisioning.template", "must be one topic level"));

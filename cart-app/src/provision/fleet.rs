@@ -19,8 +19,8 @@ use store_and_forward::uplink::{
     self, Incoming, LinkConfig, LinkHandle, PublishProps, QoS, SwappableClientCert,
 };
 use store_and_forward::wire::fleet::{
-    self as api, CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse,
-    ErrorResponse, RegisterThingRequest, RegisterThingResponse,
+    self as api, CreateCertificateFromCsrRequest, CreateCertificateFromCsrResponse, ErrorResponse,
+    RegisterThingRequest, RegisterThingResponse,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -66,7 +66,9 @@ impl FleetClient {
         if !link.wait_up(connect_timeout).await {
             let last = link.state().borrow().last_error.clone();
             link.shutdown().await;
-            return Err(ProvisionError::Offline(last.unwrap_or_else(|| "no connection".into())));
+            return Err(ProvisionError::Offline(
+                last.unwrap_or_else(|| "no connection".into()),
+            ));
         }
         Ok(FleetClient {
             link,
@@ -107,7 +109,12 @@ impl FleetClient {
 
     async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), ProvisionError> {
         self.link
-            .publish(topic, Bytes::from(payload), QoS::AtLeastOnce, PublishProps::default())
+            .publish(
+                topic,
+                Bytes::from(payload),
+                QoS::AtLeastOnce,
+                PublishProps::default(),
+            )
             .await?;
         Ok(())
     }
@@ -119,8 +126,11 @@ impl FleetClient {
         let body = CreateCertificateFromCsrRequest {
             certificate_signing_request: csr_pem.to_owned(),
         };
-        self.publish(api::CREATE_FROM_CSR, serde_json::to_vec(&body).unwrap_or_default())
-            .await
+        self.publish(
+            api::CREATE_FROM_CSR,
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )
+        .await
     }
 
     /// Waits for a certificate for our key (`spki`, DER) with CN `cart_id`.
@@ -133,13 +143,16 @@ impl FleetClient {
         loop {
             let msg = self.next(deadline).await?;
             if msg.topic == api::CREATE_FROM_CSR_ACCEPTED {
-                let Ok(r) = serde_json::from_slice::<CreateCertificateFromCsrResponse>(&msg.payload)
+                let Ok(r) =
+                    serde_json::from_slice::<CreateCertificateFromCsrResponse>(&msg.payload)
                 else {
                     tracing::warn!("unreadable create-from-csr answer ignored");
                     continue;
                 };
                 match cert::parse_pem(&r.certificate_pem) {
-                    Ok(info) if info.spki == spki && info.common_name.as_deref() == Some(cart_id) => {
+                    Ok(info)
+                        if info.spki == spki && info.common_name.as_deref() == Some(cart_id) =>
+                    {
                         return Ok(r);
                     }
                     // Another client's certificate (mosquitto broadcasts).

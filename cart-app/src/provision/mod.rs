@@ -245,26 +245,29 @@ pub async fn run(
         }
     }
     publish::claim_cleanup(ctx)?;
-    load(ctx)
-        .await?
-        .ok_or(ProvisionError::BadCertificate("provisioned without a certificate"))
+    load(ctx).await?.ok_or(ProvisionError::BadCertificate(
+        "provisioned without a certificate",
+    ))
 }
 
-fn network_step(
-    ctx: &Context<'_>,
-    scanned: Option<WifiCredentials>,
-) -> Result<(), ProvisionError> {
+fn network_step(ctx: &Context<'_>, scanned: Option<WifiCredentials>) -> Result<(), ProvisionError> {
     let wifi = &ctx.config.wifi;
     if !wifi.enabled {
         return state::record(
             ctx.ledger,
-            &[(keys::STATE, Some("network")), (keys::NETWORK, Some("skipped"))],
+            &[
+                (keys::STATE, Some("network")),
+                (keys::NETWORK, Some("skipped")),
+            ],
         );
     }
     let creds = network::credentials(wifi, scanned).ok_or(ProvisionError::NeedNetwork)?;
     state::record(
         ctx.ledger,
-        &[(keys::STATE, Some("network")), (keys::NETWORK, Some("started"))],
+        &[
+            (keys::STATE, Some("network")),
+            (keys::NETWORK, Some("started")),
+        ],
     )?;
     failpoint("provision.network.started");
     network::apply(wifi, ctx.cart_id, &creds)?;

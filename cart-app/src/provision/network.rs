@@ -82,7 +82,10 @@ pub fn keyfile(
     let _ = write!(
         t,
         "[connection]\nid={}\nuuid={uuid}\ntype=wifi\nautoconnect=true\n\n[wifi]\nmode=infrastructure\nssid={}\n",
-        escape(&config.connection_name, "the connection name has control characters")?,
+        escape(
+            &config.connection_name,
+            "the connection name has control characters"
+        )?,
         escape(&wifi.ssid, "the SSID has control characters")?
     );
     if wifi.hidden {
@@ -102,7 +105,10 @@ pub fn keyfile(
                     "a WPA passphrase has 8 to 63 characters",
                 ));
             }
-            let psk = Zeroizing::new(escape(&wifi.password, "the passphrase has control characters")?);
+            let psk = Zeroizing::new(escape(
+                &wifi.password,
+                "the passphrase has control characters",
+            )?);
             t.push_str("\n[wifi-security]\nkey-mgmt=wpa-psk\npsk=");
             t.push_str(&psk);
             t.push('\n');

@@ -144,7 +144,10 @@ pub(crate) async fn provision_step(ctx: &Context<'_>) -> Result<(), ProvisionErr
     if state::get(ctx.ledger, keys::REGISTER)?.is_none() {
         state::record(
             ctx.ledger,
-            &[(keys::STATE, Some("register")), (keys::REGISTER, Some("started"))],
+            &[
+                (keys::STATE, Some("register")),
+                (keys::REGISTER, Some("started")),
+            ],
         )?;
     } else {
         state::record(ctx.ledger, &[(keys::STATE, Some("register"))])?;

@@ -132,8 +132,13 @@ pub fn due(ctx: &Context<'_>, now: Timestamp) -> Result<Option<Trigger>, Provisi
         return Ok(None);
     };
     cert::expiry(Timestamp(na), now, ctx.config.expiry_warn_days);
-    Ok(cert::rotation_due(Timestamp(nb), Timestamp(na), now, ctx.config.rotate_at_fraction)
-        .then_some(Trigger::Lifetime))
+    Ok(cert::rotation_due(
+        Timestamp(nb),
+        Timestamp(na),
+        now,
+        ctx.config.rotate_at_fraction,
+    )
+    .then_some(Trigger::Lifetime))
 }
 
 /// Runs (or resumes) a rotation over the daemon's link: `client` calls the
@@ -207,7 +212,9 @@ fn start(ctx: &Context<'_>, trigger: &Trigger) -> Result<(), ProvisionError> {
 fn next_handle(ctx: &Context<'_>) -> Result<u32, ProvisionError> {
     state::get(ctx.ledger, keys::NEXT_HANDLE)?
         .and_then(|s| state::parse_handle(&s))
-        .ok_or(ProvisionError::BadCertificate("rotation without a next handle"))
+        .ok_or(ProvisionError::BadCertificate(
+            "rotation without a next handle",
+        ))
 }
 
 async fn new_key(ctx: &Context<'_>) -> Result<(), ProvisionError> {
@@ -221,7 +228,10 @@ async fn new_key(ctx: &Context<'_>) -> Result<(), ProvisionError> {
     )
 }
 
-async fn new_certificate(ctx: &Context<'_>, client: &mut FleetClient) -> Result<(), ProvisionError> {
+async fn new_certificate(
+    ctx: &Context<'_>,
+    client: &mut FleetClient,
+) -> Result<(), ProvisionError> {
     let next = next_handle(ctx)?;
     let identity = key::existing(ctx, next).await?;
     let spki = identity.public_key_spki_der()?;
@@ -230,7 +240,10 @@ async fn new_certificate(ctx: &Context<'_>, client: &mut FleetClient) -> Result<
     failpoint("rotation.registered");
     state::record(
         ctx.ledger,
-        &[(keys::REGISTER, Some("done")), (keys::STATE, Some("registered"))],
+        &[
+            (keys::REGISTER, Some("done")),
+            (keys::STATE, Some("registered")),
+        ],
     )
 }
 
@@ -312,13 +325,22 @@ async fn complete(ctx: &Context<'_>, link: &LinkHandle) -> Result<(), ProvisionE
     if !link.wait_up(ctx.config.connect_timeout()).await {
         return Err(ProvisionError::Offline("link down".into()));
     }
-    let payload = encode(Kind::RotationComplete, ctx.cart_id, &new_id, Timestamp::now(), &body);
+    let payload = encode(
+        Kind::RotationComplete,
+        ctx.cart_id,
+        &new_id,
+        Timestamp::now(),
+        &body,
+    );
     publish::publish_up(link, ctx.cart_id, Kind::RotationComplete, payload).await?;
     failpoint("rotation.complete_acked");
     let now = Timestamp::now().0.to_string();
     state::record(
         ctx.ledger,
-        &[(keys::STATE, Some("done")), (keys::COMPLETED_MS, Some(&now))],
+        &[
+            (keys::STATE, Some("done")),
+            (keys::COMPLETED_MS, Some(&now)),
+        ],
     )?;
     tracing::info!(certificate = %new_id, old = %body.old_certificate_id, "certificate rotation complete");
     Ok(())

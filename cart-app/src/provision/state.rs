@@ -190,9 +190,7 @@ pub(crate) fn list_push(mut list: Vec<String>, id: &str) -> String {
 
 /// A counter value.
 pub(crate) fn count(ledger: &SharedLedger, key: &str) -> Result<u32, ProvisionError> {
-    Ok(get(ledger, key)?
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0))
+    Ok(get(ledger, key)?.and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 
 fn lock(l: &SharedLedger) -> std::sync::MutexGuard<'_, Ledger> {

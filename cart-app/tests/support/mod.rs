@@ -63,7 +63,10 @@ pub async fn emulator(broker: &Broker, token_lifetime: Duration) -> Emulator {
     )
     .await
     .expect("emulator starts");
-    assert!(em.wait_up(Duration::from_secs(30)).await, "emulator connects");
+    assert!(
+        em.wait_up(Duration::from_secs(30)).await,
+        "emulator connects"
+    );
     em
 }
 
@@ -143,7 +146,8 @@ pub async fn mutual_tls_session(
 ) -> Result<(), String> {
     let key = certified_key_from_pem_file(identity, cert).map_err(|e| e.to_string())?;
     let swap = Arc::new(SwappableClientCert::new(key));
-    let (l, _rx) = uplink::start(link(broker, cart), Some(swap), vec![]).map_err(|e| e.to_string())?;
+    let (l, _rx) =
+        uplink::start(link(broker, cart), Some(swap), vec![]).map_err(|e| e.to_string())?;
     let up = l.wait_up(Duration::from_secs(20)).await;
     let r = if up {
         l.publish(
@@ -156,7 +160,10 @@ pub async fn mutual_tls_session(
         .map(|_| ())
         .map_err(|e| e.to_string())
     } else {
-        Err(format!("no connection: {:?}", l.state().borrow().last_error))
+        Err(format!(
+            "no connection: {:?}",
+            l.state().borrow().last_error
+        ))
     };
     l.shutdown().await;
     r

@@ -388,7 +388,9 @@ fn states_with_prefix(
     let mut stmt = conn.prepare(
         "SELECT key, value FROM cart_state WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
     )?;
-    let rows = stmt.query_map([prefix], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map([prefix], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
     let mut out = BTreeMap::new();
     for row in rows {
         let (k, v) = row?;

@@ -165,6 +165,9 @@ mod tests {
             template_of("$aws/provisioning-templates/cart-fleet/provision/json"),
             Some("cart-fleet")
         );
-        assert_eq!(template_of("$aws/provisioning-templates//provision/json"), None);
+        assert_eq!(
+            template_of("$aws/provisioning-templates//provision/json"),
+            None
+        );
     }
 }

@@ -242,7 +242,9 @@ impl Fleet {
         let mut csr = CertificateSigningRequestParams::from_pem(&req.certificate_signing_request)
             .map_err(|e| error(400, "InvalidCsr", e.to_string()))?;
         let cart = match csr.params.distinguished_name.get(&DnType::CommonName) {
-            Some(v) => dn_text(v).ok_or_else(|| error(400, "InvalidCsr", "CN unreadable".into()))?,
+            Some(v) => {
+                dn_text(v).ok_or_else(|| error(400, "InvalidCsr", "CN unreadable".into()))?
+            }
             None => return Err(error(400, "InvalidCsr", "the CSR has no CN".into())),
         };
         let now = SystemTime::now();
@@ -386,12 +388,16 @@ impl Fleet {
                         c.view.because = Some("reported orphan".into());
                     }
                 }
-                Some(_) => warn!(cart, certificate = %id, "orphan report for another cart's certificate ignored"),
+                Some(_) => {
+                    warn!(cart, certificate = %id, "orphan report for another cart's certificate ignored")
+                }
                 None => warn!(cart, certificate = %id, "orphan report for an unknown certificate"),
             }
         }
         for c in s.certs.values_mut() {
-            if c.view.cart == cart && c.view.id != keep && c.view.status == CertStatus::PendingActivation
+            if c.view.cart == cart
+                && c.view.id != keep
+                && c.view.status == CertStatus::PendingActivation
             {
                 c.view.status = CertStatus::Deleted;
                 c.view.because = Some("pending when the cart finished".into());
@@ -403,10 +409,14 @@ impl Fleet {
     pub(crate) fn provisioning_complete(&self, cart: &str, body: &ProvisioningComplete) {
         let mut s = self.lock();
         match s.certs.get(&body.certificate_id) {
-            Some(c) if c.view.status == CertStatus::Active && c.view.thing.as_deref() == Some(cart) => {
+            Some(c)
+                if c.view.status == CertStatus::Active && c.view.thing.as_deref() == Some(cart) =>
+            {
                 info!(cart, certificate = %body.certificate_id, orphans = body.orphans.len(), "cart provisioned");
             }
-            _ => warn!(cart, certificate = %body.certificate_id, "provisioning_complete for a certificate that is not the cart's active one"),
+            _ => {
+                warn!(cart, certificate = %body.certificate_id, "provisioning_complete for a certificate that is not the cart's active one")
+            }
         }
         Self::clean_up(&mut s, cart, &body.orphans, &body.certificate_id);
     }
