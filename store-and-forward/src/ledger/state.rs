@@ -401,7 +401,8 @@ fn states_with_prefix(
 
 /// The cart-state values whose key starts with `prefix`, from the ledger
 /// at `path` opened read-only (nothing written, no recovery): for
-/// `cartctl status` while the daemon is down.
+/// `cartctl status` while the daemon is down. A ledger whose creation was
+/// interrupted (an empty database) has none.
 pub fn read_only_states(
     path: &std::path::Path,
     prefix: &str,
@@ -411,7 +412,10 @@ pub fn read_only_states(
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| super::open::refuse(path, e))?;
-    super::open::check_existing(&conn, path)?;
+    if !super::open::check_existing(&conn, path)? {
+        // An empty database: a creation interrupted by a crash; no state yet.
+        return Ok(BTreeMap::new());
+    }
     states_with_prefix(&conn, prefix)
 }
 
