@@ -113,6 +113,21 @@ async fn provisions_from_a_wifi_qr_code_then_rotates_and_talks_with_the_new_key(
     assert!(status.days_left.unwrap() > 300, "{status:?}");
     assert_eq!(status.active_handle.as_deref(), Some("0x81000100"));
 
+    // Rotation by lifetime: not due now, due at 85 % of the validity
+    // (rotate_at_fraction 0.8); the expiry is logged at WARN when close.
+    assert_eq!(rotation::due(&ctx, Timestamp::now()).unwrap(), None);
+    let late = Timestamp(p.not_before.0 + (p.not_after.0 - p.not_before.0) * 85 / 100);
+    assert_eq!(
+        rotation::due(&ctx, late).unwrap(),
+        Some(rotation::Trigger::Lifetime)
+    );
+    let soon = cert::expiry(
+        p.not_after,
+        Timestamp(p.not_after.0 - 3 * 86_400_000 - 1),
+        30,
+    );
+    assert_eq!(soon.days_left, 3);
+
     // Running it again changes nothing.
     let again = provision::run(&ctx, None).await.unwrap();
     assert_eq!(again.certificate_id, p.certificate_id);

@@ -173,6 +173,30 @@ mod tests {
     }
 
     #[test]
+    fn config_credentials_are_used_unless_a_code_was_scanned() {
+        let c = WifiConfig {
+            ssid: Some("backroom".into()),
+            password: Some("configured-pw".into()),
+            ..WifiConfig::default()
+        };
+        let from_config = credentials(&c, None).unwrap();
+        assert_eq!(from_config.ssid, "backroom");
+        assert_eq!(from_config.security, WifiSecurity::Wpa);
+        let scanned = credentials(&c, Some(wpa("shop", "scanned-pw"))).unwrap();
+        assert_eq!(scanned.ssid, "shop");
+        assert!(credentials(&WifiConfig::default(), None).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let c = WifiConfig {
+            connections_dir: dir.path().join("nm"),
+            reload_command: vec![],
+            ..c
+        };
+        let path = apply(&c, "cart-1", &from_config).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains("ssid=backroom\n") && text.contains("psk=configured-pw\n"));
+    }
+
+    #[test]
     fn bad_credentials_are_refused_without_the_password() {
         let c = WifiConfig::default();
         let e = keyfile(&c, "cart-1", &wpa("net", "short")).unwrap_err();
