@@ -365,13 +365,13 @@ impl Fleet {
                 c.view.because = Some("ownership token expired".into());
             }
         }
-        let live: Vec<String> = s
+        let dead: Vec<String> = s
             .certs
             .values()
             .filter(|c| c.view.status == CertStatus::Deleted)
             .map(|c| c.token.clone())
             .collect();
-        for t in live {
+        for t in dead {
             s.tokens.remove(&t);
         }
     }
