@@ -424,6 +424,11 @@ fn check_rotated(
     assert!(h.contains(&DATA_KEY));
     assert!(h.contains(&u32::from_str_radix(active_handle.trim_start_matches("0x"), 16).unwrap()));
     assert!(!cart.dir.config.next_certificate().exists());
+    // The new key was made inside the TPM, as the first one.
+    let public = cart.swtpm.tpm2("tpm2_readpublic", &["-c", &active_handle]);
+    for attr in ["fixedtpm", "fixedparent", "sensitivedataorigin", "sign"] {
+        assert!(public.contains(attr), "{attr} missing: {public}");
+    }
     cart.check_working_pair(broker, rt);
 }
 
