@@ -49,6 +49,8 @@ pub struct Config {
     pub control: ControlSettings,
     /// The daemon's timers.
     pub daemon: DaemonSettings,
+    /// First-boot provisioning and certificate rotation.
+    pub provisioning: crate::provision::ProvisioningConfig,
 }
 
 /// Where the catalog lives.
@@ -107,6 +109,7 @@ impl Default for Config {
             ui: UiSettings::default(),
             control: ControlSettings::default(),
             daemon: DaemonSettings::default(),
+            provisioning: crate::provision::ProvisioningConfig::default(),
         }
     }
 }

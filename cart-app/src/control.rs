@@ -119,6 +119,9 @@ pub struct CartStatus {
     pub uptime_secs: Option<u64>,
     /// The provisioning step (`provisioned`, or the step it is at).
     pub provisioning: String,
+    /// The pipeline's recorded state (TPM carts): step, certificate id and
+    /// expiry, active key handle, orphans reported, a rotation in progress.
+    pub provisioning_detail: Option<crate::provision::ProvisioningStatus>,
     /// The device certificate, when one is installed.
     pub certificate: Option<CertStatus>,
     /// The link (absent when read from the ledger).

@@ -15,6 +15,8 @@
 //!   payments in; screen updates and device requests out).
 //! - [`watchdog`]: sd_notify, and a watchdog fed only by progress.
 //! - [`demo_ledger`]: the scripted ledger session (`cart-app demo-ledger`).
+//! - [`provision`]: first boot as a resumable pipeline (Wi-Fi, TPM key,
+//!   AWS IoT fleet provisioning, first publish) and certificate rotation.
 //! - [`tpm`]: the TPM behind the ledger (NV counter, sealed data key) and
 //!   the uplink (a rustls signing key on the device identity).
 #![deny(missing_docs)]
@@ -29,6 +31,7 @@ pub mod daemon;
 pub mod demo;
 pub mod demo_ledger;
 pub mod logging;
+pub mod provision;
 pub mod session;
 pub mod tpm;
 pub mod watchdog;

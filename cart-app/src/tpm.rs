@@ -65,7 +65,7 @@ pub enum TpmAdapterError {
 }
 
 /// Which identity the cart uses (the `[identity]` table of the config).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdentityConfig {
     /// A key file for the software identity (development and the demo only).
@@ -74,19 +74,6 @@ pub struct IdentityConfig {
     /// Must be `true` for `software_key` to be accepted; the software
     /// identity is not secure and says so loudly in the journal.
     pub allow_software_identity: bool,
-    /// The device certificate (PEM) for the identity's key, as provisioning
-    /// stored it.
-    pub certificate: PathBuf,
-}
-
-impl Default for IdentityConfig {
-    fn default() -> Self {
-        IdentityConfig {
-            software_key: None,
-            allow_software_identity: false,
-            certificate: "/var/lib/cart/device.crt".into(),
-        }
-    }
 }
 
 /// Opens the cart's identity: the TPM's device key, or, when configured,

@@ -270,7 +270,6 @@ fn identity_from_config_is_the_tpm_unless_a_software_key_is_allowed() {
     let mut config = IdentityConfig {
         software_key: Some(dir.path().join("dev.key")),
         allow_software_identity: false,
-        ..IdentityConfig::default()
     };
     let refused = open_identity(&config, Some(&cart)).map(|_| ()).unwrap_err();
     assert!(

@@ -24,13 +24,17 @@ use store_and_forward::wire::down::{
     RotationRequest,
 };
 use store_and_forward::wire::up::{
-    Ack, AckBatch, AckResult, AuthRequest, CardData, CartStatus, Forward, Inquiry, Versions,
+    Ack, AckBatch, AckResult, AuthRequest, CardData, CartStatus, Forward, Inquiry,
+    ProvisioningComplete, RotationComplete, Versions,
 };
 use store_and_forward::wire::{self, Kind, decode_down, decode_up, encode, encode_compressed};
 use store_and_forward::{Timestamp, ledger::OutboxDepth};
 
 const CART: &str = "cart-0042";
 const KEY: &str = "01936d5e-8a3c-7b2e-9f10-3c4d5e6f7a8b";
+const CERT_ID: &str = "5c3a0b1e9d8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b";
+const ORPHAN_ID: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const NEW_CERT_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const TS: Timestamp = Timestamp(1_795_000_000_000);
 
 fn dir() -> PathBuf {
@@ -177,6 +181,40 @@ fn samples() -> Vec<(String, Vec<u8>)> {
                         reason: None,
                     },
                 ],
+            },
+        ),
+    );
+    add(
+        Kind::ProvisioningComplete,
+        CERT_ID,
+        encode(
+            Kind::ProvisioningComplete,
+            CART,
+            CERT_ID,
+            TS,
+            &ProvisioningComplete {
+                certificate_id: CERT_ID.into(),
+                orphans: vec![ORPHAN_ID.into()],
+                unanswered_requests: 1,
+            },
+        ),
+    );
+    add(
+        Kind::RotationComplete,
+        NEW_CERT_ID,
+        encode(
+            Kind::RotationComplete,
+            CART,
+            NEW_CERT_ID,
+            TS,
+            &RotationComplete {
+                certificate_id: NEW_CERT_ID.into(),
+                old_certificate_id: CERT_ID.into(),
+                request_id: Some("rot-5".into()),
+                reason: "request".into(),
+                not_after: Timestamp(TS.0 + 365 * 86_400_000),
+                orphans: vec![],
+                unanswered_requests: 0,
             },
         ),
     );

@@ -160,16 +160,23 @@ fn fetch_status(config: &Config, socket: &Path) -> Result<CartStatus, Failure> {
             }
             let now = Timestamp::now();
             let ledger = read_only_status(path, now).map_err(|e| Failure(1, e.to_string()))?;
-            let certificate = cert_status(&config.identity.certificate, now);
+            let certificate = cert_status(&config.provisioning.certificate, now);
+            let provisioning_detail = if config.identity.software_key.is_none() {
+                cart_app::provision::read_only_status(path, now).ok()
+            } else {
+                None
+            };
             Ok(CartStatus {
+                provisioning_detail: provisioning_detail.clone(),
                 cart_id: config.cart_id.clone(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 source: "ledger (daemon down)".into(),
                 uptime_secs: None,
-                provisioning: if certificate.is_some() {
-                    "provisioned".into()
-                } else {
-                    "not provisioned (no certificate)".into()
+                provisioning: match (&provisioning_detail, &certificate) {
+                    (Some(d), _) if d.provisioned => "provisioned".into(),
+                    (Some(d), _) => format!("not provisioned (step: {:?})", d.step),
+                    (None, Some(_)) => "provisioned (software identity)".into(),
+                    (None, None) => "not provisioned (no certificate)".into(),
                 },
                 certificate,
                 link: None,
@@ -188,7 +195,11 @@ fn status(config: &Config, socket: &Path, json: bool) -> Result<(), Failure> {
         let s = serde_json::to_string_pretty(&st).map_err(|e| Failure(1, e.to_string()))?;
         out(&format!("{s}\n"));
     } else {
-        out(&human(&st, &config.ledger.path.display().to_string()));
+        out(&human(
+            &st,
+            &config.ledger.path.display().to_string(),
+            config.provisioning.expiry_warn_days as i64,
+        ));
     }
     Ok(())
 }
@@ -317,7 +328,7 @@ fn ago(now: Timestamp, t: Option<Timestamp>) -> String {
     }
 }
 
-fn human(status: &CartStatus, path: &str) -> String {
+fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
     let now = Timestamp::now();
     let st = &status.ledger;
     let mut out = String::new();
@@ -331,11 +342,35 @@ fn human(status: &CartStatus, path: &str) -> String {
         },
     );
     line("provisioning", status.provisioning.clone());
+    if let Some(d) = &status.provisioning_detail {
+        if let Some(id) = &d.certificate_id {
+            line(
+                "certificate id",
+                format!(
+                    "{}{}",
+                    &id[..id.len().min(16)],
+                    d.active_handle
+                        .as_ref()
+                        .map(|h| format!(" (TPM key {h})"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        if let Some(r) = &d.rotation {
+            line("rotation", format!("in progress: {r}"));
+        }
+        if !d.orphans.is_empty() {
+            line(
+                "orphans",
+                format!("{} certificates reported for deletion", d.orphans.len()),
+            );
+        }
+    }
     line(
         "certificate",
         match &status.certificate {
             Some(c) if c.days_left < 0 => format!("{} EXPIRED", c.subject),
-            Some(c) if c.days_left < 30 => format!(
+            Some(c) if c.days_left < warn_days => format!(
                 "{}, expires in {} days: ROTATION DUE",
                 c.subject, c.days_left
             ),

@@ -51,7 +51,15 @@ impl Context {
     /// The status now.
     pub fn status(&self) -> Result<CartStatus, LedgerError> {
         let now = Timestamp::now();
-        let ledger = lock(&self.ledger).status(now)?;
+        let (ledger, provisioning_detail) = {
+            let l = lock(&self.ledger);
+            let detail = if self.config.identity.software_key.is_none() {
+                crate::provision::status(&l, now).ok()
+            } else {
+                None
+            };
+            (l.status(now)?, detail)
+        };
         let link = self.uplink.as_ref().map(|u| {
             let s = u.link().state().borrow().clone();
             LinkStatus {
@@ -87,7 +95,8 @@ impl Context {
             source: "daemon".into(),
             uptime_secs: Some(self.started.elapsed().as_secs()),
             provisioning: self.provisioning.clone(),
-            certificate: super::parts::cert_status(&self.config.identity.certificate, now),
+            provisioning_detail,
+            certificate: super::parts::cert_status(&self.config.provisioning.certificate, now),
             link,
             devices,
             ledger,

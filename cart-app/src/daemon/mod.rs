@@ -20,10 +20,12 @@
 //! # Layout
 //! - [`settings`]: the daemon's configuration tables.
 //! - [`parts`]: opening the identity, the ledger, the certificate, the link.
+//! - [`identity`]: provisioning while not provisioned; certificate rotation.
 //! - [`threads`]: the session, payment and scanner threads.
 //! - [`control_server`]: the control socket `cartctl` talks to.
 
 pub mod control_server;
+pub mod identity;
 pub mod parts;
 pub mod settings;
 pub mod threads;
@@ -41,6 +43,7 @@ use tracing::{error, info, warn};
 use crate::catalog::Catalog;
 use crate::checkout::Checkout;
 use crate::config::{Config, Loaded};
+use crate::provision::{self, rotation::Trigger};
 use crate::session::{Input, Session};
 use crate::watchdog::{self, Verdict, Watchdog};
 use control_server::{Context, ControlServer, LinkControl, TapControl};
@@ -158,39 +161,72 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     let ledger: SharedLedger = Arc::new(Mutex::new(parts::open_ledger(&loaded, &anchors)?));
     let catalog = Catalog::open(&config.catalog.path)?;
     let checkout_timeout = Duration::from_secs(config.reader.card_timeout_secs);
+    let shared_config = Arc::new(config.clone());
 
-    // The uplink, when the cart has its certificate.
+    // The uplink, when the cart is provisioned; provisioning otherwise.
     let (app_tx, mut app_rx) = tokio::sync::mpsc::channel::<AppEvent>(64);
     let (uplink_stop_tx, uplink_stop_rx) = tokio::sync::watch::channel(false);
-    let cert = parts::client_cert(&loaded, &anchors)?;
-    let provisioning = if cert.is_some() {
-        "provisioned".to_string()
-    } else {
-        format!(
-            "not provisioned: no certificate at {}",
-            config.identity.certificate.display()
-        )
-    };
-    let uplink = match cert {
-        Some(cert) => {
+    let (rotation_tx, rotation_rx) = tokio::sync::mpsc::channel::<Trigger>(8);
+    let mut wifi_tx = None;
+    let (uplink, provisioning) = match parts::load_identity(&loaded, &anchors, &ledger, &rt)? {
+        parts::Identity::Ready { cert, summary } => {
             let _guard = rt.enter();
-            let (link, incoming) = parts::start_link(&loaded, cert)?;
+            let fleet_api = anchors.tpm.is_some();
+            let (link, mut incoming) = parts::start_link(&loaded, cert.clone(), fleet_api)?;
+            // The certificate API's answers go to the rotation, the rest to the sync.
+            let (sync_tx, sync_rx) =
+                tokio::sync::mpsc::channel(config.link.incoming_capacity.max(1));
+            let (answers_tx, answers_rx) = tokio::sync::mpsc::channel(16);
+            rt.spawn(async move {
+                while let Some(m) = incoming.recv().await {
+                    if provision::fleet::is_answer(&m.topic) {
+                        let _ = answers_tx.try_send(m);
+                    } else if sync_tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
             let sync = SyncConfig {
                 cart_id: config.cart_id.clone(),
                 ..config.sync.clone()
             };
-            let u = Uplink::new(sync, ledger.clone(), link, Some(app_tx));
-            rt.spawn(u.clone().run(incoming, uplink_stop_rx));
-            Some(u)
+            let u = Uplink::new(sync, ledger.clone(), link.clone(), Some(app_tx));
+            rt.spawn(u.clone().run(sync_rx, uplink_stop_rx));
+            if let Some(tpm) = &anchors.tpm {
+                rt.spawn(identity::rotate_when_due(
+                    identity::Rotation {
+                        config: shared_config.clone(),
+                        tpm: tpm.clone(),
+                        ledger: ledger.clone(),
+                        link,
+                        cert,
+                        answers: answers_rx,
+                    },
+                    rotation_rx,
+                    stop_rx.clone(),
+                ));
+            }
+            (Some(u), summary)
         }
-        None => {
-            error!(%provisioning, "the cart is not provisioned: it cannot sell");
-            None
+        parts::Identity::NotProvisioned { why } => {
+            error!(%why, "the cart is not provisioned: it cannot sell");
+            if let Some(tpm) = &anchors.tpm {
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                wifi_tx = Some(tx);
+                rt.spawn(identity::provision_until_done(
+                    shared_config.clone(),
+                    tpm.clone(),
+                    ledger.clone(),
+                    rx,
+                    stop_tx.clone(),
+                ));
+            }
+            (None, why)
         }
     };
     log_certificate(
-        parts::cert_status(&config.identity.certificate, Timestamp::now()).as_ref(),
-        config.daemon.cert_warn_days,
+        parts::cert_status(&config.provisioning.certificate, Timestamp::now()).as_ref(),
+        config.provisioning.expiry_warn_days,
     );
 
     // The UI (on this thread).
@@ -280,6 +316,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
         cancel.clone(),
         shared.clone(),
         session_heart,
+        wifi_tx,
     )
     .map_err(io("session thread"))?;
     if uplink.is_none() {
@@ -336,12 +373,23 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
             }
         });
     }
-    // Backend events for the application.
+    // Backend events for the application: catalog deltas to the session,
+    // rotation requests to the rotation task.
     {
         let tx = Mutex::new(session_tx.clone());
         rt.spawn(async move {
             while let Some(ev) = app_rx.recv().await {
-                let _ = lock(&tx).send(Msg::App(ev));
+                match ev {
+                    AppEvent::Rotation { id, .. } => {
+                        info!(request = %id, "certificate rotation requested by the backend");
+                        if rotation_tx.send(Trigger::Request { id }).await.is_err() {
+                            warn!("no rotation here (software identity): request ignored");
+                        }
+                    }
+                    other => {
+                        let _ = lock(&tx).send(Msg::App(other));
+                    }
+                }
             }
         });
     }
@@ -373,7 +421,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
                         if let Ok(st) = &status {
                             log_certificate(
                                 st.certificate.as_ref(),
-                                ctx.config.daemon.cert_warn_days,
+                                ctx.config.provisioning.expiry_warn_days,
                             );
                         }
                     }

@@ -8,27 +8,29 @@ use std::sync::Arc;
 use hal::identity::DeviceIdentity;
 use store_and_forward::counter::{FileCounter, MonotonicCounter};
 use store_and_forward::datakey::{DataKey, FileDataKey};
+use store_and_forward::sync::SharedLedger;
 use store_and_forward::uplink::{self, SwappableClientCert};
 use store_and_forward::{Ledger, Timestamp};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::DaemonError;
 use crate::config::Loaded;
 use crate::control::CertStatus;
+use crate::provision;
 use crate::tpm::{self, CartTpm};
 
-/// The identity and the ledger's anchors.
+/// What the ledger and the uplink are anchored in.
 pub struct Anchors {
-    /// The TPM, when the cart uses one.
+    /// The TPM, when the cart uses one (the device key, the NV counter,
+    /// the sealed data key).
     pub tpm: Option<CartTpm>,
-    /// The device identity (TPM key, or the software key).
-    pub identity: Arc<dyn DeviceIdentity>,
-    /// `tpm` or `software`.
-    pub kind: &'static str,
+    /// The software identity (development and demo builds only).
+    pub software: Option<Arc<dyn DeviceIdentity>>,
 }
 
-/// Opens the TPM (unless the software identity is configured and allowed)
-/// and the identity.
+/// Opens the TPM, or the software identity when configured and allowed.
+/// The TPM's device key is not touched here: provisioning makes it, and
+/// [`load_identity`] finds the active one.
 pub fn open_anchors(loaded: &Loaded) -> Result<Anchors, DaemonError> {
     let config = &loaded.config;
     if config.identity.software_key.is_some() {
@@ -39,18 +41,94 @@ pub fn open_anchors(loaded: &Loaded) -> Result<Anchors, DaemonError> {
         );
         return Ok(Anchors {
             tpm: None,
-            identity,
-            kind: "software",
+            software: Some(identity),
         });
     }
     let cart_tpm = CartTpm::open(config.tpm.clone())?;
-    let identity = tpm::open_identity(&config.identity, Some(&cart_tpm))?;
     info!(device = "tpm", tcti = %config.tpm.tcti, "TPM opened");
     Ok(Anchors {
         tpm: Some(cart_tpm),
-        identity,
-        kind: "tpm",
+        software: None,
     })
+}
+
+/// The cart's identity at start.
+pub enum Identity {
+    /// Provisioned: the client certificate source for the uplink.
+    Ready {
+        /// The certificate and key the link presents.
+        cert: Arc<SwappableClientCert>,
+        /// For the status: how the cart is provisioned.
+        summary: String,
+    },
+    /// Not (or no longer) provisioned: the cart cannot sell.
+    NotProvisioned {
+        /// Why, for the status and the journal.
+        why: String,
+    },
+}
+
+/// The identity the cart runs with: the provisioned TPM key and its
+/// certificate ([`provision::load`], which also finishes an interrupted
+/// rotation), or the software key with the configured certificate file.
+pub fn load_identity(
+    loaded: &Loaded,
+    anchors: &Anchors,
+    ledger: &SharedLedger,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Identity, DaemonError> {
+    let config = &loaded.config;
+    let path = &config.provisioning.certificate;
+    if let Some(identity) = &anchors.software {
+        if !path.exists() {
+            return Ok(Identity::NotProvisioned {
+                why: format!("no certificate at {} (software identity)", path.display()),
+            });
+        }
+        let key = tpm::certified_key_from_pem_file(identity.clone(), path)?;
+        return Ok(Identity::Ready {
+            cert: Arc::new(SwappableClientCert::new(key)),
+            summary: "provisioned (software identity: development or demo)".into(),
+        });
+    }
+    let Some(cart_tpm) = &anchors.tpm else {
+        return Err(DaemonError::Identity(tpm::TpmAdapterError::NoTpm));
+    };
+    let ctx = provision::Context {
+        config: &config.provisioning,
+        cart_id: &config.cart_id,
+        link: &config.link,
+        tpm: cart_tpm,
+        ledger,
+    };
+    Ok(match rt.block_on(provision::load(&ctx)) {
+        Ok(Some(p)) => Identity::Ready {
+            cert: Arc::new(SwappableClientCert::new(p.certified_key)),
+            summary: format!(
+                "provisioned (certificate {}, TPM key {:#010x})",
+                &p.certificate_id[..p.certificate_id.len().min(12)],
+                p.key_handle
+            ),
+        },
+        Ok(None) => {
+            let step = provision::status(&lock(ledger), Timestamp::now())
+                .map(|s| format!("{:?}", s.step))
+                .unwrap_or_else(|e| e.to_string());
+            Identity::NotProvisioned {
+                why: format!("not provisioned (step: {step})"),
+            }
+        }
+        Err(e) => {
+            error!(cause = %e, "the provisioned identity cannot be used");
+            Identity::NotProvisioned {
+                why: format!("identity unusable: {e}"),
+            }
+        }
+    })
+}
+
+fn lock(l: &SharedLedger) -> std::sync::MutexGuard<'_, Ledger> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Opens the ledger bound to the TPM's counter and sealed key, or to files
@@ -120,25 +198,11 @@ pub fn cert_status(path: &Path, now: Timestamp) -> Option<CertStatus> {
     })
 }
 
-/// The client certificate source for the uplink: the device certificate
-/// with the identity's key. `None` when no certificate is installed (the
-/// cart is not provisioned).
-pub fn client_cert(
-    loaded: &Loaded,
-    anchors: &Anchors,
-) -> Result<Option<Arc<SwappableClientCert>>, DaemonError> {
-    let path = &loaded.config.identity.certificate;
-    if !path.exists() {
-        return Ok(None);
-    }
-    let key = tpm::certified_key_from_pem_file(anchors.identity.clone(), path)?;
-    Ok(Some(Arc::new(SwappableClientCert::new(key))))
-}
-
 /// Starts the link; the caller builds the sync on it.
 pub fn start_link(
     loaded: &Loaded,
     cert: Arc<SwappableClientCert>,
+    fleet_api: bool,
 ) -> Result<
     (
         uplink::LinkHandle,
@@ -148,9 +212,12 @@ pub fn start_link(
 > {
     let mut link = loaded.config.link.clone();
     link.client_id = loaded.config.cart_id.clone();
-    Ok(uplink::start(
-        link,
-        Some(cert),
-        store_and_forward::sync::Uplink::subscriptions(&loaded.config.cart_id),
-    )?)
+    let mut subscriptions = store_and_forward::sync::Uplink::subscriptions(&loaded.config.cart_id);
+    if fleet_api {
+        // Rotation calls the certificate API over this same connection.
+        subscriptions.extend(provision::fleet::subscriptions(
+            &loaded.config.provisioning.template,
+        ));
+    }
+    Ok(uplink::start(link, Some(cert), subscriptions)?)
 }

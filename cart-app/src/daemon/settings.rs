@@ -161,8 +161,6 @@ pub struct DaemonSettings {
     /// How often the status line (systemd STATUS, cart status) is refreshed,
     /// seconds.
     pub status_interval_secs: u64,
-    /// Warn in the journal when the certificate expires within this many days.
-    pub cert_warn_days: u64,
 }
 
 impl Default for DaemonSettings {
@@ -170,7 +168,6 @@ impl Default for DaemonSettings {
         DaemonSettings {
             stop_grace_secs: 20,
             status_interval_secs: 10,
-            cert_warn_days: 30,
         }
     }
 }

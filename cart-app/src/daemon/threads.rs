@@ -10,7 +10,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hal::reader::{DriverConfig, PaymentReader, SerialReader};
-use hal::scanner::{DeviceState, Scanner, StateHandle};
+use hal::scanner::{
+    DeviceState, NonProduct, Scan, ScanContent, Scanner, StateHandle, WifiCredentials,
+};
 use store_and_forward::sync::{AppEvent, SharedLedger};
 use store_and_forward::telemetry::{TelemetryBuffer, TelemetryEvent};
 use store_and_forward::{Currency, Money, Timestamp};
@@ -66,6 +68,7 @@ pub fn spawn_session(
     cancel: Arc<AtomicBool>,
     shared: Arc<SessionState>,
     heart: Heart,
+    wifi: Option<tokio::sync::mpsc::Sender<WifiCredentials>>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("session".into())
@@ -87,6 +90,24 @@ pub fn spawn_session(
                 let effects = match msg {
                     None => Vec::new(),
                     Some(Msg::Exit) => break,
+                    Some(Msg::Input(Input::Scan(Scan {
+                        content: ScanContent::NonProduct(NonProduct::Wifi(creds)),
+                        ..
+                    }))) => {
+                        // A provisioning code: for provisioning only, never
+                        // logged with its password.
+                        match &wifi {
+                            Some(tx) => {
+                                info!(device = "scanner", "provisioning code scanned");
+                                let _ = tx.try_send(creds);
+                            }
+                            None => info!(
+                                device = "scanner",
+                                "provisioning code ignored: already provisioned"
+                            ),
+                        }
+                        Vec::new()
+                    }
                     Some(Msg::Input(input)) => session.handle(input, &catalog),
                     Some(Msg::Stop) => session.handle(Input::OutOfService(true), &catalog),
                     Some(Msg::Device { scanner, up }) => {

@@ -205,6 +205,8 @@ telemetry_linger_secs = 5
 [identity]
 software_key = "{key}"
 allow_software_identity = true
+
+[provisioning]
 certificate = "{cert}"
 
 [scanner]

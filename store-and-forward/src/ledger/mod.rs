@@ -35,7 +35,9 @@ pub mod outbox_kinds {
     pub use super::outbox::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, KIND_TELEMETRY};
 }
 pub use payments::{Applied, PaymentRecord};
-pub use state::{LedgerStatus, OutboxDepth, UpdateOutcome, keys, read_only_status};
+pub use state::{
+    LedgerStatus, OutboxDepth, UpdateOutcome, keys, read_only_states, read_only_status,
+};
 pub use telemetry::EnqueueReport;
 
 /// How the ledger is set up (the `[ledger]` table of the cart's config).

@@ -157,6 +157,38 @@ impl Ledger {
         Ok(())
     }
 
+    /// Writes (`Some`) or deletes (`None`) several cart-state values in
+    /// one transaction, fsynced before it returns (`synchronous=FULL`):
+    /// for steps that must survive a power cut before the cart acts on
+    /// them (provisioning, certificate rotation: which TPM key is active).
+    pub fn set_states_durable(
+        &mut self,
+        entries: &[(&str, Option<&str>)],
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        self.ensure_durable()?;
+        let tx = self.conn.transaction()?;
+        for (key, value) in entries {
+            match value {
+                Some(v) => write_state(&tx, key, v, now)?,
+                None => {
+                    tx.execute("DELETE FROM cart_state WHERE key = ?1", [key])?;
+                }
+            }
+        }
+        tx.commit()?;
+        self.note_commit();
+        Ok(())
+    }
+
+    /// Every cart-state value whose key starts with `prefix`.
+    pub fn states_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, String>, LedgerError> {
+        states_with_prefix(&self.conn, prefix)
+    }
+
     /// Records a time known to be good (from the backend or a verified TLS
     /// session). Only moves forward.
     pub fn record_known_good_time(
@@ -347,6 +379,44 @@ pub(crate) fn status_of(
         outbox: super::outbox::outbox_depth(conn, telemetry_bytes)?,
         telemetry_dropped: read_state_i64(conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0) as u64,
     })
+}
+
+fn states_with_prefix(
+    conn: &Connection,
+    prefix: &str,
+) -> Result<BTreeMap<String, String>, LedgerError> {
+    let mut stmt = conn.prepare(
+        "SELECT key, value FROM cart_state WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+    )?;
+    let rows = stmt.query_map([prefix], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (k, v) = row?;
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+/// The cart-state values whose key starts with `prefix`, from the ledger
+/// at `path` opened read-only (nothing written, no recovery): for
+/// `cartctl status` while the daemon is down. A ledger whose creation was
+/// interrupted (an empty database) has none.
+pub fn read_only_states(
+    path: &std::path::Path,
+    prefix: &str,
+) -> Result<BTreeMap<String, String>, LedgerError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| super::open::refuse(path, e))?;
+    if !super::open::check_existing(&conn, path)? {
+        // An empty database: a creation interrupted by a crash; no state yet.
+        return Ok(BTreeMap::new());
+    }
+    states_with_prefix(&conn, prefix)
 }
 
 /// The status of the ledger at `path`, read-only, for `cartctl status`

@@ -37,6 +37,12 @@ pub enum Kind {
     Ack,
     /// Up: several acknowledgements in one message (id: the first ack's id).
     AckBatch,
+    /// Up: the first message with the device certificate after fleet
+    /// provisioning (id: the certificate id).
+    ProvisioningComplete,
+    /// Up: a certificate rotation finished; the old certificate may be
+    /// deactivated (id: the new certificate id).
+    RotationComplete,
     /// Down: answer to an authorization request (id: payment key).
     AuthResponse,
     /// Down: result of a forward or an inquiry (id: payment key).
@@ -53,7 +59,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 15] = [
         Kind::AuthRequest,
         Kind::PaymentForward,
         Kind::PaymentInquiry,
@@ -61,6 +67,8 @@ impl Kind {
         Kind::CartStatus,
         Kind::Ack,
         Kind::AckBatch,
+        Kind::ProvisioningComplete,
+        Kind::RotationComplete,
         Kind::AuthResponse,
         Kind::ForwardResult,
         Kind::PolicyUpdate,
@@ -79,6 +87,8 @@ impl Kind {
             Kind::CartStatus => "cart_status",
             Kind::Ack => "ack",
             Kind::AckBatch => "ack_batch",
+            Kind::ProvisioningComplete => "provisioning_complete",
+            Kind::RotationComplete => "rotation_complete",
             Kind::AuthResponse => "auth_response",
             Kind::ForwardResult => "forward_result",
             Kind::PolicyUpdate => "policy_update",
@@ -104,6 +114,8 @@ impl Kind {
                 | Kind::CartStatus
                 | Kind::Ack
                 | Kind::AckBatch
+                | Kind::ProvisioningComplete
+                | Kind::RotationComplete
         )
     }
 }

@@ -9,11 +9,14 @@
 //! - `up.rs`: cart-to-cloud bodies.
 //! - `down.rs`: cloud-to-cart bodies.
 //! - `topics.rs`: topic names.
+//! - [`fleet`]: AWS IoT fleet provisioning's MQTT API (AWS's topics and
+//!   payloads, outside our envelope), spoken by provisioning and rotation.
 //! - `telemetry.rs`: packing telemetry into messages that fill the 5 KB
 //!   metering unit.
 
 pub mod down;
 mod envelope;
+pub mod fleet;
 pub mod telemetry;
 pub mod topics;
 pub mod up;

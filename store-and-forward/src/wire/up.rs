@@ -184,6 +184,53 @@ pub struct AckBatch {
     pub acks: Vec<Ack>,
 }
 
+/// The first message a cart sends with its device certificate, after
+/// fleet provisioning. Envelope id: the certificate id (so a resend after
+/// a crash is recognised). The backend deletes the listed certificates
+/// when they are not active (issued by create-from-csr but never
+/// registered, a crash between the two calls) and every other certificate
+/// still pending activation for this cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisioningComplete {
+    /// The certificate the cart now uses (AWS IoT certificate id).
+    pub certificate_id: String,
+    /// Certificates issued to the cart that it never registered or no
+    /// longer uses: please delete them.
+    #[serde(default)]
+    pub orphans: Vec<String>,
+    /// create-from-csr requests whose answer the cart never recorded (a
+    /// crash or a lost link while waiting): their certificates, if any
+    /// were issued, are unknown to the cart.
+    #[serde(default)]
+    pub unanswered_requests: u32,
+}
+
+/// A certificate rotation finished: the cart works with the new
+/// certificate and has evicted the old key. Envelope id: the new
+/// certificate id. The backend deactivates `old_certificate_id` and
+/// deletes the orphans, as for [`ProvisioningComplete`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationComplete {
+    /// The certificate now in use.
+    pub certificate_id: String,
+    /// The certificate it replaces (to deactivate).
+    pub old_certificate_id: String,
+    /// The backend's rotation request id, when it asked for it.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Why: `lifetime` (the configured fraction of the validity passed),
+    /// `request` (the backend asked) or `manual`.
+    pub reason: String,
+    /// The new certificate's end of validity.
+    pub not_after: Timestamp,
+    /// Certificates to delete, as in [`ProvisioningComplete`].
+    #[serde(default)]
+    pub orphans: Vec<String>,
+    /// Unanswered create-from-csr requests, as in [`ProvisioningComplete`].
+    #[serde(default)]
+    pub unanswered_requests: u32,
+}
+
 /// A decoded cart-to-cloud message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Up {
@@ -201,6 +248,10 @@ pub enum Up {
     Ack(Ack),
     /// Acknowledgements.
     AckBatch(AckBatch),
+    /// Provisioned: the first publish with the device certificate.
+    ProvisioningComplete(ProvisioningComplete),
+    /// A certificate rotation finished.
+    RotationComplete(RotationComplete),
 }
 
 impl Up {
@@ -214,6 +265,8 @@ impl Up {
             Up::CartStatus(_) => Kind::CartStatus,
             Up::Ack(_) => Kind::Ack,
             Up::AckBatch(_) => Kind::AckBatch,
+            Up::ProvisioningComplete(_) => Kind::ProvisioningComplete,
+            Up::RotationComplete(_) => Kind::RotationComplete,
         }
     }
 
@@ -226,6 +279,8 @@ impl Up {
             Kind::CartStatus => Up::CartStatus(Box::new(body(kind, v)?)),
             Kind::Ack => Up::Ack(body(kind, v)?),
             Kind::AckBatch => Up::AckBatch(body(kind, v)?),
+            Kind::ProvisioningComplete => Up::ProvisioningComplete(body(kind, v)?),
+            Kind::RotationComplete => Up::RotationComplete(body(kind, v)?),
             other => return Err(WireError::WrongDirection(other)),
         })
     }

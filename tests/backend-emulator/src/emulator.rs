@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::counts::{Counts, PaymentView, Via};
+use crate::fleet::{Fleet, FleetConfig, FleetError};
 use crate::processor::{Decision, Processor};
 
 /// How the emulator connects.
@@ -50,6 +51,9 @@ pub enum EmulatorError {
     /// The link could not start or publish.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// The fleet-provisioning responder could not start.
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
 }
 
 #[derive(Default)]
@@ -76,6 +80,7 @@ pub struct Emulator {
     link: LinkHandle,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
+    fleet: Option<Arc<Fleet>>,
 }
 
 fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -85,6 +90,15 @@ fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Emulator {
     /// Connects and starts answering. Must be called inside a tokio runtime.
     pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        Self::start_with_fleet(config, None).await
+    }
+
+    /// [`Emulator::start`] with the fleet-provisioning responder (`fleet.rs`).
+    pub async fn start_with_fleet(
+        config: EmulatorConfig,
+        fleet: Option<FleetConfig>,
+    ) -> Result<Emulator, EmulatorError> {
+        let fleet = fleet.map(Fleet::new).transpose()?.map(Arc::new);
         let processor = Arc::new(Processor::load(&config.fixtures)?);
         let cert = match &config.identity {
             Some((c, k)) => Some(Arc::new(SwappableClientCert::new(
@@ -92,11 +106,25 @@ impl Emulator {
             ))),
             None => None,
         };
-        let subs = vec![(topics::BACKEND_UP_FILTER.to_owned(), QoS::AtLeastOnce)];
+        let mut subs = vec![(topics::BACKEND_UP_FILTER.to_owned(), QoS::AtLeastOnce)];
+        if fleet.is_some() {
+            subs.extend(Fleet::subscriptions().map(|t| (t.to_owned(), QoS::AtLeastOnce)));
+        }
         let (link, incoming) = uplink::start(config.link, cert, subs)?;
         let state = Arc::new(Mutex::new(State::default()));
-        let task = tokio::spawn(serve(link.clone(), state.clone(), processor, incoming));
-        Ok(Emulator { link, state, task })
+        let served = (link.clone(), state.clone(), fleet.clone());
+        let task = tokio::spawn(serve(served, processor, incoming));
+        Ok(Emulator {
+            link,
+            state,
+            task,
+            fleet,
+        })
+    }
+
+    /// The fleet-provisioning responder and its certificate registry.
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_deref()
     }
 
     /// Waits until connected.
@@ -214,8 +242,7 @@ impl Emulator {
 }
 
 async fn serve(
-    link: LinkHandle,
-    state: Arc<Mutex<State>>,
+    (link, state, fleet): (LinkHandle, Arc<Mutex<State>>, Option<Arc<Fleet>>),
     processor: Arc<Processor>,
     mut incoming: mpsc::Receiver<Incoming>,
 ) {
@@ -225,7 +252,15 @@ async fn serve(
     // full). Awaiting inline would deadlock under load.
     while let Some(msg) = incoming.recv().await {
         let (link, state, processor) = (link.clone(), state.clone(), processor.clone());
-        tokio::spawn(async move { handle(&link, &state, &processor, msg).await });
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            if let Some(f) = &fleet
+                && f.handle(&link, &msg).await
+            {
+                return;
+            }
+            handle(&link, &state, &processor, fleet.as_deref(), msg).await
+        });
     }
 }
 
@@ -233,6 +268,7 @@ async fn handle(
     link: &LinkHandle,
     state: &Arc<Mutex<State>>,
     processor: &Arc<Processor>,
+    fleet: Option<&Fleet>,
     msg: Incoming,
 ) {
     let Some((topic_cart, "up", _)) = topics::parse(&msg.topic) else {
@@ -353,6 +389,8 @@ async fn handle(
             s.counts.acks += 1;
             s.acks.push((cart, ack));
         }
+        Up::ProvisioningComplete(p) => fleet.map_or((), |f| f.provisioning_complete(&cart, &p)),
+        Up::RotationComplete(r) => fleet.map_or((), |f| f.rotation_complete(&cart, &r)),
         Up::AckBatch(batch) => {
             let mut s = lock(state);
             s.counts.acks += batch.acks.len() as u64;

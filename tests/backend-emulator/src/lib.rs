@@ -11,11 +11,15 @@
 //! - [`processor`]: card data decryption and the test cards' rules.
 //! - [`emulator`]: the MQTT side: requests in, answers and updates out.
 //! - [`counts`]: what it saw, for tests (API) and scripts (JSON).
+//! - [`fleet`]: AWS IoT fleet provisioning (CreateCertificateFromCsr,
+//!   RegisterThing) and the certificate registry per cart.
 #![deny(missing_docs)]
 
 pub mod counts;
 pub mod emulator;
+pub mod fleet;
 pub mod processor;
 
 pub use counts::{Counts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};
+pub use fleet::{CertStatus, CertView, Fleet, FleetConfig};

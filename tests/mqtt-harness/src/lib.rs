@@ -216,13 +216,7 @@ impl Broker {
         match self.mode {
             Mode::Tls => {
                 let acl = self.dir.path().join("acl");
-                fs::write(
-                    &acl,
-                    format!(
-                        "user {BACKEND_IDENTITY}\ntopic readwrite carts/#\n\npattern readwrite carts/%u/#\n"
-                    ),
-                )
-                .expect("write ACL");
+                fs::write(&acl, acl_text()).expect("write ACL");
                 conf.push_str(&format!(
                     "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\nacl_file {}\n",
                     path(&self.pki.ca_pem_path()),
@@ -282,6 +276,33 @@ impl Broker {
             thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The identity (certificate CN) of the fleet-provisioning claim
+/// certificate: it may only use AWS IoT's certificate and provisioning
+/// topics (and, as every identity, `carts/claim/#`, where no cart lives).
+pub const CLAIM_IDENTITY: &str = "claim";
+
+/// The ACL: the backend reads and writes every cart's topics and AWS IoT's
+/// fleet-provisioning topics; every identity (a cart, the claim) may call
+/// the fleet-provisioning API (request topics) and read its answers. Under
+/// mosquitto those answers reach every subscriber (AWS IoT sends them to
+/// the requesting connection only): clients match answers by content.
+fn acl_text() -> String {
+    format!(
+        "user {BACKEND_IDENTITY}\n\
+         topic readwrite carts/#\n\
+         topic readwrite $aws/certificates/#\n\
+         topic readwrite $aws/provisioning-templates/#\n\
+         \n\
+         pattern readwrite carts/%u/#\n\
+         pattern write $aws/certificates/create-from-csr/json\n\
+         pattern read $aws/certificates/create-from-csr/json/accepted\n\
+         pattern read $aws/certificates/create-from-csr/json/rejected\n\
+         pattern write $aws/provisioning-templates/+/provision/json\n\
+         pattern read $aws/provisioning-templates/+/provision/json/accepted\n\
+         pattern read $aws/provisioning-templates/+/provision/json/rejected\n"
+    )
 }
 
 fn path(p: &Path) -> String {

@@ -63,6 +63,24 @@ impl Pki {
         self.dir.join("ca.pem")
     }
 
+    /// The test CA's certificate, PEM (what the backend emulator signs
+    /// device certificates with, so the broker trusts them).
+    pub fn ca_cert_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// The test CA's private key, PKCS#8 PEM (TEST ONLY: the backend
+    /// emulator's fleet-provisioning responder signs CSRs with it).
+    pub fn ca_key_pem(&self) -> String {
+        self.ca.key().serialize_pem()
+    }
+
+    /// A fleet-provisioning claim certificate (CN `claim`), signed by the
+    /// test CA: (certificate PEM path, key PEM path).
+    pub fn claim_cert(&self) -> (PathBuf, PathBuf) {
+        self.issue(crate::CLAIM_IDENTITY, Validity::Current, false)
+    }
+
     /// A CA that signed neither the broker nor any client the broker accepts.
     pub fn foreign_ca_pem_path(&self) -> PathBuf {
         self.dir.join("foreign-ca.pem")

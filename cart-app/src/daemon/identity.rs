@@ -1,0 +1,155 @@
+//! The identity's life in the daemon: first-boot provisioning while the
+//! cart is not provisioned, certificate rotation once it is.
+//!
+//! Provisioning runs [`provision::run`] until it succeeds (a missing
+//! network waits for the provisioning QR code from the scanner; other
+//! failures are retried with backoff), then stops the daemon so that it
+//! starts again (systemd's `Restart=always`) with the device certificate.
+//! Rotation checks [`rotation::due`] at start and every six hours, and runs
+//! when due or when the backend asks, over the daemon's own link.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hal::scanner::WifiCredentials;
+use store_and_forward::Timestamp;
+use store_and_forward::sync::SharedLedger;
+use store_and_forward::uplink::{Incoming, LinkHandle, SwappableClientCert};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::provision::fleet::FleetClient;
+use crate::provision::rotation::{self, Trigger};
+use crate::provision::{self, ProvisionError};
+use crate::tpm::CartTpm;
+
+/// Runs provisioning until the cart is provisioned, then asks the daemon
+/// to stop (it restarts with the new identity). `wifi` brings scanned
+/// provisioning codes.
+pub async fn provision_until_done(
+    config: Arc<Config>,
+    tpm: CartTpm,
+    ledger: SharedLedger,
+    mut wifi: mpsc::Receiver<WifiCredentials>,
+    stop: watch::Sender<bool>,
+) {
+    let ctx = provision::Context {
+        config: &config.provisioning,
+        cart_id: &config.cart_id,
+        link: &config.link,
+        tpm: &tpm,
+        ledger: &ledger,
+    };
+    let mut stopping = stop.subscribe();
+    let mut scanned = None;
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        match provision::run(&ctx, scanned.take()).await {
+            Ok(p) => {
+                info!(
+                    certificate_id = %p.certificate_id,
+                    not_after_ms = p.not_after.0,
+                    "provisioned: restarting with the device certificate"
+                );
+                stop.send_replace(true);
+                return;
+            }
+            Err(ProvisionError::NeedNetwork) => {
+                warn!("not provisioned: scan the provisioning QR code (Wi-Fi settings)");
+                tokio::select! {
+                    c = wifi.recv() => match c {
+                        Some(c) => scanned = Some(c),
+                        None => return,
+                    },
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+            Err(e @ ProvisionError::Config { .. }) => {
+                error!(cause = %e, "provisioning cannot run with this configuration");
+                return;
+            }
+            Err(e) => {
+                warn!(cause = %e, retry_in_secs = backoff.as_secs(), "provisioning step failed; it resumes");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    c = wifi.recv() => if let Some(c) = c { scanned = Some(c) },
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
+}
+
+/// What the rotation task works with.
+pub struct Rotation {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The TPM.
+    pub tpm: CartTpm,
+    /// The ledger.
+    pub ledger: SharedLedger,
+    /// The daemon's link.
+    pub link: LinkHandle,
+    /// The link's client identity, swapped by a rotation.
+    pub cert: Arc<SwappableClientCert>,
+    /// Answers of the certificate API, split from the link's messages.
+    pub answers: mpsc::Receiver<Incoming>,
+}
+
+/// Rotates when due (checked at start and every six hours) or when asked
+/// (`requests`), until the daemon stops.
+pub async fn rotate_when_due(
+    r: Rotation,
+    mut requests: mpsc::Receiver<Trigger>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ctx = provision::Context {
+        config: &r.config.provisioning,
+        cart_id: &r.config.cart_id,
+        link: &r.config.link,
+        tpm: &r.tpm,
+        ledger: &r.ledger,
+    };
+    let timeout = Duration::from_secs(r.config.provisioning.response_timeout_secs);
+    let mut client = FleetClient::over(
+        r.link.clone(),
+        r.answers,
+        &r.config.provisioning.template,
+        timeout,
+    );
+    let mut check = tokio::time::interval(Duration::from_secs(6 * 3600));
+    loop {
+        let trigger = tokio::select! {
+            t = requests.recv() => match t {
+                Some(t) => Some(t),
+                None => return,
+            },
+            _ = check.tick() => match rotation::due(&ctx, Timestamp::now()) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(cause = %e, "rotation check failed");
+                    None
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let Some(trigger) = trigger else { continue };
+        if !r.link.wait_up(Duration::from_secs(60)).await {
+            warn!(?trigger, "certificate rotation waits for the link");
+            continue;
+        }
+        match rotation::rotate(&ctx, &mut client, &r.link, &r.cert, trigger).await {
+            Ok(p) => info!(
+                certificate_id = %p.certificate_id,
+                key_handle = p.key_handle,
+                not_after_ms = p.not_after.0,
+                "certificate rotated"
+            ),
+            Err(e) => {
+                warn!(cause = %e, "certificate rotation failed; the current certificate stays; it resumes at the next check")
+            }
+        }
+    }
+}
