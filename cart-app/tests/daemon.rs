@@ -6,39 +6,17 @@
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use cart_app::demo::rig::{self, RigOptions};
 use hal::scanner::sim::{SimConfig as ScanSim, write_scan};
+use support::{Daemon, wait_until};
 
 const CART: &str = rig::CART;
-
-/// The daemon's process, killed if the test ends early (a failed assert).
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl std::ops::Deref for Daemon {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Daemon {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
 
 struct Rig {
     dir: tempfile::TempDir,
@@ -149,20 +127,17 @@ impl Rig {
         assert!(reply.contains("\"ok\""), "{reply}");
     }
 
+    /// Scans `code` and pays with a card the backend approves.
+    fn pay_online(&mut self, code: &str) {
+        self.scan(code);
+        std::thread::sleep(Duration::from_millis(500));
+        self.card("chip-approve");
+        self.tap("pay");
+    }
+
     fn card(&self, name: &str) {
         self.world.as_ref().unwrap().reader.queue_card(name);
     }
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 fn payments(st: &serde_json::Value, state: &str) -> u64 {
@@ -232,10 +207,7 @@ fn daemon_under_systemd_notify_sells_and_stops_on_sigterm_without_losing_a_payme
     );
 
     // An online payment through the scanner, the touchscreen and the reader.
-    rig.scan("4006381333931");
-    std::thread::sleep(Duration::from_millis(500));
-    rig.card("chip-approve");
-    rig.tap("pay");
+    rig.pay_online("4006381333931");
     assert!(
         wait_until(30, || payments(&rig.status(), "online_approved") == 1),
         "no online approval: {}",
@@ -506,10 +478,7 @@ fn under_systemd_the_journal_gets_cart_payment_and_device_fields() {
             entries.lock().unwrap()
         );
     }
-    rig.scan("4006381333931");
-    std::thread::sleep(Duration::from_millis(500));
-    rig.card("chip-approve");
-    rig.tap("pay");
+    rig.pay_online("4006381333931");
     assert!(
         wait_until(30, || payments(&rig.status(), "online_approved") == 1),
         "no payment"

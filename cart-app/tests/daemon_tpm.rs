@@ -8,28 +8,16 @@ mod support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use backend_emulator::CertStatus;
 use mqtt_harness::Broker;
 use store_and_forward::wire::down::RotationRequest;
-use support::CartDir;
+use support::{CartDir, Daemon, wait_until};
 use swtpm_harness::Swtpm;
 
 const CART: &str = "cart-tpm-0042";
-
-/// The daemon's process, killed if the test ends early.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 fn start(config: &Path, notify: &Path, log: &Path) -> Daemon {
     Daemon(
@@ -44,17 +32,6 @@ fn start(config: &Path, notify: &Path, log: &Path) -> Daemon {
             .spawn()
             .expect("start cart-app run"),
     )
-}
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 fn status(config: &Path) -> serde_json::Value {

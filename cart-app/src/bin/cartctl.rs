@@ -410,26 +410,10 @@ fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
         format!("last contact {}", ago(now, st.last_backend_contact)),
     );
     line("limits", format!("version {}", st.limits.version));
-    let mut exposure = format!(
-        "{} outstanding (cap {})",
-        st.exposure.count, st.limits.max_outstanding_count
-    );
-    for (cur, amount) in &st.exposure.amount {
-        let cap = st
-            .limits
-            .total_outstanding_cap
-            .get(cur)
-            .copied()
-            .unwrap_or(0);
-        exposure.push_str(&format!(
-            "; {} of {}",
-            Money::new(*amount, *cur),
-            Money::new(cap, *cur)
-        ));
-    }
+    let mut exposure = status.exposure_line();
     if let Some(oldest) = st.exposure.oldest_unforwarded {
         exposure.push_str(&format!(
-            "; oldest unforwarded {} (deadline {} h)",
+            ", oldest unforwarded {} (deadline {} h)",
             ago(now, Some(oldest)),
             st.limits.forwarding_deadline_secs / 3600
         ));
