@@ -236,6 +236,37 @@ fn daemon_under_systemd_notify_sells_and_stops_on_sigterm_without_losing_a_payme
         0o600
     );
 
+    // SIGHUP: newer offline limits from the file take effect.
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    let text = text.replacen(
+        "version = 1\n[offline.per_payment_cap]\nEUR = 10000",
+        "version = 2\n[offline.per_payment_cap]\nEUR = 5000",
+        1,
+    );
+    assert!(
+        text.contains("version = 2"),
+        "the rig's config changed shape"
+    );
+    std::fs::write(&rig.config, text).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert!(
+        rig.wait_notify(&mut seen, |m| m.contains("RELOADING=1"), 10),
+        "no RELOADING=1: {seen:?}"
+    );
+    assert!(
+        wait_until(10, || {
+            let st = rig.status();
+            st["ledger"]["limits"]["version"] == 2
+                && st["ledger"]["limits"]["per_payment_cap"]["EUR"] == 5000
+        }),
+        "limits not reloaded: {}",
+        rig.status()
+    );
+
     // A payment whose online answer is slow: SIGTERM arrives while it runs.
     rig.scan("4012345000023");
     std::thread::sleep(Duration::from_millis(500));
