@@ -30,7 +30,11 @@ pub enum LogTarget {
 }
 
 fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    filter_or("info")
+}
+
+fn filter_or(default: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
 }
 
 /// Starts logging for the daemon of cart `cart_id`. Call once.
@@ -60,9 +64,15 @@ pub fn init_daemon(cart_id: &str) -> LogTarget {
 
 /// Text logging on stderr (tools, tests, a developer's terminal).
 pub fn init_text() {
+    init_text_at("info");
+}
+
+/// Text logging on stderr at `default` unless `RUST_LOG` says otherwise
+/// (the demo keeps its transcript readable with `warn`).
+pub fn init_text_at(default: &str) {
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter())
+        .with_env_filter(filter_or(default))
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();

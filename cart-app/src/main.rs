@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             }
         }
         other => {
-            logging::init_text();
+            logging::init_text_at(if is_demo(&other) { "warn" } else { "info" });
             match tool(other) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -95,6 +95,15 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The demo prints a transcript; its log stays at warnings.
+fn is_demo(command: &Command) -> bool {
+    #[cfg(feature = "demo")]
+    if matches!(command, Command::Demo { .. }) {
+        return true;
+    }
+    matches!(command, Command::DemoLedger { .. })
 }
 
 fn tool(command: Command) -> anyhow::Result<()> {

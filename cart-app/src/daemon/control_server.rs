@@ -13,7 +13,7 @@ use store_and_forward::sync::{SharedLedger, Uplink};
 use store_and_forward::{LedgerError, Timestamp};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::threads::SessionState;
 use crate::config::Config;
@@ -303,7 +303,7 @@ async fn serve_one(
             .await;
         }
     };
-    info!(uid = cred.uid(), ?request, "control request");
+    debug!(uid = cred.uid(), ?request, "control request");
     match request {
         Request::Status => {
             let reply = match tokio::task::block_in_place(|| ctx.status()) {
