@@ -222,7 +222,13 @@ pub fn call(
     Ok(())
 }
 
-/// Whole days from `now` to `t` (negative when past).
-pub fn days_until(now: Timestamp, t: Timestamp) -> i64 {
-    (t.0 - now.0).div_euclid(86_400_000)
+/// The daemon's status (a [`Request::Status`] round trip).
+pub fn status(socket: &Path, timeout: Duration) -> Result<CartStatus, ControlError> {
+    let mut status = None;
+    call(socket, &Request::Status, timeout, &mut |r| {
+        if let Reply::Status(s) = r {
+            status = Some(*s);
+        }
+    })?;
+    status.ok_or_else(|| ControlError::Refused("the daemon sent no status".into()))
 }

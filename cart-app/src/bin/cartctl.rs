@@ -135,18 +135,8 @@ fn main() -> ExitCode {
 
 /// The status from the daemon, or from the ledger when the daemon is down.
 fn fetch_status(config: &Config, socket: &Path) -> Result<CartStatus, Failure> {
-    let mut status = None;
-    match control::call(
-        socket,
-        &Request::Status,
-        Duration::from_secs(10),
-        &mut |r| {
-            if let Reply::Status(s) = r {
-                status = Some(*s);
-            }
-        },
-    ) {
-        Ok(()) => status.ok_or_else(|| Failure(1, "the daemon sent no status".into())),
+    match control::status(socket, Duration::from_secs(10)) {
+        Ok(status) => Ok(status),
         Err(ControlError::Unreachable { .. }) => {
             let path = &config.ledger.path;
             if !path.exists() {

@@ -224,10 +224,18 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
             (None, why)
         }
     };
-    log_certificate(
-        parts::cert_status(&config.provisioning.certificate, Timestamp::now()).as_ref(),
-        config.provisioning.expiry_warn_days,
-    );
+    // The expiry in the journal: `provision::load` logged it for a TPM cart
+    // (and the rotation task does every six hours); here for the software
+    // identity.
+    if anchors.software.is_some()
+        && let Some(c) = parts::cert_status(&config.provisioning.certificate, Timestamp::now())
+    {
+        provision::cert::expiry(
+            c.not_after,
+            Timestamp::now(),
+            config.provisioning.expiry_warn_days,
+        );
+    }
 
     // The UI (on this thread).
     let headless = match config.ui.backend {
@@ -402,7 +410,6 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
         let check = watchdog::check_interval().unwrap_or(Duration::from_secs(5));
         rt.spawn(async move {
             let mut last_status = Instant::now() - every;
-            let mut last_cert_check = Instant::now();
             loop {
                 runtime_heart.beat();
                 let ctx2 = ctx.clone();
@@ -414,16 +421,6 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
                     if last_status.elapsed() >= every {
                         last_status = Instant::now();
                         watchdog::notify_status(&control_server::status_line(&status));
-                    }
-                    // The certificate's expiry, in the journal well ahead of time.
-                    if last_cert_check.elapsed() >= Duration::from_secs(6 * 3600) {
-                        last_cert_check = Instant::now();
-                        if let Ok(st) = &status {
-                            log_certificate(
-                                st.certificate.as_ref(),
-                                ctx.config.provisioning.expiry_warn_days,
-                            );
-                        }
                     }
                 }
                 tokio::select! {
@@ -565,20 +562,6 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     rt.shutdown_timeout(Duration::from_secs(2));
     info!("stopped");
     ui_result.map_err(|e| DaemonError::Ui(ui::UiError::Platform(e)))
-}
-
-/// The certificate's expiry: a warning within `warn_days`, else info.
-fn log_certificate(cert: Option<&crate::control::CertStatus>, warn_days: u64) {
-    match cert {
-        Some(c) if c.days_left < 0 => {
-            error!(subject = %c.subject, not_after_ms = c.not_after.0, "device certificate EXPIRED: the link will be refused; rotate or provision again")
-        }
-        Some(c) if c.days_left < warn_days as i64 => {
-            warn!(subject = %c.subject, days_left = c.days_left, not_after_ms = c.not_after.0, "device certificate expires soon")
-        }
-        Some(c) => info!(subject = %c.subject, days_left = c.days_left, "device certificate"),
-        None => {}
-    }
 }
 
 /// The scanner the config names, or `None`.

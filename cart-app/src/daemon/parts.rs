@@ -178,23 +178,14 @@ pub fn open_ledger(loaded: &Loaded, anchors: &Anchors) -> Result<Ledger, DaemonE
     Ok(ledger)
 }
 
-/// The device certificate's subject and expiry, from the PEM file.
+/// The device certificate's subject and expiry, from the PEM file (`None`
+/// when there is none, or it cannot be read).
 pub fn cert_status(path: &Path, now: Timestamp) -> Option<CertStatus> {
-    let pem = std::fs::read(path).ok()?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-    let cert = pem.parse_x509().ok()?;
-    let subject = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let not_after = Timestamp(cert.validity().not_after.timestamp() * 1000);
+    let (_, info) = provision::cert::read_file(path).ok()?;
     Some(CertStatus {
-        subject,
-        not_after,
-        days_left: crate::control::days_until(now, not_after),
+        subject: info.common_name.unwrap_or_default(),
+        not_after: info.not_after,
+        days_left: provision::cert::days_left(info.not_after, now),
     })
 }
 

@@ -28,11 +28,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use hal::scanner::sim::{SimConfig as ScannerSimConfig, write_scan};
 
 use crate::config::Config;
-use crate::control::{self, CartStatus, Reply, Request};
+use crate::control::{self, CartStatus};
 use crate::daemon::control_server::TapControl;
 use crate::daemon::{self, RunOptions, StopHandle};
 use rig::{Rig, RigOptions};
@@ -169,18 +169,7 @@ impl Script {
     }
 
     fn status(&self) -> anyhow::Result<CartStatus> {
-        let mut out = None;
-        control::call(
-            &self.socket,
-            &Request::Status,
-            Duration::from_secs(10),
-            &mut |r| {
-                if let Reply::Status(s) = r {
-                    out = Some(*s);
-                }
-            },
-        )?;
-        out.context("no status from the daemon")
+        Ok(control::status(&self.socket, Duration::from_secs(10))?)
     }
 
     fn decided(st: &CartStatus) -> u64 {

@@ -85,14 +85,21 @@ pub struct Expiry {
     pub days_left: i64,
 }
 
-/// The expiry at `now`; logged at WARN level when fewer than `warn_days`
-/// are left (the journal shows it well ahead of time), at INFO otherwise.
+/// The expiry at `now`; logged at ERROR once expired, at WARN when fewer
+/// than `warn_days` are left (the journal shows it well ahead of time), at
+/// INFO otherwise.
 pub fn expiry(not_after: Timestamp, now: Timestamp, warn_days: u64) -> Expiry {
     let e = Expiry {
         not_after,
         days_left: days_left(not_after, now),
     };
-    if e.days_left < warn_days as i64 {
+    if e.days_left < 0 {
+        tracing::error!(
+            not_after_ms = not_after.0,
+            days_left = e.days_left,
+            "device certificate EXPIRED: the broker refuses it; rotate or provision again"
+        );
+    } else if e.days_left < warn_days as i64 {
         tracing::warn!(
             not_after_ms = not_after.0,
             days_left = e.days_left,

@@ -1,8 +1,8 @@
 //! Figures, not assertions: TLS connect time and QoS 1 publish throughput
-//! against the harness mosquitto. Ignored by default (timing depends on the
-//! machine); run once in release:
-//! `cargo test --release -p store-and-forward --test uplink_throughput -- --ignored --nocapture`
+//! against the harness mosquitto:
+//! `cargo bench -p store-and-forward --bench uplink_throughput`.
 
+#[path = "../tests/uplink_support/mod.rs"]
 mod uplink_support;
 
 use std::time::{Duration, Instant};
@@ -50,8 +50,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "figures for the report; timing depends on the machine"]
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(tls_connect_and_publish_throughput());
+}
+
 async fn tls_connect_and_publish_throughput() {
     for tls in [true, false] {
         let broker = if tls {
