@@ -18,6 +18,11 @@ PACKAGES=(
   libudev-dev        # ui's linuxkms feature: device discovery
   libxkbcommon-dev   # ui's linuxkms and winit features: keymaps
   libseat-dev        # ui's linuxkms feature: seat and DRM access
+  qemu-system-x86    # the QEMU suite's machine (tests/qemu)
+  debootstrap        # the QEMU guest's Debian root (tests/qemu/build-guest.sh)
+  fdisk              # sfdisk: the guest's GPT disk
+  e2fsprogs          # mkfs.ext4 -d and debugfs: the guest's partitions
+  dosfstools         # mkfs.fat: the guest's boot partition
 )
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
