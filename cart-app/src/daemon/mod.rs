@@ -584,6 +584,7 @@ fn open_scanner(config: &Config) -> Result<Option<Box<dyn Scanner>>, DaemonError
 fn reload(path: &std::path::Path, ledger: &SharedLedger) {
     match Config::load(path) {
         Ok(l) => {
+            l.log_notes();
             let mut g = lock(ledger);
             let now = Timestamp::now();
             let limits = g.apply_limits_update(&l.config.offline, now);
