@@ -40,7 +40,7 @@ packages=(
   systemd-sysv udev dbus iproute2 kmod procps util-linux
   linux-image-amd64 qemu-guest-agent tpm2-tools
   libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-tcti-device0
-  libinput10 libxkbcommon0 xkb-data libseat1 libudev1
+  libinput10 libxkbcommon0 xkb-data libudev1
   libfontconfig1 fontconfig fonts-dejavu-core ca-certificates
 )
 
@@ -48,7 +48,7 @@ mirror=${DEBIAN_MIRROR:-}
 if [ -z "$mirror" ]; then
   mirror=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
     grep -v security | sed -E 's/^URIs:[[:space:]]*//; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//' |
-    awk '{print $1; exit}')
+    awk 'NR == 1 {print $1}' || true)
 fi
 [ -n "$mirror" ] || { echo "build-guest: no Debian mirror in apt's sources; set DEBIAN_MIRROR" >&2; exit 1; }
 
@@ -107,7 +107,7 @@ grep -v '^[[:space:]]*\(#\|$\)' packaging/files.list | awk '{print $2}' |
 # Units: the cart, its data partition, the guest agent. Enabled the way
 # `systemctl enable` would (no running systemd needed).
 systemctl --root="$root" enable cart-app.service data.mount cart-data.service \
-  var-lib-cart.mount var-log-journal.mount >/dev/null 2>&1
+  var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount >/dev/null 2>&1
 # The serial console carries the boot log for the suite; no login on it.
 systemctl --root="$root" mask serial-getty@ttyS0.service getty@tty1.service >/dev/null 2>&1
 
@@ -141,7 +141,7 @@ echo "root=PARTLABEL=root_a ro rootwait console=ttyS0 systemd.show_status=1" > "
 # 3. The disk: GPT with the image's partition names (yocto-layer's .wks).
 MiB=$((1024 * 1024))
 boot_mb=32 root_mb=1536 data_mb=512
-mkfs.ext4 -q -L root_a -d "$root" "$out/root_a.img" "${root_mb}M"
+mkfs.ext4 -q -L root_a -d "$root" "$out/root_a.img" "${root_mb}M" >/dev/null
 truncate -s "${boot_mb}M" "$out/boot.img"
 mkfs.fat -n BOOT "$out/boot.img" >/dev/null
 truncate -s $(( (1 + boot_mb + 2 * root_mb + data_mb + 1) * MiB )) "$out/disk.img"
@@ -166,4 +166,8 @@ rm -f "$out/root_a.img" "$out/boot.img"
 rm -rf "$root"
 touch "$out/.done"
 ln -sfn "guest-$key" "$cache/guest"
+# Older builds go: each is a few GB.
+for old in "$cache"/guest-* "$cache"/base-*; do
+  case $old in "$out"|"$base") ;; *) rm -rf "$old" ;; esac
+done
 echo "build-guest: done ($cache/guest)"

@@ -84,12 +84,20 @@ fn wanted(n: u32) -> bool {
 
 /// The unit's state in the guest: (ActiveState, SubState, MainPID, NRestarts).
 fn unit(cart: &mut Cart) -> (String, String, String, String) {
-    let out = cart.must(
-        "systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts --value cart-app.service",
-    );
-    let v: Vec<String> = out.lines().map(str::to_owned).collect();
-    let get = |i: usize| v.get(i).cloned().unwrap_or_default();
-    (get(0), get(1), get(2), get(3))
+    let out = cart
+        .must("systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts cart-app.service");
+    let get = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (
+        get("ActiveState"),
+        get("SubState"),
+        get("MainPID"),
+        get("NRestarts"),
+    )
 }
 
 #[test]

@@ -42,7 +42,7 @@ GROUPADD_PARAM:${PN} = "--system cart-tech; --system tss; --system dialout; --sy
 USERADD_PARAM:${PN} = "--system --user-group --home-dir /var/lib/cart --no-create-home --shell /sbin/nologin --groups tss,dialout,input,video,render --comment 'Payment cart daemon' cart"
 
 SYSTEMD_PACKAGES = "${PN}"
-SYSTEMD_SERVICE:${PN} = "cart-app.service cart-data.service data.mount var-lib-cart.mount var-log-journal.mount"
+SYSTEMD_SERVICE:${PN} = "cart-app.service cart-data.service data.mount var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount"
 
 do_compile:prepend() {
 	# Link the image's sqlite3 and zstd (pkg-config), not the crates' bundled copies.
