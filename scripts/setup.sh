@@ -18,6 +18,9 @@ PACKAGES=(
   libudev-dev        # ui's linuxkms feature: device discovery
   libxkbcommon-dev   # ui's linuxkms and winit features: keymaps
   libseat-dev        # ui's linuxkms feature: seat and DRM access
+  libsqlite3-dev     # the recipe-style release build links the system's SQLite, as the image does
+  libzstd-dev        # ... and the system's zstd (scripts/build-recipe-offline.sh)
+  python3-venv       # the layer's lint tools live in a venv (below)
 )
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
@@ -31,4 +34,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Yocto layer's checks (scripts/check-layer.sh): oelint-adv and kas from
+# PyPI, in a venv under target/ (no system Python packages touched).
+YOCTO_TOOLS="$(cd "$(dirname "$0")/.." && pwd)/target/yocto-tools"
+if ! "$YOCTO_TOOLS/bin/python" -c 'import kas, oelint_adv' 2>/dev/null; then
+  echo "setup: installing oelint-adv and kas into $YOCTO_TOOLS"
+  rm -rf "$YOCTO_TOOLS"
+  python3 -m venv "$YOCTO_TOOLS"
+  "$YOCTO_TOOLS/bin/pip" install --quiet --disable-pip-version-check 'oelint-adv==9.11.2' 'kas==5.5'
 fi
