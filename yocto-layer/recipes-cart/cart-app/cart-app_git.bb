@@ -14,7 +14,7 @@ DEPENDS = "fontconfig libinput libxkbcommon seatd sqlite3 systemd tpm2-tss zstd"
 # Release builds take the project's repository at the release's commit:
 # set CART_GIT_URI (the project's repository; the default is a placeholder)
 # and CART_SRCREV in local.conf or a kas overlay (kas/release.yml).
-# Development builds take the checkout this layer lives in (kas/dev.yml:
+# Builds from this checkout take the checkout this layer lives in (kas/common.yml:
 # externalsrc), and SRC_URI keeps only the crates.
 CART_GIT_URI ??= "git://git.invalid/payment-cart.git;protocol=https;branch=main"
 CART_SRCREV ??= ""
@@ -94,5 +94,5 @@ RDEPENDS:${PN}-selftest = "${PN} procps util-linux-findmnt"
 # nooelint: oelint.task.noanonpython
 python __anonymous() {
     if not d.getVar('CART_SRCREV') and not d.getVar('EXTERNALSRC'):
-        raise bb.parse.SkipRecipe("set CART_SRCREV to the release's commit, or build this checkout with kas/dev.yml (externalsrc)")
+        raise bb.parse.SkipRecipe("set CART_SRCREV to the release's commit, or build this checkout with externalsrc (kas/common.yml)")
 }
