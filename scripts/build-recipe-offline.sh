@@ -24,13 +24,14 @@ vendor=target/recipe-vendor
 # The cache must hold every crate of the lock (the registry is reachable).
 cargo fetch --locked --quiet
 
-# Unpack the .inc's crates once per .inc content.
+# Unpack the .inc's crates once per .inc content. A crate already unpacked
+# from the same .crate (its .cargo-checksum.json) is kept as it is, so cargo
+# sees unchanged files and rebuilds nothing; crates no longer listed go.
 stamp=$(sha256sum "$inc" | cut -d' ' -f1)
 if [ "$(cat "$vendor/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  rm -rf "$vendor"
   mkdir -p "$vendor"
   python3 - "$inc" "$vendor" <<'EOF'
-import glob, hashlib, json, os, re, sys, tarfile
+import glob, hashlib, json, os, re, shutil, sys, tarfile
 inc, vendor = sys.argv[1], sys.argv[2]
 text = open(inc, encoding="utf-8").read()
 crates = re.findall(r"crate://crates\.io/([^/\s]+)/([^\s\\]+)", text)
@@ -38,6 +39,10 @@ sums = dict(re.findall(r'SRC_URI\[([^\]]+)\.sha256sum\] = "([0-9a-f]{64})"', tex
 home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
 caches = glob.glob(os.path.join(home, "registry", "cache", "index.crates.io-*"))
 bad = []
+listed = {f"{n}-{v}" for n, v in crates}
+for entry in os.listdir(vendor):
+    if entry not in listed and not entry.startswith("."):
+        shutil.rmtree(os.path.join(vendor, entry))
 for name, version in crates:
     key = f"{name}-{version}"
     want = sums.get(key)
@@ -53,6 +58,13 @@ for name, version in crates:
     if got != want:
         bad.append(f"{key}: sha256 {got}, the .inc says {want}")
         continue
+    try:
+        with open(os.path.join(vendor, key, ".cargo-checksum.json")) as f:
+            if json.load(f).get("package") == got:
+                continue  # unpacked from this very .crate before: keep its files
+    except (OSError, ValueError):
+        pass
+    shutil.rmtree(os.path.join(vendor, key), ignore_errors=True)
     with tarfile.open(path, "r:gz") as tar:
         # The "data" filter (no links out, no device files) where Python has it.
         extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
@@ -62,7 +74,7 @@ for name, version in crates:
         json.dump({"files": {}, "package": got}, f)
 if bad:
     sys.exit("build-recipe-offline: " + "\n  ".join(["crates of the .inc unusable:"] + bad))
-print(f"build-recipe-offline: {len(crates)} crates of the .inc checked and unpacked")
+print(f"build-recipe-offline: {len(crates)} crates of the .inc checked against their sha256 and unpacked")
 EOF
   echo "$stamp" > "$vendor/.stamp"
 fi

@@ -98,11 +98,15 @@ def crate_license(name, version):
     path = crate_file(name, version)
     if path is None:
         sys.exit(f"gen-crates-inc: {name}-{version}.crate not in the cargo cache: run `cargo fetch --locked`")
-    with tarfile.open(path, "r:gz") as tar:
-        member = tar.extractfile(f"{name}-{version}/Cargo.toml")
-        if member is None:
-            sys.exit(f"gen-crates-inc: {path} has no Cargo.toml")
-        manifest = tomllib.loads(member.read().decode("utf-8"))
+    # Streamed: stop at the manifest instead of reading the whole archive.
+    manifest = None
+    with tarfile.open(path, "r|gz") as tar:
+        for member in tar:
+            if member.name == f"{name}-{version}/Cargo.toml":
+                manifest = tomllib.loads(tar.extractfile(member).read().decode("utf-8"))
+                break
+    if manifest is None:
+        sys.exit(f"gen-crates-inc: {path} has no Cargo.toml")
     lic = manifest.get("package", {}).get("license")
     if not lic:
         sys.exit(f"gen-crates-inc: {name} {version} declares no `license` (only license-file): "
@@ -144,6 +148,8 @@ def render(crates, licenses):
         "# (the same format as 'bitbake -c update_crates'; do not edit by hand)",
         "",
         "# from Cargo.lock",
+        "# oe-core's generated .inc files start the list with a space: keep their format.",
+        "# nooelint: oelint.vars.inconspaces,oelint.vars.notneededspace",
         'SRC_URI += " \\',
     ]
     for name, version, _ in crates:

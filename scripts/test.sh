@@ -9,5 +9,6 @@ scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 python3 scripts/check-rust-versions.py
+scripts/check-layer.sh
 cargo test --workspace --all-features --locked
 scripts/check-systemd.sh
