@@ -533,6 +533,13 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let _ = lock(&session_tx).send(Msg::Exit);
+            // A stop can come before the event loop first turns (a cart
+            // that provisions itself faster than the window comes up, as
+            // under QEMU's TCG): a quit sent then is lost, a quit queued
+            // into the loop is not.
+            let _ = ui::slint::invoke_from_event_loop(|| {
+                let _ = ui::slint::quit_event_loop();
+            });
             let _ = ui::slint::quit_event_loop();
         });
     }
