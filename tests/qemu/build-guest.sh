@@ -101,8 +101,13 @@ if keys=$(grep -rlsI -e 'PRIVATE KEY-----' "$root" 2>/dev/null) && [ -n "$keys" 
 fi
 # The files the list installed, with modes and owners: the suite compares
 # the booted guest against this.
+# (ids named through the guest's own passwd and group, not the host's).
 grep -v '^[[:space:]]*\(#\|$\)' packaging/files.list | awk '{print $2}' |
-  while read -r p; do stat -c '%n %a %U %G' "$root$p" | sed "s#^$root##"; done > "$out/files.txt"
+  while read -r p; do stat -c '%n %a %u %g' "$root$p" | sed "s#^$root##"; done |
+  awk -v pw="$root/etc/passwd" -v gr="$root/etc/group" '
+    BEGIN { FS = ":"; while ((getline l < pw) > 0) { split(l, f, ":"); u[f[3]] = f[1] }
+            while ((getline l < gr) > 0) { split(l, f, ":"); g[f[3]] = f[1] }; FS = " " }
+    { print $1, $2, u[$3], g[$4] }' > "$out/files.txt"
 
 # Units: the cart, its data partition, the guest agent. Enabled the way
 # `systemctl enable` would (no running systemd needed).

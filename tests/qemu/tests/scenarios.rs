@@ -220,17 +220,38 @@ fn first_boot(cart: &mut Cart) {
 
     // What the suite tests is what the image ships: every path of
     // packaging/files.list is in the guest with the mode and owner built.
+    let list = std::fs::read_to_string(qemu_suite::workspace_root().join("packaging/files.list"))
+        .expect("packaging/files.list");
+    let expected: Vec<String> = list
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!(
+                "{} {} {} {}",
+                f[1],
+                f[2].trim_start_matches('0'),
+                f[3],
+                f[4]
+            )
+        })
+        .collect();
+    let paths: Vec<&str> = expected
+        .iter()
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let got = cart.must(&format!("stat -c '%n %a %U %G' {}", paths.join(" ")));
+    assert_eq!(
+        got.trim(),
+        expected.join("\n"),
+        "the booted cart's files differ from packaging/files.list"
+    );
     if let Some(files) = cart.image.files.clone() {
-        let expected = std::fs::read_to_string(&files).expect("files.txt");
-        let paths: Vec<&str> = expected
-            .lines()
-            .filter_map(|l| l.split(' ').next())
-            .collect();
-        let got = cart.must(&format!("stat -c '%n %a %U %G' {}", paths.join(" ")));
+        let built = std::fs::read_to_string(&files).expect("files.txt");
         assert_eq!(
             got.trim(),
-            expected.trim(),
-            "installed files differ from the build's list"
+            built.trim(),
+            "the booted cart's files differ from the build's"
         );
     }
 
