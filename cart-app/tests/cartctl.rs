@@ -59,7 +59,7 @@ fn status_and_catalog_import() {
     // Sync needs the daemon: exit code 4, saying so.
     let (code, _, err) = cartctl(&config, &["sync", "--timeout", "1"]);
     assert_eq!(code, 4, "{err}");
-    assert!(err.contains("is cart-app running"), "{err}");
+    assert!(err.contains("the daemon is not running"), "{err}");
     // Catalog import: a good file, then a bad one refused whole with the line.
     let csv = dir.path().join("items.csv");
     std::fs::write(

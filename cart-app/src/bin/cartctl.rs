@@ -1,13 +1,17 @@
 //! `cartctl`: the field technician's tool.
 //!
 //! Talks to the running daemon over its control socket (root and the
-//! `cart-tech` group only). When the daemon is down, `status` still answers
-//! from a read-only look at the ledger (no recovery runs, nothing is
-//! written), and `diag` bundles what it can read itself.
+//! `cart-tech` group only). When the daemon is down, `status` shows the
+//! status snapshot the daemon keeps beside its socket (marked as such,
+//! with its age), or, where this user may read it (root), a read-only look
+//! at the ledger (no recovery runs, nothing is written); `diag` bundles
+//! what it can read itself.
 //!
 //! Exit codes: 0 done; 1 a runtime failure (with the reason); 2 bad usage
 //! or configuration; 3 no ledger at the path; 4 the daemon is not running
-//! (for commands that need it); 5 not allowed (root or cart-tech only).
+//! (for commands that need it); 5 permission denied (not root and not in
+//! the cart-tech group: the socket, the snapshot, or the daemon refused);
+//! 6 the daemon is not running and there is no status snapshot to show.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 use cart_app::catalog::Catalog;
 use cart_app::config::Config;
-use cart_app::control::{self, CartStatus, ControlError, Reply, Request};
+use cart_app::control::{self, CartStatus, ControlError, Reply, Request, Snapshot, SnapshotError};
 use cart_app::daemon::control_server::redact;
 use cart_app::daemon::parts::cert_status;
 use clap::{Parser, Subcommand};
@@ -81,11 +85,22 @@ enum CatalogCommand {
 /// A failure with its exit code.
 struct Failure(u8, String);
 
+const EXIT_NO_LEDGER: u8 = 3;
+const EXIT_NOT_RUNNING: u8 = 4;
+const EXIT_DENIED: u8 = 5;
+const EXIT_NO_SNAPSHOT: u8 = 6;
+
 impl From<ControlError> for Failure {
     fn from(e: ControlError) -> Self {
         match e {
-            ControlError::Unreachable { .. } => Failure(4, format!("{e} (is cart-app running?)")),
-            ControlError::Refused(m) if m.starts_with("not allowed") => Failure(5, m),
+            ControlError::PermissionDenied { .. } => Failure(EXIT_DENIED, e.to_string()),
+            ControlError::Unreachable { .. } => Failure(
+                EXIT_NOT_RUNNING,
+                format!(
+                    "{e}; start it with `systemctl start cart-app`, see `journalctl -u cart-app`"
+                ),
+            ),
+            ControlError::Refused(m) if m.starts_with("not allowed") => Failure(EXIT_DENIED, m),
             e => Failure(1, e.to_string()),
         }
     }
@@ -133,50 +148,90 @@ fn main() -> ExitCode {
     }
 }
 
-/// The status from the daemon, or from the ledger when the daemon is down.
+/// The status from the daemon; when the daemon is down, from its last
+/// snapshot, else from the ledger where this user may read it.
 fn fetch_status(config: &Config, socket: &Path) -> Result<CartStatus, Failure> {
-    match control::status(socket, Duration::from_secs(10)) {
-        Ok(status) => Ok(status),
-        Err(ControlError::Unreachable { .. }) => {
-            let path = &config.ledger.path;
-            if !path.exists() {
-                return Err(Failure(
-                    3,
-                    format!(
-                        "no ledger at {} (not provisioned yet, or ledger.path is wrong)",
-                        path.display()
-                    ),
-                ));
-            }
-            let now = Timestamp::now();
-            let ledger = read_only_status(path, now).map_err(|e| Failure(1, e.to_string()))?;
-            let certificate = cert_status(&config.provisioning.certificate, now);
-            let provisioning_detail = if config.identity.software_key.is_none() {
-                cart_app::provision::read_only_status(path, now).ok()
-            } else {
-                None
-            };
-            Ok(CartStatus {
-                provisioning_detail: provisioning_detail.clone(),
-                cart_id: config.cart_id.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                source: "ledger (daemon down)".into(),
-                uptime_secs: None,
-                provisioning: match (&provisioning_detail, &certificate) {
-                    (Some(d), _) if d.provisioned => "provisioned".into(),
-                    (Some(d), _) => format!("not provisioned (step: {:?})", d.step),
-                    (None, Some(_)) => "provisioned (software identity)".into(),
-                    (None, None) => "not provisioned (no certificate)".into(),
-                },
-                certificate,
-                link: None,
-                devices: Vec::new(),
-                ledger,
-                delivery: None,
-            })
+    let down = match control::status(socket, Duration::from_secs(10)) {
+        Ok(status) => return Ok(status),
+        Err(e @ ControlError::Unreachable { .. }) => e,
+        Err(e) => return Err(e.into()),
+    };
+    let snapshot_path = control::snapshot_path(socket);
+    let no_snapshot = match Snapshot::read(&snapshot_path) {
+        Ok(snap) => return Ok(from_snapshot(snap)),
+        Err(SnapshotError::PermissionDenied(p)) => {
+            return Err(Failure(
+                EXIT_DENIED,
+                format!(
+                    "{down}; permission denied reading its status snapshot {p} (root or the cart-tech group only)"
+                ),
+            ));
         }
-        Err(e) => Err(e.into()),
+        Err(e) => e,
+    };
+    let path = &config.ledger.path;
+    match std::fs::metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure(
+                EXIT_NO_LEDGER,
+                format!(
+                    "{down}; {no_snapshot}; no ledger at {} (not provisioned yet, or ledger.path is wrong)",
+                    path.display()
+                ),
+            ));
+        }
+        Err(_) => {
+            // The ledger's folder is the daemon's own (0700): only the
+            // snapshot is for technicians.
+            return Err(Failure(
+                EXIT_NO_SNAPSHOT,
+                format!(
+                    "{down}; {no_snapshot} (the daemon writes it while it runs and as it stops; none since boot?); the ledger itself is readable by root only"
+                ),
+            ));
+        }
     }
+    let now = Timestamp::now();
+    let ledger = read_only_status(path, now).map_err(|e| Failure(1, e.to_string()))?;
+    let certificate = cert_status(&config.provisioning.certificate, now);
+    let provisioning_detail = if config.identity.software_key.is_none() {
+        cart_app::provision::read_only_status(path, now).ok()
+    } else {
+        None
+    };
+    Ok(CartStatus {
+        provisioning_detail: provisioning_detail.clone(),
+        cart_id: config.cart_id.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        source: "ledger (daemon down)".into(),
+        uptime_secs: None,
+        provisioning: match (&provisioning_detail, &certificate) {
+            (Some(d), _) if d.provisioned => "provisioned".into(),
+            (Some(d), _) => format!("not provisioned (step: {:?})", d.step),
+            (None, Some(_)) => "provisioned (software identity)".into(),
+            (None, None) => "not provisioned (no certificate)".into(),
+        },
+        certificate,
+        link: None,
+        devices: Vec::new(),
+        ledger,
+        delivery: None,
+    })
+}
+
+/// The snapshot's status, its source saying it is one and how old.
+fn from_snapshot(snap: Snapshot) -> CartStatus {
+    let age = ago(Timestamp::now(), Some(snap.written_at));
+    let mut status = snap.status;
+    status.source = if snap.daemon_running {
+        // Written while running, never updated since: the daemon was killed.
+        format!("snapshot written {age}; daemon not running (it did not stop cleanly)")
+    } else {
+        format!("snapshot written {age} as the daemon stopped; daemon not running")
+    };
+    status.uptime_secs = None;
+    status
 }
 
 fn status(config: &Config, socket: &Path, json: bool) -> Result<(), Failure> {

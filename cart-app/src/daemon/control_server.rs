@@ -104,6 +104,22 @@ impl Context {
         })
     }
 
+    /// Writes the status snapshot beside the control socket (see
+    /// [`crate::control::Snapshot`]); `running` is false for the last one,
+    /// written as the daemon stops. A failure is logged, never fatal.
+    pub fn write_snapshot(&self, status: &Result<CartStatus, LedgerError>, running: bool) {
+        let Ok(status) = status else { return };
+        let path = crate::control::snapshot_path(&self.config.control.socket);
+        let snapshot = crate::control::Snapshot {
+            written_at: Timestamp::now(),
+            daemon_running: running,
+            status: status.clone(),
+        };
+        if let Err(e) = snapshot.write(&path) {
+            warn!(cause = %e, "status snapshot not written");
+        }
+    }
+
     /// The one-line status systemd shows.
     pub fn status_line(&self) -> String {
         status_line(&self.status())
@@ -183,9 +199,12 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds `path` (a stale socket file is replaced), mode 0660, group
-    /// `group` when it exists.
+    /// `group` when it exists. On the cart the folder is setgid `group`
+    /// (tmpfiles.d), so the socket has the group already: the daemon has no
+    /// CAP_CHOWN and needs none. Elsewhere (root in tests and the demo) it
+    /// hands the socket to the group itself.
     pub fn bind(path: &Path, group: &str) -> std::io::Result<ControlServer> {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -200,13 +219,15 @@ impl ControlServer {
             .ok()
             .flatten()
             .map(|g| g.gid);
-        if let Some(gid) = gid
-            && let Err(e) = nix::unistd::chown(path, None, Some(gid))
-        {
-            warn!(cause = %e, %group, "control socket: cannot hand the socket to the group");
-        }
-        if gid.is_none() {
-            info!(%group, "control socket: no such group; only root may connect");
+        match gid {
+            Some(gid) if std::fs::metadata(path)?.gid() != gid.as_raw() => {
+                if let Err(e) = nix::unistd::chown(path, None, Some(gid)) {
+                    warn!(cause = %e, %group, socket = %path.display(),
+                        "control socket: not in the group and cannot hand it over; make its folder setgid {group} (tmpfiles.d/cart.conf)");
+                }
+            }
+            Some(_) => {}
+            None => info!(%group, "control socket: no such group; only root may connect"),
         }
         Ok(ControlServer {
             listener,
