@@ -35,6 +35,12 @@ pub enum Request {
     },
     /// The daemon's part of a diagnostics bundle.
     Diag,
+    /// Import a catalog CSV (all or nothing) into the daemon's catalog, so
+    /// its files stay the daemon's user's whoever runs `cartctl`.
+    CatalogImport {
+        /// The CSV text.
+        csv: String,
+    },
     /// Demo builds only: cut (`up = false`) or restore the link.
     #[serde(rename = "demo_link")]
     DemoLink {
@@ -70,6 +76,11 @@ pub enum Reply {
     },
     /// The daemon's diagnostics.
     Diag(Box<serde_json::Value>),
+    /// A catalog import is done.
+    Imported {
+        /// Items imported.
+        items: u64,
+    },
     /// Done, nothing to report.
     Ok,
     /// The request was refused or failed.

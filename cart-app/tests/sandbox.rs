@@ -235,3 +235,104 @@ fn field_technicians_reach_the_daemon_and_its_snapshot_under_the_sandbox() {
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["source"], "ledger (daemon down)", "{st}");
 }
+
+/// `cartctl catalog import` never leaves files the daemon cannot open: run
+/// as root it imports through the daemon (the daemon's user writes), and
+/// with the daemon down as the catalog folder's owner. A technician
+/// imports through the daemon; anyone else is refused.
+#[test]
+fn catalog_import_writes_as_the_daemon_user_never_root() {
+    let tpm = Swtpm::start();
+    let cart = Cart::new();
+    cart.write_config(&format!(
+        "[tpm]\ntcti = \"{}\"\n[link]\nhost = \"127.0.0.1\"\nport = 9\n[provisioning.wifi]\nenabled = false\n[store]\ncurrency = \"EUR\"\n",
+        tpm.tcti()
+    ));
+    let log = cart.path("daemon.log");
+    let socket = cart.path("control/control.sock");
+    let _daemon = cart.daemon(&log);
+    assert!(
+        wait_until(60, || socket.exists()),
+        "no socket: {}",
+        read(&log)
+    );
+    let csv = cart.path("etc/items.csv");
+    std::fs::write(
+        &csv,
+        "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight\n\
+         4006381333931,\"Pens, blue \"\"fine\"\"\",189,EUR,standard,,false\n\
+         5000267024202,Whisky 70 cl,2999,EUR,standard,18,false\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&csv, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let root = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartctl"))
+            .arg("--config")
+            .arg(cart.path("etc/cart.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let owners = || {
+        std::fs::read_dir(cart.path("state"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("catalog"))
+            .map(|e| (e.file_name(), e.metadata().unwrap().uid()))
+            .collect::<Vec<_>>()
+    };
+    let csv_arg = csv.to_str().unwrap();
+
+    // Root, daemon running: through the daemon.
+    let (code, out, err) = root(&["catalog", "import", csv_arg]);
+    assert_eq!(code, 0, "{err}\n{}", read(&log));
+    assert!(
+        out.contains("imported 2 items") && out.contains("through the daemon"),
+        "{out}"
+    );
+    let files = owners();
+    assert!(!files.is_empty());
+    assert!(files.iter().all(|(_, uid)| *uid == CART_UID), "{files:?}");
+    // A technician too; anyone else is refused (exit 5).
+    let (code, out, err) = cart.cartctl(As::Tech, &["catalog", "import", csv_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("through the daemon"), "{out}");
+    let (code, _, err) = cart.cartctl(As::Other, &["catalog", "import", csv_arg]);
+    assert_eq!(code, 5, "{err}");
+    // A price in another currency: refused whole, naming line and column.
+    std::fs::write(
+        &csv,
+        "gtin,name,price_minor,currency,tax_class\n96385074,Milk,99,EUR,reduced\n4006381333931,Pens,189,USD,standard\n",
+    )
+    .unwrap();
+    let (code, _, err) = cart.cartctl(As::Tech, &["catalog", "import", csv_arg]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 3, column 4 (currency)") && err.contains("store's currency EUR"),
+        "{err}"
+    );
+
+    // Root with the daemon down: imports as the folder's owner.
+    drop(_daemon);
+    std::fs::write(
+        &csv,
+        "gtin,name,price_minor,currency,tax_class\n96385074,Milk,99,EUR,reduced\n",
+    )
+    .unwrap();
+    let (code, out, err) = root(&["catalog", "import", csv_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("as uid {CART_UID}")), "{out}");
+    let files = owners();
+    assert!(files.iter().all(|(_, uid)| *uid == CART_UID), "{files:?}");
+    let c = cart_app::catalog::Catalog::open(&cart.path("state/catalog.sqlite")).unwrap();
+    assert_eq!(c.get("00000096385074").unwrap().unwrap().name, "Milk");
+    assert_eq!(
+        c.get("04006381333931").unwrap().unwrap().name,
+        "Pens, blue \"fine\""
+    );
+}

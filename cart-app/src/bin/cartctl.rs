@@ -75,7 +75,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum CatalogCommand {
     /// Imports items from a CSV file (header:
-    /// gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight).
+    /// gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight;
+    /// quoted fields allowed), all or nothing, through the daemon (or, when
+    /// it is down and this is root, as the catalog folder's owner).
     Import {
         /// The CSV file.
         file: PathBuf,
@@ -129,15 +131,7 @@ fn main() -> ExitCode {
         Command::Diag { out } => diag(&config, &socket, out),
         Command::Catalog {
             command: CatalogCommand::Import { file },
-        } => Catalog::open(&config.catalog.path)
-            .and_then(|mut c| c.import_csv_file(&file))
-            .map(|n| {
-                out(&format!(
-                    "imported {n} items into {}\n",
-                    config.catalog.path.display()
-                ))
-            })
-            .map_err(|e| Failure(1, e.to_string())),
+        } => catalog_import(&config, &socket, &file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,6 +140,84 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// A catalog CSV into the daemon's catalog: through the daemon, so the
+/// files stay its user's; with the daemon down, root imports as the owner
+/// of the catalog's folder (the daemon's user), never as root.
+fn catalog_import(config: &Config, socket: &Path, file: &Path) -> Result<(), Failure> {
+    let csv = std::fs::read_to_string(file).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            EXIT_DENIED
+        } else {
+            1
+        };
+        Failure(code, format!("{}: {e}", file.display()))
+    })?;
+    let mut items = None;
+    let through_daemon = control::call(
+        socket,
+        &Request::CatalogImport { csv: csv.clone() },
+        Duration::from_secs(120),
+        &mut |r| {
+            if let Reply::Imported { items: n } = r {
+                items = Some(n);
+            }
+        },
+    );
+    let catalog = &config.catalog.path;
+    match through_daemon {
+        Ok(()) => {
+            let n = items.ok_or_else(|| Failure(1, "the daemon sent no result".into()))?;
+            out(&format!(
+                "imported {n} items into {} (through the daemon)\n",
+                catalog.display()
+            ));
+            Ok(())
+        }
+        Err(ControlError::Refused(m)) if !m.starts_with("not allowed") => Err(Failure(1, m)),
+        Err(e @ ControlError::Unreachable { .. }) if nix::unistd::geteuid().is_root() => {
+            let owner = become_owner_of(catalog).map_err(|why| {
+                Failure(
+                    1,
+                    format!("{e}; cannot import as the catalog's owner: {why}"),
+                )
+            })?;
+            let currency = store_and_forward::Currency::new(&config.store.currency)
+                .map_err(|e| Failure(2, format!("store.currency: {e}")))?;
+            let n = Catalog::open(catalog)
+                .and_then(|mut c| c.import_csv_in(&csv, currency))
+                .map_err(|e| Failure(1, e.to_string()))?;
+            out(&format!(
+                "imported {n} items into {} (daemon not running: as uid {owner})\n",
+                catalog.display()
+            ));
+            Ok(())
+        }
+        Err(e @ ControlError::Unreachable { .. }) => Err(Failure(
+            EXIT_NOT_RUNNING,
+            format!("{e}; start it, or import as root (then as the daemon's user)"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Drops root for the owner (uid and gid) of `file`'s folder, for good.
+fn become_owner_of(file: &Path) -> Result<u32, String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(meta.uid()),
+        nix::unistd::Gid::from_raw(meta.gid()),
+    );
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    nix::unistd::setgid(gid).map_err(|e| format!("setgid {gid}: {e}"))?;
+    nix::unistd::setuid(uid).map_err(|e| format!("setuid {uid}: {e}"))?;
+    Ok(uid.as_raw())
 }
 
 /// The status from the daemon; when the daemon is down, from its last

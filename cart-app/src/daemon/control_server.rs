@@ -19,6 +19,9 @@ use super::threads::SessionState;
 use crate::config::Config;
 use crate::control::{CartStatus, DeviceStatus, LinkStatus, Reply, Request};
 
+/// The largest request read from an allowed peer (a catalog CSV).
+const MAX_REQUEST: u64 = 32 * 1024 * 1024;
+
 /// A demo hook: cuts (`false`) or restores (`true`) the link.
 pub type LinkControl = Arc<dyn Fn(bool) + Send + Sync>;
 
@@ -123,6 +126,15 @@ impl Context {
     /// The one-line status systemd shows.
     pub fn status_line(&self) -> String {
         status_line(&self.status())
+    }
+
+    /// Imports a catalog CSV into the daemon's catalog file (a connection
+    /// of its own: SQLite lets the session read on while this writes), in
+    /// the store's currency.
+    fn import_catalog(&self, csv: &str) -> Result<usize, crate::catalog::CatalogError> {
+        let currency = store_and_forward::Currency::new(&self.config.store.currency)
+            .map_err(|e| crate::catalog::CatalogError::StoreCurrency(e.to_string()))?;
+        crate::catalog::Catalog::open(&self.config.catalog.path)?.import_csv_in(csv, currency)
     }
 
     fn diag(&self) -> serde_json::Value {
@@ -296,13 +308,16 @@ async fn serve_one(
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
-    // Read the request first, so a refusal reaches a client still writing.
+    // Read the request first, so a refusal reaches a client still writing;
+    // a large one (a catalog) only from those allowed.
+    let allowed = allowed(cred.uid(), cred.gid(), group);
+    let limit = if allowed { MAX_REQUEST } else { 64 * 1024 };
     let mut line = String::new();
-    let mut reader = BufReader::new(read.take(64 * 1024));
-    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+    let mut reader = BufReader::new(read.take(limit));
+    tokio::time::timeout(Duration::from_secs(30), reader.read_line(&mut line))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
-    if !allowed(cred.uid(), cred.gid(), group) {
+    if !allowed {
         warn!(uid = cred.uid(), pid = ?cred.pid(), "control socket: connection refused (not root or the technicians' group)");
         return send(
             &mut write,
@@ -375,6 +390,23 @@ async fn serve_one(
                 send(&mut write, &Reply::Progress { pending }).await?;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+        }
+        Request::CatalogImport { csv } => {
+            let reply = match tokio::task::block_in_place(|| ctx.import_catalog(&csv)) {
+                Ok(items) => {
+                    info!(
+                        uid = cred.uid(),
+                        items, "catalog imported through the control socket"
+                    );
+                    Reply::Imported {
+                        items: items as u64,
+                    }
+                }
+                Err(e) => Reply::Error {
+                    message: e.to_string(),
+                },
+            };
+            send(&mut write, &reply).await
         }
         Request::Diag => {
             let v = tokio::task::block_in_place(|| ctx.diag());
