@@ -98,6 +98,16 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
     move |source| DaemonError::Io { what, source }
 }
 
+/// Set when the daemon stops to start again at once (provisioning done).
+static RESTART: AtomicBool = AtomicBool::new(false);
+
+/// Whether the daemon stopped to be started again at once (with the new
+/// certificate): `cart-app run` then execs itself in place under systemd
+/// rather than waiting out the unit's RestartSec.
+pub fn restart_requested() -> bool {
+    RESTART.load(Ordering::SeqCst)
+}
+
 /// Asks a running daemon to stop (as SIGTERM does).
 #[derive(Debug, Clone)]
 pub struct StopHandle(tokio::sync::watch::Sender<bool>);
