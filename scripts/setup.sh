@@ -10,6 +10,7 @@ PACKAGES=(
   tpm2-tools         # inspecting keys and NV indices in tests
   libtss2-dev        # tss-esapi links against tpm2-tss
   strace             # fsync counting in the ledger benchmark
+  bubblewrap         # host stand-in for the unit's sandbox (cart-app/tests/sandbox.rs): read-only root, another uid
   systemd            # systemd-analyze verify/security on the unit (scripts/check-systemd.sh)
   python3            # scripts/check-rust-versions.py
   fontconfig         # the UI finds its font through fontconfig (fc-list checks it)

@@ -3,10 +3,18 @@
 //! progress, then the final answer). Only root and members of the
 //! configured group may connect; the daemon checks the peer's credentials
 //! (`SO_PEERCRED`) on every connection.
+//!
+//! The socket lives in a folder of its own (`/run/cart-control` on the
+//! cart: made by tmpfiles.d, `2750 cart:cart-tech`, so it outlives the
+//! daemon and everything the daemon makes there belongs to the group).
+//! Beside the socket the daemon keeps a [`Snapshot`] of its status
+//! ([`SNAPSHOT_FILE`]), rewritten atomically while it runs and once more
+//! when it stops, which `cartctl status` shows when the daemon is down (the
+//! ledger itself is readable by the daemon's user only).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +35,12 @@ pub enum Request {
     },
     /// The daemon's part of a diagnostics bundle.
     Diag,
+    /// Import a catalog CSV (all or nothing) into the daemon's catalog, so
+    /// its files stay the daemon's user's whoever runs `cartctl`.
+    CatalogImport {
+        /// The CSV text.
+        csv: String,
+    },
     /// Demo builds only: cut (`up = false`) or restore the link.
     #[serde(rename = "demo_link")]
     DemoLink {
@@ -62,6 +76,11 @@ pub enum Reply {
     },
     /// The daemon's diagnostics.
     Diag(Box<serde_json::Value>),
+    /// A catalog import is done.
+    Imported {
+        /// Items imported.
+        items: u64,
+    },
     /// Done, nothing to report.
     Ok,
     /// The request was refused or failed.
@@ -168,12 +187,114 @@ impl CartStatus {
     }
 }
 
+/// The status file beside the control socket.
+pub const SNAPSHOT_FILE: &str = "status.json";
+
+/// The status snapshot's path for a control socket: beside it.
+pub fn snapshot_path(socket: &Path) -> PathBuf {
+    socket.with_file_name(SNAPSHOT_FILE)
+}
+
+/// The daemon's status as last written to [`SNAPSHOT_FILE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When it was written (ms since the epoch).
+    pub written_at: Timestamp,
+    /// `false` in the snapshot the daemon writes as it stops.
+    pub daemon_running: bool,
+    /// The status at that moment.
+    pub status: CartStatus,
+}
+
+/// A failure reading or writing the status snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// No snapshot (the daemon never ran since boot, or the path is wrong).
+    #[error("no status snapshot at {0}")]
+    Missing(String),
+    /// The snapshot (or its folder) may not be read by this user.
+    #[error("permission denied reading {0} (root or the cart-tech group only)")]
+    PermissionDenied(String),
+    /// Reading or writing failed otherwise.
+    #[error("status snapshot {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a snapshot (written by another version?).
+    #[error("status snapshot {path}: unreadable: {source}")]
+    Decode {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Snapshot {
+    /// Writes `self` to `path` atomically (a temporary file in the same
+    /// folder, synced, then renamed over it), mode 0640: readable by the
+    /// folder's group (the setgid folder gives the file its group).
+    pub fn write(&self, path: &Path) -> Result<(), SnapshotError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let err = |source| SnapshotError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let bytes = serde_json::to_vec(self).map_err(|source| SnapshotError::Decode {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let tmp = path.with_file_name(format!(".{SNAPSHOT_FILE}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)
+            .map_err(err)?;
+        // The unit's UMask=0077 would leave 0600: set the mode explicitly.
+        f.set_permissions(std::fs::Permissions::from_mode(0o640))
+            .map_err(err)?;
+        f.write_all(&bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+
+    /// Reads the snapshot at `path`, naming the cause when it cannot.
+    pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SnapshotError::Missing(name.clone()),
+            std::io::ErrorKind::PermissionDenied => SnapshotError::PermissionDenied(name.clone()),
+            _ => SnapshotError::Io {
+                path: name.clone(),
+                source,
+            },
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|source| SnapshotError::Decode { path: name, source })
+    }
+}
+
 /// A failure talking to the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The socket (or its folder) may not be opened by this user: not root
+    /// and not in the technicians' group. Nothing about the daemon is known.
+    #[error("permission denied on the control socket {path} (root or the cart-tech group only)")]
+    PermissionDenied {
+        /// The socket.
+        path: String,
+    },
     /// No daemon listens (not running, or another socket path): `cartctl`
-    /// falls back to a read-only look where it can.
-    #[error("the daemon does not answer at {path}: {source}")]
+    /// falls back to the status snapshot where it can.
+    #[error("the daemon is not running (nothing answers at {path}: {source})")]
     Unreachable {
         /// The socket.
         path: String,
@@ -200,9 +321,13 @@ pub fn call(
     timeout: Duration,
     on_reply: &mut dyn FnMut(Reply),
 ) -> Result<(), ControlError> {
-    let mut stream = UnixStream::connect(socket).map_err(|source| ControlError::Unreachable {
-        path: socket.display().to_string(),
-        source,
+    let mut stream = UnixStream::connect(socket).map_err(|source| {
+        let path = socket.display().to_string();
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ControlError::PermissionDenied { path }
+        } else {
+            ControlError::Unreachable { path, source }
+        }
     })?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

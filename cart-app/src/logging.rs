@@ -77,3 +77,44 @@ pub fn init_text_at(default: &str) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every crate logs a payment's key as `payment_key` (the journal's
+    /// `PAYMENT_KEY`): a `payment = ...` field would hide entries from
+    /// `journalctl PAYMENT_KEY=...`.
+    #[test]
+    fn no_crate_logs_the_payment_key_under_another_name() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut bad = Vec::new();
+        let mut dirs = vec![
+            root.join("cart-app/src"),
+            root.join("store-and-forward/src"),
+        ];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for (i, line) in text.lines().enumerate() {
+                        let l = line.replace(' ', "");
+                        if (l.contains("payment=%") || l.contains("payment=?"))
+                            && (l.contains("info!(")
+                                || l.contains("warn!(")
+                                || l.contains("error!(")
+                                || l.contains("debug!("))
+                        {
+                            bad.push(format!("{}:{}", p.display(), i + 1));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "log `payment_key = ...`, not `payment = ...`: {bad:?}"
+        );
+    }
+}

@@ -79,6 +79,21 @@ fn main() -> ExitCode {
                 ..daemon::RunOptions::default()
             };
             match daemon::run(loaded, opts) {
+                Ok(())
+                    if daemon::restart_requested()
+                        && std::env::var_os("INVOCATION_ID").is_some() =>
+                {
+                    // Under systemd: start again at once, same PID (the
+                    // unit's RestartSec=30 is for failures).
+                    use std::os::unix::process::CommandExt;
+                    let mut args = std::env::args_os();
+                    let err = std::process::Command::new("/proc/self/exe")
+                        .arg0(args.next().unwrap_or_else(|| "cart-app".into()))
+                        .args(args)
+                        .exec();
+                    tracing::warn!(cause = %err, "restart in place failed: systemd restarts the cart");
+                    ExitCode::SUCCESS
+                }
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(cause = %e, "cart-app stopped");

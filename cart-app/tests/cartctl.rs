@@ -59,7 +59,7 @@ fn status_and_catalog_import() {
     // Sync needs the daemon: exit code 4, saying so.
     let (code, _, err) = cartctl(&config, &["sync", "--timeout", "1"]);
     assert_eq!(code, 4, "{err}");
-    assert!(err.contains("is cart-app running"), "{err}");
+    assert!(err.contains("the daemon is not running"), "{err}");
     // Catalog import: a good file, then a bad one refused whole with the line.
     let csv = dir.path().join("items.csv");
     std::fs::write(
@@ -70,10 +70,17 @@ fn status_and_catalog_import() {
     let (code, out, err) = cartctl(&config, &["catalog", "import", csv.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("imported 1 items"), "{out}");
-    std::fs::write(&csv, "gtin,name\n123,x\n").unwrap();
+    std::fs::write(
+        &csv,
+        "gtin,name,price_minor,currency,tax_class\n4006381333931,\"Pens, blue\",1,EUR,standard\n4006381333932,x,1,EUR,standard\n",
+    )
+    .unwrap();
     let (code, _, err) = cartctl(&config, &["catalog", "import", csv.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("line 3, column 1 (gtin)") && err.contains("check digit"),
+        "{err}"
+    );
     // A bad config names the key and exits 2.
     std::fs::write(&config, "[ledger]\npathh = 1\n").unwrap();
     let (code, _, err) = cartctl(&config, &["status"]);

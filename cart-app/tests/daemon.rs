@@ -299,6 +299,17 @@ fn daemon_under_systemd_notify_sells_and_stops_on_sigterm_without_losing_a_payme
 
     // The payment finished (decided offline after the online timeout) and
     // is in the ledger with its forward queued: nothing lost.
+    // The last snapshot says the daemon stopped; the ledger itself is the
+    // truth checked here.
+    let snapshot = rig.dir.path().join("status.json");
+    let st = rig.status();
+    assert!(
+        st["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("as the daemon stopped")),
+        "{st}"
+    );
+    std::fs::remove_file(&snapshot).unwrap();
     let st = rig.status();
     assert_eq!(st["source"], "ledger (daemon down)");
     assert_eq!(payments(&st, "card_read"), 0, "{st}");
@@ -541,9 +552,21 @@ fn under_systemd_the_journal_gets_cart_payment_and_device_fields() {
         .iter()
         .find(|e| get(e, "MESSAGE").is_some_and(|m| m.contains("payment decided")))
         .expect("a payment decided entry");
+    let key = get(decided, "PAYMENT_KEY");
+    assert!(key.as_ref().is_some_and(|k| k.len() == 36), "{decided:?}");
+    // One field name for the payment key in every crate (the ledger and
+    // the sync log it too): no entry carries it under another name.
     assert!(
-        get(decided, "PAYMENT_KEY").is_some_and(|k| k.len() == 36),
-        "{decided:?}"
+        entries.iter().all(|e| get(e, "PAYMENT").is_none()),
+        "an entry with PAYMENT= instead of PAYMENT_KEY=: {entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .filter(|e| get(e, "PAYMENT_KEY") == key)
+            .count()
+            >= 2,
+        "the payment's entries under PAYMENT_KEY: {entries:?}"
     );
     assert!(
         entries

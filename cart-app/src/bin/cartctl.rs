@@ -1,13 +1,17 @@
 //! `cartctl`: the field technician's tool.
 //!
 //! Talks to the running daemon over its control socket (root and the
-//! `cart-tech` group only). When the daemon is down, `status` still answers
-//! from a read-only look at the ledger (no recovery runs, nothing is
-//! written), and `diag` bundles what it can read itself.
+//! `cart-tech` group only). When the daemon is down, `status` shows the
+//! status snapshot the daemon keeps beside its socket (marked as such,
+//! with its age), or, where this user may read it (root), a read-only look
+//! at the ledger (no recovery runs, nothing is written); `diag` bundles
+//! what it can read itself.
 //!
 //! Exit codes: 0 done; 1 a runtime failure (with the reason); 2 bad usage
 //! or configuration; 3 no ledger at the path; 4 the daemon is not running
-//! (for commands that need it); 5 not allowed (root or cart-tech only).
+//! (for commands that need it); 5 permission denied (not root and not in
+//! the cart-tech group: the socket, the snapshot, or the daemon refused);
+//! 6 the daemon is not running and there is no status snapshot to show.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 use cart_app::catalog::Catalog;
 use cart_app::config::{Config, LoadOptions};
-use cart_app::control::{self, CartStatus, ControlError, Reply, Request};
+use cart_app::control::{self, CartStatus, ControlError, Reply, Request, Snapshot, SnapshotError};
 use cart_app::daemon::control_server::redact;
 use cart_app::daemon::parts::cert_status;
 use clap::{Parser, Subcommand};
@@ -71,7 +75,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum CatalogCommand {
     /// Imports items from a CSV file (header:
-    /// gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight).
+    /// gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight;
+    /// quoted fields allowed), all or nothing, through the daemon (or, when
+    /// it is down and this is root, as the catalog folder's owner).
     Import {
         /// The CSV file.
         file: PathBuf,
@@ -81,11 +87,22 @@ enum CatalogCommand {
 /// A failure with its exit code.
 struct Failure(u8, String);
 
+const EXIT_NO_LEDGER: u8 = 3;
+const EXIT_NOT_RUNNING: u8 = 4;
+const EXIT_DENIED: u8 = 5;
+const EXIT_NO_SNAPSHOT: u8 = 6;
+
 impl From<ControlError> for Failure {
     fn from(e: ControlError) -> Self {
         match e {
-            ControlError::Unreachable { .. } => Failure(4, format!("{e} (is cart-app running?)")),
-            ControlError::Refused(m) if m.starts_with("not allowed") => Failure(5, m),
+            ControlError::PermissionDenied { .. } => Failure(EXIT_DENIED, e.to_string()),
+            ControlError::Unreachable { .. } => Failure(
+                EXIT_NOT_RUNNING,
+                format!(
+                    "{e}; start it with `systemctl start cart-app`, see `journalctl -u cart-app`"
+                ),
+            ),
+            ControlError::Refused(m) if m.starts_with("not allowed") => Failure(EXIT_DENIED, m),
             e => Failure(1, e.to_string()),
         }
     }
@@ -120,15 +137,7 @@ fn main() -> ExitCode {
         Command::Diag { out } => diag(&config, &socket, out),
         Command::Catalog {
             command: CatalogCommand::Import { file },
-        } => Catalog::open(&config.catalog.path)
-            .and_then(|mut c| c.import_csv_file(&file))
-            .map(|n| {
-                out(&format!(
-                    "imported {n} items into {}\n",
-                    config.catalog.path.display()
-                ))
-            })
-            .map_err(|e| Failure(1, e.to_string())),
+        } => catalog_import(&config, &socket, &file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,50 +148,168 @@ fn main() -> ExitCode {
     }
 }
 
-/// The status from the daemon, or from the ledger when the daemon is down.
-fn fetch_status(config: &Config, socket: &Path) -> Result<CartStatus, Failure> {
-    match control::status(socket, Duration::from_secs(10)) {
-        Ok(status) => Ok(status),
-        Err(ControlError::Unreachable { .. }) => {
-            let path = &config.ledger.path;
-            if !path.exists() {
-                return Err(Failure(
-                    3,
-                    format!(
-                        "no ledger at {} (not provisioned yet, or ledger.path is wrong)",
-                        path.display()
-                    ),
-                ));
+/// A catalog CSV into the daemon's catalog: through the daemon, so the
+/// files stay its user's; with the daemon down, root imports as the owner
+/// of the catalog's folder (the daemon's user), never as root.
+fn catalog_import(config: &Config, socket: &Path, file: &Path) -> Result<(), Failure> {
+    let csv = std::fs::read_to_string(file).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            EXIT_DENIED
+        } else {
+            1
+        };
+        Failure(code, format!("{}: {e}", file.display()))
+    })?;
+    let mut items = None;
+    let through_daemon = control::call(
+        socket,
+        &Request::CatalogImport { csv: csv.clone() },
+        Duration::from_secs(120),
+        &mut |r| {
+            if let Reply::Imported { items: n } = r {
+                items = Some(n);
             }
-            let now = Timestamp::now();
-            let ledger = read_only_status(path, now).map_err(|e| Failure(1, e.to_string()))?;
-            let certificate = cert_status(&config.provisioning.certificate, now);
-            let provisioning_detail = if config.identity.software_key.is_none() {
-                cart_app::provision::read_only_status(path, now).ok()
-            } else {
-                None
-            };
-            Ok(CartStatus {
-                provisioning_detail: provisioning_detail.clone(),
-                cart_id: config.cart_id.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                source: "ledger (daemon down)".into(),
-                uptime_secs: None,
-                provisioning: match (&provisioning_detail, &certificate) {
-                    (Some(d), _) if d.provisioned => "provisioned".into(),
-                    (Some(d), _) => format!("not provisioned (step: {:?})", d.step),
-                    (None, Some(_)) => "provisioned (software identity)".into(),
-                    (None, None) => "not provisioned (no certificate)".into(),
-                },
-                certificate,
-                link: None,
-                devices: Vec::new(),
-                ledger,
-                delivery: None,
-            })
+        },
+    );
+    let catalog = &config.catalog.path;
+    match through_daemon {
+        Ok(()) => {
+            let n = items.ok_or_else(|| Failure(1, "the daemon sent no result".into()))?;
+            out(&format!(
+                "imported {n} items into {} (through the daemon)\n",
+                catalog.display()
+            ));
+            Ok(())
         }
+        Err(ControlError::Refused(m)) if !m.starts_with("not allowed") => Err(Failure(1, m)),
+        Err(e @ ControlError::Unreachable { .. }) if nix::unistd::geteuid().is_root() => {
+            let owner = become_owner_of(catalog).map_err(|why| {
+                Failure(
+                    1,
+                    format!("{e}; cannot import as the catalog's owner: {why}"),
+                )
+            })?;
+            let currency = store_and_forward::Currency::new(&config.store.currency)
+                .map_err(|e| Failure(2, format!("store.currency: {e}")))?;
+            let n = Catalog::open(catalog)
+                .and_then(|mut c| c.import_csv_in(&csv, currency))
+                .map_err(|e| Failure(1, e.to_string()))?;
+            out(&format!(
+                "imported {n} items into {} (daemon not running: as uid {owner})\n",
+                catalog.display()
+            ));
+            Ok(())
+        }
+        Err(e @ ControlError::Unreachable { .. }) => Err(Failure(
+            EXIT_NOT_RUNNING,
+            format!("{e}; start it, or import as root (then as the daemon's user)"),
+        )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Drops root for the owner (uid and gid) of `file`'s folder, for good.
+fn become_owner_of(file: &Path) -> Result<u32, String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(meta.uid()),
+        nix::unistd::Gid::from_raw(meta.gid()),
+    );
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    nix::unistd::setgid(gid).map_err(|e| format!("setgid {gid}: {e}"))?;
+    nix::unistd::setuid(uid).map_err(|e| format!("setuid {uid}: {e}"))?;
+    Ok(uid.as_raw())
+}
+
+/// The status from the daemon; when the daemon is down, from its last
+/// snapshot, else from the ledger where this user may read it.
+fn fetch_status(config: &Config, socket: &Path) -> Result<CartStatus, Failure> {
+    let down = match control::status(socket, Duration::from_secs(10)) {
+        Ok(status) => return Ok(status),
+        Err(e @ ControlError::Unreachable { .. }) => e,
+        Err(e) => return Err(e.into()),
+    };
+    let snapshot_path = control::snapshot_path(socket);
+    let no_snapshot = match Snapshot::read(&snapshot_path) {
+        Ok(snap) => return Ok(from_snapshot(snap)),
+        Err(SnapshotError::PermissionDenied(p)) => {
+            return Err(Failure(
+                EXIT_DENIED,
+                format!(
+                    "{down}; permission denied reading its status snapshot {p} (root or the cart-tech group only)"
+                ),
+            ));
+        }
+        Err(e) => e,
+    };
+    let path = &config.ledger.path;
+    match std::fs::metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure(
+                EXIT_NO_LEDGER,
+                format!(
+                    "{down}; {no_snapshot}; no ledger at {} (not provisioned yet, or ledger.path is wrong)",
+                    path.display()
+                ),
+            ));
+        }
+        Err(_) => {
+            // The ledger's folder is the daemon's own (0700): only the
+            // snapshot is for technicians.
+            return Err(Failure(
+                EXIT_NO_SNAPSHOT,
+                format!(
+                    "{down}; {no_snapshot} (the daemon writes it while it runs and as it stops; none since boot?); the ledger itself is readable by root only"
+                ),
+            ));
+        }
+    }
+    let now = Timestamp::now();
+    let ledger = read_only_status(path, now).map_err(|e| Failure(1, e.to_string()))?;
+    let certificate = cert_status(&config.provisioning.certificate, now);
+    let provisioning_detail = if config.identity.software_key.is_none() {
+        cart_app::provision::read_only_status(path, now).ok()
+    } else {
+        None
+    };
+    Ok(CartStatus {
+        provisioning_detail: provisioning_detail.clone(),
+        cart_id: config.cart_id.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        source: "ledger (daemon down)".into(),
+        uptime_secs: None,
+        provisioning: match (&provisioning_detail, &certificate) {
+            (Some(d), _) if d.provisioned => "provisioned".into(),
+            (Some(d), _) => format!("not provisioned (step: {:?})", d.step),
+            (None, Some(_)) => "provisioned (software identity)".into(),
+            (None, None) => "not provisioned (no certificate)".into(),
+        },
+        certificate,
+        link: None,
+        devices: Vec::new(),
+        ledger,
+        delivery: None,
+    })
+}
+
+/// The snapshot's status, its source saying it is one and how old.
+fn from_snapshot(snap: Snapshot) -> CartStatus {
+    let age = ago(Timestamp::now(), Some(snap.written_at));
+    let mut status = snap.status;
+    status.source = if snap.daemon_running {
+        // Written while running, never updated since: the daemon was killed.
+        format!("snapshot written {age}; daemon not running (it did not stop cleanly)")
+    } else {
+        format!("snapshot written {age} as the daemon stopped; daemon not running")
+    };
+    status.uptime_secs = None;
+    status
 }
 
 fn status(config: &Config, socket: &Path, json: bool) -> Result<(), Failure> {

@@ -19,6 +19,9 @@ use super::threads::SessionState;
 use crate::config::Config;
 use crate::control::{CartStatus, DeviceStatus, LinkStatus, Reply, Request};
 
+/// The largest request read from an allowed peer (a catalog CSV).
+const MAX_REQUEST: u64 = 32 * 1024 * 1024;
+
 /// A demo hook: cuts (`false`) or restores (`true`) the link.
 pub type LinkControl = Arc<dyn Fn(bool) + Send + Sync>;
 
@@ -104,9 +107,34 @@ impl Context {
         })
     }
 
+    /// Writes the status snapshot beside the control socket (see
+    /// [`crate::control::Snapshot`]); `running` is false for the last one,
+    /// written as the daemon stops. A failure is logged, never fatal.
+    pub fn write_snapshot(&self, status: &Result<CartStatus, LedgerError>, running: bool) {
+        let Ok(status) = status else { return };
+        let path = crate::control::snapshot_path(&self.config.control.socket);
+        let snapshot = crate::control::Snapshot {
+            written_at: Timestamp::now(),
+            daemon_running: running,
+            status: status.clone(),
+        };
+        if let Err(e) = snapshot.write(&path) {
+            warn!(cause = %e, "status snapshot not written");
+        }
+    }
+
     /// The one-line status systemd shows.
     pub fn status_line(&self) -> String {
         status_line(&self.status())
+    }
+
+    /// Imports a catalog CSV into the daemon's catalog file (a connection
+    /// of its own: SQLite lets the session read on while this writes), in
+    /// the store's currency.
+    fn import_catalog(&self, csv: &str) -> Result<usize, crate::catalog::CatalogError> {
+        let currency = store_and_forward::Currency::new(&self.config.store.currency)
+            .map_err(|e| crate::catalog::CatalogError::StoreCurrency(e.to_string()))?;
+        crate::catalog::Catalog::open(&self.config.catalog.path)?.import_csv_in(csv, currency)
     }
 
     fn diag(&self) -> serde_json::Value {
@@ -183,9 +211,12 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds `path` (a stale socket file is replaced), mode 0660, group
-    /// `group` when it exists.
+    /// `group` when it exists. On the cart the folder is setgid `group`
+    /// (tmpfiles.d), so the socket has the group already: the daemon has no
+    /// CAP_CHOWN and needs none. Elsewhere (root in tests and the demo) it
+    /// hands the socket to the group itself.
     pub fn bind(path: &Path, group: &str) -> std::io::Result<ControlServer> {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -200,13 +231,15 @@ impl ControlServer {
             .ok()
             .flatten()
             .map(|g| g.gid);
-        if let Some(gid) = gid
-            && let Err(e) = nix::unistd::chown(path, None, Some(gid))
-        {
-            warn!(cause = %e, %group, "control socket: cannot hand the socket to the group");
-        }
-        if gid.is_none() {
-            info!(%group, "control socket: no such group; only root may connect");
+        match gid {
+            Some(gid) if std::fs::metadata(path)?.gid() != gid.as_raw() => {
+                if let Err(e) = nix::unistd::chown(path, None, Some(gid)) {
+                    warn!(cause = %e, %group, socket = %path.display(),
+                        "control socket: not in the group and cannot hand it over; make its folder setgid {group} (tmpfiles.d/cart.conf)");
+                }
+            }
+            Some(_) => {}
+            None => info!(%group, "control socket: no such group; only root may connect"),
         }
         Ok(ControlServer {
             listener,
@@ -275,13 +308,16 @@ async fn serve_one(
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
-    // Read the request first, so a refusal reaches a client still writing.
+    // Read the request first, so a refusal reaches a client still writing;
+    // a large one (a catalog) only from those allowed.
+    let allowed = allowed(cred.uid(), cred.gid(), group);
+    let limit = if allowed { MAX_REQUEST } else { 64 * 1024 };
     let mut line = String::new();
-    let mut reader = BufReader::new(read.take(64 * 1024));
-    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+    let mut reader = BufReader::new(read.take(limit));
+    tokio::time::timeout(Duration::from_secs(30), reader.read_line(&mut line))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no request"))??;
-    if !allowed(cred.uid(), cred.gid(), group) {
+    if !allowed {
         warn!(uid = cred.uid(), pid = ?cred.pid(), "control socket: connection refused (not root or the technicians' group)");
         return send(
             &mut write,
@@ -354,6 +390,23 @@ async fn serve_one(
                 send(&mut write, &Reply::Progress { pending }).await?;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+        }
+        Request::CatalogImport { csv } => {
+            let reply = match tokio::task::block_in_place(|| ctx.import_catalog(&csv)) {
+                Ok(items) => {
+                    info!(
+                        uid = cred.uid(),
+                        items, "catalog imported through the control socket"
+                    );
+                    Reply::Imported {
+                        items: items as u64,
+                    }
+                }
+                Err(e) => Reply::Error {
+                    message: e.to_string(),
+                },
+            };
+            send(&mut write, &reply).await
         }
         Request::Diag => {
             let v = tokio::task::block_in_place(|| ctx.diag());

@@ -52,6 +52,7 @@ pub async fn provision_until_done(
                     not_after_ms = p.not_after.0,
                     "provisioned: restarting with the device certificate"
                 );
+                super::RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
                 stop.send_replace(true);
                 return;
             }

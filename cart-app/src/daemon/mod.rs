@@ -14,7 +14,9 @@
 //! devices, UI; `READY=1` once the event loop turns. SIGTERM: no new
 //! payments, a payment in progress finishes (or is cancelled while it waits
 //! for a card) within `daemon.stop_grace_secs`, the telemetry buffer is
-//! stored, the link closes, then the process exits. SIGHUP re-reads the
+//! stored, the link closes, the last status snapshot is written (beside the
+//! control socket, for `cartctl status` while the daemon is down), then the
+//! process exits. SIGHUP re-reads the
 //! configuration's offline limits and deny-list (newer versions only).
 //!
 //! # Layout
@@ -94,6 +96,16 @@ pub enum DaemonError {
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
     move |source| DaemonError::Io { what, source }
+}
+
+/// Set when the daemon stops to start again at once (provisioning done).
+static RESTART: AtomicBool = AtomicBool::new(false);
+
+/// Whether the daemon stopped to be started again at once (with the new
+/// certificate): `cart-app run` then execs itself in place under systemd
+/// rather than waiting out the unit's RestartSec.
+pub fn restart_requested() -> bool {
+    RESTART.load(Ordering::SeqCst)
 }
 
 /// Asks a running daemon to stop (as SIGTERM does).
@@ -421,6 +433,10 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
                     if last_status.elapsed() >= every {
                         last_status = Instant::now();
                         watchdog::notify_status(&control_server::status_line(&status));
+                        let ctx2 = ctx.clone();
+                        let _ =
+                            tokio::task::spawn_blocking(move || ctx2.write_snapshot(&status, true))
+                                .await;
                     }
                 }
                 tokio::select! {
@@ -566,6 +582,8 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
             let _ = tokio::time::timeout(Duration::from_secs(3), u.link().shutdown()).await;
         });
     }
+    // The last status snapshot, for `cartctl status` while the daemon is down.
+    ctx.write_snapshot(&ctx.status(), false);
     rt.shutdown_timeout(Duration::from_secs(2));
     info!("stopped");
     ui_result.map_err(|e| DaemonError::Ui(ui::UiError::Platform(e)))

@@ -94,7 +94,9 @@ impl Default for StoreSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlSettings {
-    /// The Unix socket `cartctl` connects to.
+    /// The Unix socket `cartctl` connects to. Its folder also holds the
+    /// status snapshot (`status.json`) for when the daemon is down; on the
+    /// cart it is `/run/cart-control`, setgid to `group` (tmpfiles.d).
     pub socket: PathBuf,
     /// Besides root, members of this group may connect (checked by the
     /// peer's credentials on every connection).
@@ -107,7 +109,7 @@ pub struct ControlSettings {
 impl Default for ControlSettings {
     fn default() -> Self {
         ControlSettings {
-            socket: "/run/cart/control.sock".into(),
+            socket: "/run/cart-control/control.sock".into(),
             group: "cart-tech".into(),
             allow_taps: false,
         }

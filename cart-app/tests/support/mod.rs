@@ -206,3 +206,4 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+pub mod sandbox;

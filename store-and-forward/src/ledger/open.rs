@@ -239,7 +239,7 @@ impl Ledger {
                 None,
                 now,
             )?;
-            warn!(payment = %key, "attempt in doubt after restart: will ask the backend");
+            warn!(payment_key = %key, "attempt in doubt after restart: will ask the backend");
             keys.push(key);
         }
         tx.commit()?;

@@ -386,7 +386,7 @@ impl Ledger {
             match self.counter.increment() {
                 Ok(v) if v == target => {}
                 Ok(v) => {
-                    warn!(payment = %key, counter = v, expected = target, "counter out of step");
+                    warn!(payment_key = %key, counter = v, expected = target, "counter out of step");
                     self.integrity = LedgerIntegrity::CounterMismatch {
                         detail: format!("counter at {v} after increment, ledger expects {target}"),
                     };
@@ -394,7 +394,7 @@ impl Ledger {
                 Err(e) => {
                     // The approval stands (it is committed); offline approval
                     // pauses until the counter is repaired.
-                    warn!(payment = %key, cause = %e, "counter increment failed after an offline approval");
+                    warn!(payment_key = %key, cause = %e, "counter increment failed after an offline approval");
                     self.integrity = LedgerIntegrity::CounterMismatch {
                         detail: e.to_string(),
                     };
@@ -403,9 +403,9 @@ impl Ledger {
             failpoint::hit("decision.after_counter_increment");
         }
         if decision.approved {
-            info!(payment = %key, amount = %row.amount, "approved offline");
+            info!(payment_key = %key, amount = %row.amount, "approved offline");
         } else {
-            info!(payment = %key, amount = %row.amount, reasons = ?decision.reasons, "declined offline");
+            info!(payment_key = %key, amount = %row.amount, reasons = ?decision.reasons, "declined offline");
         }
         Ok(decision)
     }
@@ -439,7 +439,7 @@ impl Ledger {
             | (OfflineDeclined | Cancelled | Failed, BackendOutcome::Declined { .. })
             | (_, BackendOutcome::Unknown) => None,
             (state, _) => {
-                warn!(payment = %key, %state, ?outcome, "backend outcome conflicts with the ledger");
+                warn!(payment_key = %key, %state, ?outcome, "backend outcome conflicts with the ledger");
                 return Err(LedgerError::ConflictingOutcome { key: *key, state });
             }
         };
@@ -472,9 +472,9 @@ impl Ledger {
         self.telemetry_bytes += ev_bytes;
         self.note_commit();
         if to == DeclinedAfterForward {
-            warn!(payment = %key, amount = %row.amount, "declined after forward: merchant loss");
+            warn!(payment_key = %key, amount = %row.amount, "declined after forward: merchant loss");
         } else {
-            info!(payment = %key, from = %row.state, to = %to, "backend outcome applied");
+            info!(payment_key = %key, from = %row.state, to = %to, "backend outcome applied");
         }
         Ok(Applied::Changed {
             from: row.state,

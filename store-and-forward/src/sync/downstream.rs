@@ -150,11 +150,11 @@ impl Uplink {
             Ok(Applied::Changed { .. }) => Ok((AckResult::Applied, None, None)),
             Ok(Applied::Unchanged { .. }) => Ok((AckResult::Ignored, None, None)),
             Err(e @ (LedgerError::UnknownPayment(_) | LedgerError::ConflictingOutcome { .. })) => {
-                warn!(payment = %key, cause = %e, "backend outcome not applied");
+                warn!(payment_key = %key, cause = %e, "backend outcome not applied");
                 Ok((AckResult::Rejected, None, Some(e.to_string())))
             }
             Err(e) => {
-                warn!(payment = %key, cause = %e, "backend outcome not stored: not acknowledged");
+                warn!(payment_key = %key, cause = %e, "backend outcome not stored: not acknowledged");
                 Err(header.kind)
             }
         }

@@ -78,12 +78,12 @@ impl Uplink {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                info!(payment = %key, cause = %e, "no online answer: deciding offline");
+                info!(payment_key = %key, cause = %e, "no online answer: deciding offline");
                 return Err(e.into());
             }
         };
         let (header, down) = decode_down(&response.payload, cart).inspect_err(|e| {
-            warn!(payment = %key, cause = %e, "unreadable online answer: deciding offline");
+            warn!(payment_key = %key, cause = %e, "unreadable online answer: deciding offline");
         })?;
         let Down::AuthResponse(AuthResponse { outcome }) = down else {
             return Err(OnlineError::WrongAnswer {

@@ -1,0 +1,338 @@
+//! The daemon and `cartctl` under a host stand-in for the unit's sandbox
+//! (bubblewrap + setpriv, see `support::sandbox`): a read-only root, the
+//! daemon as an unprivileged user with no capabilities, the technicians'
+//! control folder made as tmpfiles.d makes it (2750 cart:cart-tech).
+//! The QEMU guest runs the same checks under the real unit.
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::sys::signal::Signal;
+use support::sandbox::{As, CART_UID, Sandbox, Sandboxed, TECH_GID};
+use support::wait_until;
+use swtpm_harness::Swtpm;
+
+const CART: &str = "cart-sandbox-0007";
+
+/// A cart's folders on the host, as the image lays them out: the config
+/// (read-only inside), the daemon's state (0700 cart), the control folder
+/// (2750 cart:cart-tech).
+struct Cart {
+    dir: tempfile::TempDir,
+    sandbox: Sandbox,
+}
+
+impl Cart {
+    fn new() -> Cart {
+        let dir = tempfile::Builder::new()
+            .prefix("cart-sandbox")
+            .tempdir()
+            .unwrap();
+        let mut sandbox = Sandbox::new();
+        for (name, mode, gid, writable) in [
+            ("etc", 0o755, 0, false),
+            ("state", 0o700, CART_UID, true),
+            ("control", 0o2750, TECH_GID, true),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::create_dir(&p).unwrap();
+            let owner = if name == "etc" { 0 } else { CART_UID };
+            nix::unistd::chown(
+                &p,
+                Some(nix::unistd::Uid::from_raw(owner)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .unwrap();
+            // chown clears setgid: the mode last.
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            sandbox.bind(&p, writable);
+        }
+        Cart { dir, sandbox }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn write_config(&self, extra: &str) -> PathBuf {
+        let config = self.path("etc/cart.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"cart_id = "{CART}"
+[ledger]
+path = "{state}/ledger.sqlite"
+[catalog]
+path = "{state}/catalog.sqlite"
+[scanner]
+kind = "none"
+[reader]
+port = "{state}/no-reader"
+[ui]
+backend = "headless"
+[control]
+socket = "{control}/control.sock"
+[daemon]
+status_interval_secs = 1
+{extra}"#,
+                state = self.path("state").display(),
+                control = self.path("control").display(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+        config
+    }
+
+    fn daemon(&self, log: &Path) -> Sandboxed {
+        let mut c = self
+            .sandbox
+            .command(As::Cart, Path::new(env!("CARGO_BIN_EXE_cart-app")));
+        c.args(["run", "--config"])
+            .arg(self.path("etc/cart.toml"))
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("JOURNAL_STREAM")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        Sandboxed(c.spawn().expect("start bwrap"))
+    }
+
+    fn cartctl(&self, who: As, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .sandbox
+            .command(who, Path::new(env!("CARGO_BIN_EXE_cartctl")))
+            .arg("--config")
+            .arg(self.path("etc/cart.toml"))
+            .args(args)
+            .output()
+            .expect("run cartctl in the sandbox");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The daemon runs as `cart` without CAP_CHOWN: the socket and the status
+/// snapshot get the group from the setgid folder; a technician reaches the
+/// daemon, then its snapshot once it stops; anyone else is told
+/// "permission denied"; each cause has its exit code.
+#[test]
+fn field_technicians_reach_the_daemon_and_its_snapshot_under_the_sandbox() {
+    let tpm = Swtpm::start();
+    let cart = Cart::new();
+    // Not provisioned, no broker: the daemon runs (out of service) and
+    // keeps retrying provisioning.
+    cart.write_config(&format!(
+        "[tpm]\ntcti = \"{}\"\n[link]\nhost = \"127.0.0.1\"\nport = 9\n[provisioning.wifi]\nenabled = false\n",
+        tpm.tcti()
+    ));
+    let log = cart.path("daemon.log");
+    let socket = cart.path("control/control.sock");
+    let snapshot = cart.path("control/status.json");
+    let mut daemon = cart.daemon(&log);
+    assert!(
+        wait_until(60, || socket.exists() && snapshot.exists()),
+        "no socket or snapshot: {}",
+        read(&log)
+    );
+
+    // What the daemon made, without privileges: group cart-tech by the
+    // folder, modes 0660 and 0640 despite the unit's UMask=0077.
+    for (p, mode) in [(&socket, 0o660), (&snapshot, 0o640)] {
+        let m = std::fs::metadata(p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (CART_UID, TECH_GID), "{}", p.display());
+        assert_eq!(m.mode() & 0o777, mode, "{}", p.display());
+    }
+
+    // A technician: the daemon answers.
+    let (code, out, err) = cart.cartctl(As::Tech, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}\n{}", read(&log));
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["source"], "daemon", "{st}");
+    assert_eq!(st["cart_id"], CART);
+    // Anyone else: permission denied, exit 5, for the daemon and the
+    // snapshot alike (the folder keeps them out).
+    let (code, _, err) = cart.cartctl(As::Other, &["status"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    let (code, _, err) = cart.cartctl(As::Other, &["sync", "--timeout", "1"]);
+    assert_eq!(code, 5, "{err}");
+
+    // A clean stop: the socket goes, the last snapshot stays.
+    daemon.signal(Signal::SIGTERM);
+    assert!(
+        wait_until(30, || daemon.exited()),
+        "no stop: {}",
+        read(&log)
+    );
+    assert!(!socket.exists(), "the socket is removed at stop");
+    let (code, out, err) = cart.cartctl(As::Tech, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("snapshot written") && out.contains("as the daemon stopped"),
+        "{out}"
+    );
+    assert!(out.contains(CART), "{out}");
+    let (code, out, _) = cart.cartctl(As::Tech, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(st["uptime_secs"].is_null(), "{st}");
+    // Commands that need the daemon say it is not running: exit 4.
+    let (code, _, err) = cart.cartctl(As::Tech, &["sync", "--timeout", "1"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("the daemon is not running"), "{err}");
+    let (code, _, err) = cart.cartctl(As::Other, &["status"]);
+    assert_eq!(code, 5, "{err}");
+
+    // A killed daemon: a stale socket, a snapshot that says it did not
+    // stop cleanly.
+    let mut daemon = cart.daemon(&log);
+    std::fs::remove_file(&snapshot).unwrap();
+    assert!(
+        wait_until(60, || snapshot.exists()),
+        "no snapshot: {}",
+        read(&log)
+    );
+    daemon.signal(Signal::SIGKILL);
+    assert!(wait_until(30, || daemon.exited()));
+    assert!(socket.exists(), "a killed daemon leaves its socket");
+    let (code, out, err) = cart.cartctl(As::Tech, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("did not stop cleanly"), "{out}");
+
+    // No snapshot: the technician cannot read the ledger (0700 cart), so
+    // exit 6 says there is nothing to show and why.
+    std::fs::remove_file(&snapshot).unwrap();
+    let (code, _, err) = cart.cartctl(As::Tech, &["status"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("not running") && err.contains("no status snapshot"),
+        "{err}"
+    );
+    // Root still gets the read-only look at the ledger.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartctl"))
+        .arg("--config")
+        .arg(cart.path("etc/cart.toml"))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["source"], "ledger (daemon down)", "{st}");
+}
+
+/// `cartctl catalog import` never leaves files the daemon cannot open: run
+/// as root it imports through the daemon (the daemon's user writes), and
+/// with the daemon down as the catalog folder's owner. A technician
+/// imports through the daemon; anyone else is refused.
+#[test]
+fn catalog_import_writes_as_the_daemon_user_never_root() {
+    let tpm = Swtpm::start();
+    let cart = Cart::new();
+    cart.write_config(&format!(
+        "[tpm]\ntcti = \"{}\"\n[link]\nhost = \"127.0.0.1\"\nport = 9\n[provisioning.wifi]\nenabled = false\n[store]\ncurrency = \"EUR\"\n",
+        tpm.tcti()
+    ));
+    let log = cart.path("daemon.log");
+    let socket = cart.path("control/control.sock");
+    let _daemon = cart.daemon(&log);
+    assert!(
+        wait_until(60, || socket.exists()),
+        "no socket: {}",
+        read(&log)
+    );
+    let csv = cart.path("etc/items.csv");
+    std::fs::write(
+        &csv,
+        "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight\n\
+         4006381333931,\"Pens, blue \"\"fine\"\"\",189,EUR,standard,,false\n\
+         5000267024202,Whisky 70 cl,2999,EUR,standard,18,false\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&csv, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let root = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartctl"))
+            .arg("--config")
+            .arg(cart.path("etc/cart.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let owners = || {
+        std::fs::read_dir(cart.path("state"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("catalog"))
+            .map(|e| (e.file_name(), e.metadata().unwrap().uid()))
+            .collect::<Vec<_>>()
+    };
+    let csv_arg = csv.to_str().unwrap();
+
+    // Root, daemon running: through the daemon.
+    let (code, out, err) = root(&["catalog", "import", csv_arg]);
+    assert_eq!(code, 0, "{err}\n{}", read(&log));
+    assert!(
+        out.contains("imported 2 items") && out.contains("through the daemon"),
+        "{out}"
+    );
+    let files = owners();
+    assert!(!files.is_empty());
+    assert!(files.iter().all(|(_, uid)| *uid == CART_UID), "{files:?}");
+    // A technician too; anyone else is refused (exit 5).
+    let (code, out, err) = cart.cartctl(As::Tech, &["catalog", "import", csv_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("through the daemon"), "{out}");
+    let (code, _, err) = cart.cartctl(As::Other, &["catalog", "import", csv_arg]);
+    assert_eq!(code, 5, "{err}");
+    // A price in another currency: refused whole, naming line and column.
+    std::fs::write(
+        &csv,
+        "gtin,name,price_minor,currency,tax_class\n96385074,Milk,99,EUR,reduced\n4006381333931,Pens,189,USD,standard\n",
+    )
+    .unwrap();
+    let (code, _, err) = cart.cartctl(As::Tech, &["catalog", "import", csv_arg]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 3, column 4 (currency)") && err.contains("store's currency EUR"),
+        "{err}"
+    );
+
+    // Root with the daemon down: imports as the folder's owner.
+    drop(_daemon);
+    std::fs::write(
+        &csv,
+        "gtin,name,price_minor,currency,tax_class\n96385074,Milk,99,EUR,reduced\n",
+    )
+    .unwrap();
+    let (code, out, err) = root(&["catalog", "import", csv_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("as uid {CART_UID}")), "{out}");
+    let files = owners();
+    assert!(files.iter().all(|(_, uid)| *uid == CART_UID), "{files:?}");
+    let c = cart_app::catalog::Catalog::open(&cart.path("state/catalog.sqlite")).unwrap();
+    assert_eq!(c.get("00000096385074").unwrap().unwrap().name, "Milk");
+    assert_eq!(
+        c.get("04006381333931").unwrap().unwrap().name,
+        "Pens, blue \"fine\""
+    );
+}
