@@ -452,28 +452,73 @@ pub fn result_screen(res: &PayResult, cart: CartView) -> Screen {
             Screen::Declined(DeclineReason::InsufficientFunds)
         }
         Shown::DeclinedOnline { .. } => Screen::Declined(DeclineReason::DeclinedByBank),
-        Shown::DeclinedOffline { reasons } => Screen::Declined(
-            if reasons
-                .iter()
-                .any(|r| matches!(r, OfflineReason::PerPaymentCap { .. }))
-            {
-                DeclineReason::OverOfflineLimit
-            } else if reasons
-                .iter()
-                .any(|r| matches!(r, OfflineReason::CardDenied))
-            {
-                DeclineReason::CardNotAccepted
-            } else {
-                DeclineReason::ConnectionRequired
-            },
-        ),
-        Shown::NoCard { code } => Screen::Declined(match code {
-            PaymentErrorCode::Timeout => DeclineReason::TimedOut,
-            PaymentErrorCode::CardRemoved => DeclineReason::CardRemoved,
-            PaymentErrorCode::Cancelled => DeclineReason::Cancelled,
-            _ => DeclineReason::ReaderError,
-        }),
+        Shown::DeclinedOffline {
+            bank_timed_out: true,
+            reasons,
+        } if !reasons.iter().any(card_level) => Screen::Declined(DeclineReason::BankTimeout),
+        Shown::DeclinedOffline { reasons, .. } | Shown::RefusedBeforeCard { reasons } => {
+            Screen::Declined(offline_decline(reasons))
+        }
+        Shown::NoCard { code } => Screen::Declined(no_card_reason(*code)),
         Shown::Cancelled => Screen::Declined(DeclineReason::Cancelled),
+    }
+}
+
+/// A reason about this card (another card may work), not about the cart.
+fn card_level(r: &OfflineReason) -> bool {
+    matches!(
+        r,
+        OfflineReason::CardDenied | OfflineReason::CardVelocity { .. }
+    )
+}
+
+/// What the shopper is told for one offline reason: the card (try
+/// another), the amount (over the cap), the payment (needs a connection),
+/// or the whole cart (pay at a till or when online).
+pub fn offline_reason_text(r: &OfflineReason) -> DeclineReason {
+    match r {
+        OfflineReason::CardDenied => DeclineReason::CardNotAccepted,
+        OfflineReason::CardVelocity { .. } => DeclineReason::CardOfflineLimit,
+        OfflineReason::PerPaymentCap { .. } => DeclineReason::OverOfflineLimit,
+        OfflineReason::OnlineRequired => DeclineReason::ConnectionRequired,
+        OfflineReason::CurrencyNotAllowed { .. }
+        | OfflineReason::OutstandingAmount { .. }
+        | OfflineReason::OutstandingCount { .. }
+        | OfflineReason::ForwardingDeadline { .. }
+        | OfflineReason::BackendStale { .. }
+        | OfflineReason::ClockUntrusted { .. }
+        | OfflineReason::LedgerIntegrity { .. }
+        | OfflineReason::StorageLow(_) => DeclineReason::PayAtTill,
+    }
+}
+
+/// The one reason shown when several limits refused a payment: a refused
+/// card first (another card helps), then the cart-wide limits (no card
+/// helps: pay at a till), then the amount, then the payment's own rule.
+fn offline_decline(reasons: &[OfflineReason]) -> DeclineReason {
+    let shown: Vec<DeclineReason> = reasons.iter().map(offline_reason_text).collect();
+    [
+        DeclineReason::CardNotAccepted,
+        DeclineReason::PayAtTill,
+        DeclineReason::OverOfflineLimit,
+        DeclineReason::CardOfflineLimit,
+        DeclineReason::ConnectionRequired,
+    ]
+    .into_iter()
+    .find(|r| shown.contains(r))
+    .unwrap_or(DeclineReason::PayAtTill)
+}
+
+/// What the shopper is told when no card was read.
+pub fn no_card_reason(code: PaymentErrorCode) -> DeclineReason {
+    match code {
+        PaymentErrorCode::Timeout => DeclineReason::TimedOut,
+        PaymentErrorCode::CardRemoved => DeclineReason::CardRemoved,
+        PaymentErrorCode::Cancelled => DeclineReason::Cancelled,
+        PaymentErrorCode::Unreadable => DeclineReason::CardUnreadable,
+        PaymentErrorCode::ReaderFault | PaymentErrorCode::Busy | PaymentErrorCode::BadRequest => {
+            DeclineReason::ReaderError
+        }
     }
 }
 

@@ -89,6 +89,7 @@ fn paid(kind: u8) -> Result<PayResult, String> {
         },
         3 => Shown::DeclinedOffline {
             reasons: vec![OfflineReason::CardDenied],
+            bank_timed_out: false,
         },
         4 => Shown::NoCard {
             code: PaymentErrorCode::Timeout,
