@@ -9,7 +9,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=89aea4e17d99a7cacdbeed46a0096b10"
 # The C libraries the crates link from the image instead of bundling them
 # (libsqlite3-sys, zstd-sys; see do_compile:prepend), so cve-check and the
 # licence manifest see them.
-DEPENDS = "fontconfig libinput libxkbcommon seatd sqlite3 systemd tpm2-tss zstd"
+DEPENDS = "fontconfig libinput libxkbcommon sqlite3 systemd tpm2-tss zstd"
 
 # Release builds take the project's repository at the release's commit:
 # set CART_GIT_URI (the project's repository; the default is a placeholder)
@@ -51,6 +51,9 @@ do_compile:prepend() {
 do_install() {
     # The one install list the QEMU guest uses too (packaging/files.list).
     ${S}/packaging/install.sh ${D} ${B}/target/${CARGO_TARGET_SUBDIR}
+    # The owners files.list names that are not root (pseudo records them).
+    chown cart:cart ${D}${localstatedir}/lib/cart
+    chmod 0700 ${D}${localstatedir}/lib/cart
     chown root:systemd-journal ${D}${localstatedir}/log/journal
     chmod 2755 ${D}${localstatedir}/log/journal
 }
@@ -73,7 +76,6 @@ CART_APP_NEEDED = "\
     libgcc_s.so.1=libgcc \
     libinput.so.10=libinput \
     libm.so.6=glibc \
-    libseat.so.1=seatd \
     libsqlite3.so.0=libsqlite3 \
     libtss2-esys.so.0=libtss2 \
     libtss2-mu.so.0=libtss2-mu \
@@ -86,7 +88,7 @@ CART_APP_NEEDED = "\
 # the font the UI asks for (DejaVu Sans: the reference images are drawn in
 # it), udev (libinput's device data), the keymaps libxkbcommon reads.
 CART_APP_OPENS = "libtss2-tcti-device ttf-dejavu-sans udev xkeyboard-config"
-RDEPENDS:${PN} = "${CART_APP_OPENS} fontconfig libinput libsqlite3 libtss2 libtss2-mu libudev libxkbcommon libzstd seatd"
+RDEPENDS:${PN} = "${CART_APP_OPENS} fontconfig libinput libsqlite3 libtss2 libtss2-mu libudev libxkbcommon libzstd"
 RDEPENDS:${PN}-selftest = "${PN} procps util-linux-findmnt"
 
 # A recipe without a source (no release commit, no externalsrc) cannot build:
