@@ -116,6 +116,9 @@ systemctl --root="$root" enable cart-app.service data.mount cart-data.service \
 # The serial console carries the boot log for the suite; no login on it.
 systemctl --root="$root" mask serial-getty@ttyS0.service getty@tty1.service >/dev/null 2>&1
 
+# /tmp on tmpfs, as the image has it (the root is read-only).
+cp "$root/usr/share/systemd/tmp.mount" "$root/etc/systemd/system/tmp.mount"
+systemctl --root="$root" enable tmp.mount >/dev/null 2>&1
 # The guest's own settings (what the image's distro config gives the image).
 echo cart-guest > "$root/etc/hostname"
 cat > "$root/etc/fstab" <<'FSTAB'

@@ -407,7 +407,7 @@ fn field_technician(cart: &mut Cart) {
         sync.stdout,
         sync.stderr
     );
-    let diag = as_user(cart, "tech", "sh -c 'cd /tmp && cartctl diag'");
+    let diag = as_user(cart, "tech", "cartctl diag --out /tmp/diag.json");
     assert!(
         diag.success(),
         "cartctl diag for cart-tech: {}{}",
