@@ -24,9 +24,24 @@ const MACHINE: &str = "4000000000006";
 
 /// Where the controls are on the 1280x800 screens (docs/screenshots):
 /// Checkout on the basket, Pay on the checkout card, Done on the receipt.
-const CHECKOUT: (u32, u32) = (1070, 711);
-const PAY: (u32, u32) = (755, 539);
-const DONE: (u32, u32) = (1092, 610);
+/// Each: where to tap (the middle) and a pixel of the button's own blue,
+/// clear of its label, that says the button is drawn.
+struct Control {
+    tap: (u32, u32),
+    probe: (u32, u32),
+}
+const CHECKOUT: Control = Control {
+    tap: (1070, 711),
+    probe: (915, 676),
+};
+const PAY: Control = Control {
+    tap: (755, 539),
+    probe: (652, 503),
+};
+const DONE: Control = Control {
+    tap: (1092, 610),
+    probe: (958, 586),
+};
 
 /// The primary buttons' blue (as drawn: #1f5fc1-ish), within a tolerance.
 fn is_primary_blue(screen: &Rgb, (x, y): (u32, u32)) -> bool {
@@ -38,7 +53,8 @@ fn is_primary_blue(screen: &Rgb, (x, y): (u32, u32)) -> bool {
 }
 
 /// Waits until the primary button at `at` is drawn, then taps it.
-fn tap_when_shown(cart: &mut Cart, name: &str, at: (u32, u32), timeout: Duration) {
+fn tap_when_shown(cart: &mut Cart, name: &str, control: Control, timeout: Duration) {
+    let at = control.probe;
     let dir = cart.art.path().to_owned();
     let deadline = Instant::now() + timeout;
     loop {
@@ -54,7 +70,8 @@ fn tap_when_shown(cart: &mut Cart, name: &str, at: (u32, u32), timeout: Duration
         std::thread::sleep(Duration::from_millis(700));
     }
     let (w, h) = cart.guest().display;
-    cart.guest().qmp.tap(at.0, at.1, w, h).expect("tap");
+    let (x, y) = control.tap;
+    cart.guest().qmp.tap(x, y, w, h).expect("tap");
 }
 
 /// Scans, checks out and pays through the devices; returns once the
@@ -464,4 +481,28 @@ fn watchdog(cart: &mut Cart) {
         "watchdog: stopped daemon replaced and READY in {:.1} s (WatchdogSec=30)",
         t.elapsed().as_secs_f64()
     ));
+}
+
+/// The probes and taps above sit on their buttons in the UI's reference
+/// screens (a layout change fails here, before any guest boots).
+#[test]
+fn control_probes_sit_on_their_buttons_in_the_reference_screens() {
+    let refs = qemu_suite::workspace_root().join("docs/screenshots");
+    for (file, control) in [
+        ("shopping-1280x800.png", CHECKOUT),
+        ("checkout-1280x800.png", PAY),
+        ("approved-offline-1280x800.png", DONE),
+    ] {
+        let screen = Rgb::read_png(&refs.join(file)).expect("reference screen");
+        assert!(
+            is_primary_blue(&screen, control.probe),
+            "{file}: probe {:?}",
+            control.probe
+        );
+        let idle = Rgb::read_png(&refs.join("idle-1280x800.png")).expect("idle");
+        assert!(
+            !is_primary_blue(&idle, control.probe),
+            "the idle screen has no {file} button"
+        );
+    }
 }
