@@ -457,6 +457,25 @@ pub fn scan_notice(reason: &RejectReason) -> ScanNotice {
     }
 }
 
+/// The reference an offline receipt shows: stable (derived from the
+/// payment's key, so the backend finds the payment by it), readable
+/// (`OFF-XXXX-XXXX-XXXX`), and unique among the cart's payments. The
+/// key's first digits are its timestamp (UUID v7), the same for payments
+/// a minute apart, so the reference takes the key's random tail. Built
+/// from whole characters, never cut inside one.
+pub fn offline_reference(key: &store_and_forward::PaymentKey) -> String {
+    let hex: Vec<char> = key
+        .0
+        .simple()
+        .to_string()
+        .to_ascii_uppercase()
+        .chars()
+        .collect();
+    let tail = &hex[hex.len().saturating_sub(12)..];
+    let groups: Vec<String> = tail.chunks(4).map(|c| c.iter().collect()).collect();
+    format!("OFF-{}", groups.join("-"))
+}
+
 /// A basket as the UI's view model; `line_id` names the line at an index.
 pub fn cart_view(basket: &Basket, taxes: &TaxTable, line_id: impl Fn(usize) -> u64) -> CartView {
     CartView {
@@ -495,7 +514,7 @@ pub fn result_screen(res: &PayResult, cart: CartView) -> Screen {
     };
     match &res.shown {
         Shown::ApprovedOnline { reference } => receipt(reference.clone(), false),
-        Shown::ApprovedOffline => receipt(res.key.to_string().chars().take(8).collect(), true),
+        Shown::ApprovedOffline => receipt(offline_reference(&res.key), true),
         Shown::DeclinedOnline { reason } if reason.contains("insufficient") => {
             Screen::Declined(DeclineReason::InsufficientFunds)
         }
