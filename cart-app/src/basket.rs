@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use hal::scanner::{Measure, NonProduct, ProductContent, Scan, ScanContent};
+use hal::scanner::{Measure, NonProduct, ProductContent, RejectReason, Scan, ScanContent};
 use serde::{Deserialize, Serialize};
 use store_and_forward::{Currency, Money};
 
@@ -57,6 +57,17 @@ pub enum Scanned {
         /// What was scanned.
         gtin: String,
     },
+    /// An item sold by weight scanned by its plain code (or a count): it
+    /// must be weighed at the scale, whose label carries the weight.
+    WeighAtScale {
+        /// The item's name.
+        name: String,
+    },
+    /// A weight code for an item sold by the piece: refused.
+    NotSoldByWeight {
+        /// The item's name.
+        name: String,
+    },
     /// A staff badge cleared the age check.
     AgeCheckCleared,
     /// A code that is not for the basket (provisioning, unknown badge):
@@ -64,8 +75,8 @@ pub enum Scanned {
     NotForBasket,
     /// The scanner's decoder refused the code (the reason is shown).
     Rejected {
-        /// The reason, for the UI.
-        reason: String,
+        /// The decoder's reason.
+        reason: RejectReason,
     },
 }
 
@@ -160,7 +171,7 @@ impl Basket {
             ScanContent::NonProduct(_) => return Ok(Scanned::NotForBasket),
             ScanContent::Rejected(r) => {
                 return Ok(Scanned::Rejected {
-                    reason: r.reason.to_string(),
+                    reason: r.reason.clone(),
                 });
             }
         };
@@ -182,6 +193,18 @@ impl Basket {
         let Some(item) = item else {
             return Ok(Scanned::UnknownItem { gtin });
         };
+        // The catalog's sold_by_weight decides how an item may be scanned: a
+        // weighed item needs its weight (or the scale's price label), a
+        // piece item no weight.
+        match (item.sold_by_weight, measure) {
+            (true, None | Some(Measure::Count(_))) => {
+                return Ok(Scanned::WeighAtScale { name: item.name });
+            }
+            (false, Some(Measure::Weight { .. })) => {
+                return Ok(Scanned::NotSoldByWeight { name: item.name });
+            }
+            _ => {}
+        }
         let line = self.add(item, measure);
         Ok(match self.lines[line].min_age {
             Some(age) => {
@@ -325,6 +348,67 @@ mod tests {
             Scanned::Added { line: 0 }
         );
         assert_eq!(b.lines()[0].name, "Mints");
+    }
+
+    #[test]
+    fn sold_by_weight_decides_how_an_item_may_be_scanned() {
+        use hal::scanner::variable::{MeasureKind, VariableMeasureLayout};
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        c.import_csv(
+            "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight
+2112345000008,Gouda (per kg),1490,EUR,reduced,,true
+2154321000008,Cheese knife,990,EUR,standard,,false
+",
+        )
+        .unwrap();
+        let layout = VariableMeasureLayout::new(
+            &["21"],
+            "PPIIIIIVVVVVK",
+            MeasureKind::Weight { decimals: 3 },
+        )
+        .unwrap();
+        let d = Decoder::new(DecoderConfig {
+            variable_measure: hal::scanner::VariableMeasureConfig {
+                layouts: vec![layout],
+            },
+            ..DecoderConfig::default()
+        });
+        let scan = |code: &str| Scan {
+            at: std::time::SystemTime::now(),
+            monotonic: std::time::Instant::now(),
+            content: d.decode(code.as_bytes(), 2026),
+        };
+        let mut b = Basket::new(Currency::new("EUR").unwrap());
+        // Weighed: 0.350 kg of Gouda.
+        assert_eq!(
+            b.scan(&scan("2112345003504"), &c, true).unwrap(),
+            Scanned::Added { line: 0 }
+        );
+        assert_eq!(b.lines()[0].weight_g, Some(350));
+        // A weight code for a piece item.
+        let knife = hal::scanner::gtin::with_check_digit("215432100350").unwrap();
+        assert_eq!(
+            b.scan(&scan(&knife), &c, true).unwrap(),
+            Scanned::NotSoldByWeight {
+                name: "Cheese knife".into()
+            }
+        );
+        assert_eq!(b.lines().len(), 1);
+        // The plain GTIN of the Gouda (ITF-14 form, not an in-store code).
+        let mut plain_only = Basket::new(Currency::new("EUR").unwrap());
+        let itf = Scan {
+            at: std::time::SystemTime::now(),
+            monotonic: std::time::Instant::now(),
+            content: d.decode(b"]I102112345000008", 2026),
+        };
+        assert_eq!(
+            plain_only.scan(&itf, &c, true).unwrap(),
+            Scanned::WeighAtScale {
+                name: "Gouda (per kg)".into()
+            }
+        );
+        assert!(plain_only.lines().is_empty());
     }
 
     #[test]

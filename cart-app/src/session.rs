@@ -3,14 +3,14 @@
 //! to the devices go out. The daemon's threads only move these values.
 
 use hal::reader::message::{PaymentErrorCode, UiEvent as ReaderUiEvent};
-use hal::scanner::{Scan, ScanContent};
+use hal::scanner::{RejectReason, Scan, ScanContent};
 use store_and_forward::policy::OfflineReason;
 use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::{Currency, Money, Timestamp};
 use tracing::{info, warn};
 use ui::{
-    AgeCheckView, CartView, DeclineReason, FaultView, LineView, Quantity, ReaderPrompt,
-    ReceiptView, Screen, UiEvent, ViewUpdate,
+    AgeCheckView, CartView, DeclineReason, FaultView, Language, LineView, Quantity, ReaderPrompt,
+    ReceiptView, ScanNotice, Screen, UiEvent, ViewUpdate,
 };
 
 use crate::basket::{Basket, Scanned, TaxTable};
@@ -79,6 +79,8 @@ pub struct Session {
     out_of_service: bool,
     /// The receipt of the sale just paid, while it is on screen.
     receipt: Option<Screen>,
+    /// The store's language; every session ends back in it.
+    default_language: Language,
 }
 
 impl Session {
@@ -94,7 +96,14 @@ impl Session {
             fault: FaultView::default(),
             out_of_service: false,
             receipt: None,
+            default_language: Language::default(),
         }
+    }
+
+    /// Sets the store's language, which every session ends back in.
+    pub fn with_default_language(mut self, language: Language) -> Session {
+        self.default_language = language;
+        self
     }
 
     /// The basket.
@@ -136,6 +145,8 @@ impl Session {
             items,
         }));
         out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+        // The next shopper does not inherit this one's language.
+        out.push(Effect::View(ViewUpdate::Language(self.default_language)));
     }
 
     /// Handles one input.
@@ -260,6 +271,7 @@ impl Session {
         }
         match scanned {
             Scanned::Added { line } => {
+                out.push(Effect::View(ViewUpdate::Notice(None)));
                 out.push(Effect::Telemetry(TelemetryEvent::Scan {
                     at: Timestamp::now(),
                     gtin: self.basket.lines()[line].gtin.clone(),
@@ -270,6 +282,7 @@ impl Session {
                 out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
             }
             Scanned::NeedsAgeCheck { line, .. } => {
+                out.push(Effect::View(ViewUpdate::Notice(None)));
                 self.phase = Phase::Shopping;
                 out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
                 out.push(Effect::View(ViewUpdate::Screen(Screen::AgeCheck(
@@ -290,9 +303,26 @@ impl Session {
                     out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
                 }
             }
-            Scanned::UnknownItem { gtin } => info!(%gtin, "item not in the catalog"),
+            Scanned::UnknownItem { gtin } => {
+                info!(%gtin, "item not in the catalog");
+                notice(out, ScanNotice::NotInCatalog);
+            }
+            Scanned::WeighAtScale { name } => {
+                info!(item = %name, "sold by weight: weigh it at the scale");
+                notice(out, ScanNotice::WeighAtScale);
+            }
+            Scanned::NotSoldByWeight { name } => {
+                info!(item = %name, "weight code for an item sold by the piece");
+                notice(out, ScanNotice::NotSoldByWeight);
+            }
             Scanned::NotForBasket => {}
-            Scanned::Rejected { reason } => info!(%reason, "scan rejected"),
+            Scanned::Rejected { reason } => {
+                info!(%reason, "scan rejected");
+                // An empty line is scanner noise, not a shopper's scan.
+                if reason != RejectReason::Empty {
+                    notice(out, scan_notice(&reason));
+                }
+            }
         }
     }
 
@@ -409,6 +439,43 @@ impl Session {
     }
 }
 
+fn notice(out: &mut Vec<Effect>, notice: ScanNotice) {
+    out.push(Effect::View(ViewUpdate::Notice(Some(notice))));
+}
+
+/// The notice the shopper sees for a refused scan.
+pub fn scan_notice(reason: &RejectReason) -> ScanNotice {
+    match reason {
+        RejectReason::Coupon => ScanNotice::Coupon,
+        RejectReason::RefundReceipt => ScanNotice::RefundReceipt,
+        RejectReason::NeedsMeasure => ScanNotice::WeighAtScale,
+        RejectReason::Unrecognised
+        | RejectReason::NoGtin
+        | RejectReason::BadWifi { .. }
+        | RejectReason::NoVariableMeasureLayout { .. } => ScanNotice::NotAProduct,
+        _ => ScanNotice::ScanAgain,
+    }
+}
+
+/// The reference an offline receipt shows: stable (derived from the
+/// payment's key, so the backend finds the payment by it), readable
+/// (`OFF-XXXX-XXXX-XXXX`), and unique among the cart's payments. The
+/// key's first digits are its timestamp (UUID v7), the same for payments
+/// a minute apart, so the reference takes the key's random tail. Built
+/// from whole characters, never cut inside one.
+pub fn offline_reference(key: &store_and_forward::PaymentKey) -> String {
+    let hex: Vec<char> = key
+        .0
+        .simple()
+        .to_string()
+        .to_ascii_uppercase()
+        .chars()
+        .collect();
+    let tail = &hex[hex.len().saturating_sub(12)..];
+    let groups: Vec<String> = tail.chunks(4).map(|c| c.iter().collect()).collect();
+    format!("OFF-{}", groups.join("-"))
+}
+
 /// A basket as the UI's view model; `line_id` names the line at an index.
 pub fn cart_view(basket: &Basket, taxes: &TaxTable, line_id: impl Fn(usize) -> u64) -> CartView {
     CartView {
@@ -447,7 +514,7 @@ pub fn result_screen(res: &PayResult, cart: CartView) -> Screen {
     };
     match &res.shown {
         Shown::ApprovedOnline { reference } => receipt(reference.clone(), false),
-        Shown::ApprovedOffline => receipt(res.key.to_string().chars().take(8).collect(), true),
+        Shown::ApprovedOffline => receipt(offline_reference(&res.key), true),
         Shown::DeclinedOnline { reason } if reason.contains("insufficient") => {
             Screen::Declined(DeclineReason::InsufficientFunds)
         }

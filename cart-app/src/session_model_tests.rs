@@ -491,3 +491,52 @@ fn age_check_cleared_from_pay_then_checkout_works() {
     cart.run(&Step::Tap(UiAction::Pay), &catalog);
     assert!(started_payment(&cart.effects));
 }
+
+#[test]
+fn the_language_returns_to_the_stores_default_when_the_session_ends() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut catalog = Catalog::open(&dir.path().join("c.sqlite")).expect("catalog");
+    catalog.import_csv(CSV).expect("csv");
+    let mut cart = Cart::new();
+    for step in [
+        Step::Scan(0),
+        Step::Tap(UiAction::SetLanguage("de".into())),
+        Step::Tap(UiAction::Checkout),
+        Step::Tap(UiAction::Pay),
+        Step::Paid(0),
+    ] {
+        cart.run(&step, &catalog);
+    }
+    assert_eq!(cart.ui.language(), ui::Language::German);
+    cart.run(&Step::Tap(UiAction::Done), &catalog);
+    assert_eq!(cart.ui.language(), ui::Language::English);
+}
+
+#[test]
+fn refused_and_unknown_scans_are_shown_with_their_reason() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut catalog = Catalog::open(&dir.path().join("c.sqlite")).expect("catalog");
+    catalog.import_csv(CSV).expect("csv");
+    let mut cart = Cart::new();
+    let notices = |cart: &Cart| -> Vec<Option<ui::ScanNotice>> {
+        cart.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::View(ViewUpdate::Notice(n)) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    };
+    for (code, want) in [
+        (3, ui::ScanNotice::NotInCatalog),
+        (4, ui::ScanNotice::ScanAgain),
+        (5, ui::ScanNotice::Coupon),
+        (8, ui::ScanNotice::NotAProduct),
+    ] {
+        cart.run(&Step::Scan(code), &catalog);
+        assert_eq!(notices(&cart), vec![Some(want)], "{}", CODES[code]);
+    }
+    // The next item scanned clears the notice.
+    cart.run(&Step::Scan(0), &catalog);
+    assert_eq!(notices(&cart), vec![None]);
+}

@@ -403,3 +403,24 @@ fn every_reason_code_reaches_its_own_screen() {
         .collect();
     assert_eq!(reached, all, "every screen reason is reached");
 }
+
+#[test]
+fn offline_receipt_references_are_readable_stable_and_distinct() {
+    let keys: Vec<PaymentKey> = (0..200).map(|_| PaymentKey::new()).collect();
+    let refs: std::collections::BTreeSet<String> = keys.iter().map(offline_reference).collect();
+    // Keys made in the same millisecond share their first digits; the
+    // references do not.
+    assert_eq!(refs.len(), keys.len());
+    for (k, r) in keys.iter().zip(keys.iter().map(offline_reference)) {
+        assert_eq!(r, offline_reference(k), "stable");
+        assert_eq!(r.len(), 18, "{r}");
+        assert!(r.starts_with("OFF-") && r.is_ascii(), "{r}");
+        assert!(
+            k.0.simple()
+                .to_string()
+                .to_ascii_uppercase()
+                .ends_with(&r[4..].replace('-', "")),
+            "{r} is the key's tail"
+        );
+    }
+}

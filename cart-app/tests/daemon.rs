@@ -612,3 +612,54 @@ fn a_notify_socket_nobody_reads_does_not_stall_the_daemon() {
         log.lock().unwrap()
     );
 }
+
+/// The reader is watched while idle: unplugged with no payment running, the
+/// cart reports it missing (and the session shows the fault screen) within
+/// 5 seconds, not at the next payment. The status request the idle payment
+/// thread sends every second is what notices it.
+#[test]
+fn a_reader_unplugged_while_idle_is_reported_within_five_seconds() {
+    let rig = Rig::new();
+    let (_child, log) = rig.start();
+    let mut seen = Vec::new();
+    assert!(
+        rig.wait_notify(&mut seen, |m| m.contains("READY=1"), 30),
+        "no READY=1: {seen:?}\n{}",
+        log.lock().unwrap()
+    );
+    let reader_state = |st: &serde_json::Value| {
+        st["devices"]
+            .as_array()
+            .and_then(|d| d.iter().find(|x| x["device"] == "reader"))
+            .and_then(|x| x["state"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let guard = Instant::now() + Duration::from_secs(20);
+    while reader_state(&rig.status()) != "connected" {
+        assert!(Instant::now() < guard, "the reader never connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = rig
+        .world
+        .as_ref()
+        .unwrap()
+        .reader
+        .commands()
+        .send(hal::reader::sim::SimCommand::Unplug);
+    let unplugged = Instant::now();
+    while reader_state(&rig.status()) == "connected" {
+        assert!(
+            unplugged.elapsed() < Duration::from_secs(5),
+            "the reader was unplugged {:?} ago and is still reported connected\n{}",
+            unplugged.elapsed(),
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        log.lock().unwrap().contains("card reader"),
+        "{}",
+        log.lock().unwrap()
+    );
+}

@@ -152,6 +152,7 @@ fn show(window: &CheckoutWindow, p: &Presentation) {
     }
     session.set_screen(p.screen);
     session.set_link_down(p.link_down);
+    session.set_notice(p.notice);
     session.set_offline_cap(p.offline_cap.as_str().into());
 
     let cart = window.global::<CartAdapter>();

@@ -8,7 +8,7 @@
 use std::sync::mpsc;
 
 use crate::present::{Presentation, present};
-use crate::view::{CartView, Language, LinkBanner, Screen, UiEvent};
+use crate::view::{CartView, Language, LinkBanner, ScanNotice, Screen, UiEvent};
 
 /// Where UI events go: the daemon's channel.
 pub trait EventSink: Send + Sync + 'static {
@@ -45,6 +45,9 @@ pub enum ViewUpdate {
     Language(Language),
     /// The cart's id, shown to staff on the fault screens.
     CartId(String),
+    /// A scan put nothing in the cart (`Some`, with why), or the notice
+    /// goes away (`None`).
+    Notice(Option<ScanNotice>),
 }
 
 /// What a person did, as the adapters' callbacks report it.
@@ -79,6 +82,7 @@ pub struct CheckoutController {
     link: LinkBanner,
     language: Language,
     cart_id: String,
+    notice: Option<ScanNotice>,
     line_ids: Vec<u64>,
     sink: Box<dyn EventSink>,
 }
@@ -106,6 +110,7 @@ impl CheckoutController {
             link: LinkBanner::Online,
             language: Language::English,
             cart_id: String::new(),
+            notice: None,
             line_ids: Vec::new(),
             sink: Box::new(sink),
         }
@@ -125,7 +130,13 @@ impl CheckoutController {
     pub fn apply(&mut self, update: ViewUpdate) -> Presentation {
         match update {
             ViewUpdate::Cart(cart) => self.cart = cart,
-            ViewUpdate::Screen(screen) => self.screen = screen,
+            ViewUpdate::Screen(screen) => {
+                if screen != self.screen {
+                    self.notice = None;
+                }
+                self.screen = screen
+            }
+            ViewUpdate::Notice(notice) => self.notice = notice,
             ViewUpdate::Link(link) => self.link = link,
             ViewUpdate::Language(language) => self.language = language,
             ViewUpdate::CartId(id) => self.cart_id = id,
@@ -143,7 +154,10 @@ impl CheckoutController {
             &self.cart_id,
         );
         self.line_ids.clone_from(&p.line_ids);
-        p
+        Presentation {
+            notice: notice_kind(self.notice),
+            ..p
+        }
     }
 
     /// Handles what a person did: sends the daemon's event, and returns a new
@@ -183,6 +197,20 @@ impl CheckoutController {
         };
         self.sink.send(event);
         None
+    }
+}
+
+fn notice_kind(notice: Option<ScanNotice>) -> crate::generated::NoticeKind {
+    use crate::generated::NoticeKind as K;
+    match notice {
+        None => K::None,
+        Some(ScanNotice::NotInCatalog) => K::NotInCatalog,
+        Some(ScanNotice::WeighAtScale) => K::WeighAtScale,
+        Some(ScanNotice::NotSoldByWeight) => K::NotSoldByWeight,
+        Some(ScanNotice::Coupon) => K::Coupon,
+        Some(ScanNotice::RefundReceipt) => K::RefundReceipt,
+        Some(ScanNotice::ScanAgain) => K::ScanAgain,
+        Some(ScanNotice::NotAProduct) => K::NotAProduct,
     }
 }
 

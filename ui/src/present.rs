@@ -1,7 +1,7 @@
 //! From view models to what the adapters show: formatted, ordered, plain
 //! values. Pure functions, tested without a window.
 
-use crate::generated::{DeclineKind, LineData, ReaderStep, ReceiptLine, ScreenKind};
+use crate::generated::{DeclineKind, LineData, NoticeKind, ReaderStep, ReceiptLine, ScreenKind};
 use crate::money::{format_localized, format_number};
 use crate::qr::QrMatrix;
 use crate::view::{
@@ -44,6 +44,8 @@ pub struct Presentation {
     pub fault: FaultView,
     /// The cart's id, shown on the fault and out-of-service screens for staff.
     pub cart_id: String,
+    /// A scan that put nothing in the cart, and why.
+    pub notice: NoticeKind,
 }
 
 /// The receipt, formatted.
@@ -182,6 +184,7 @@ pub fn present(
         staff_called: false,
         fault: FaultView::default(),
         cart_id: cart_id.to_owned(),
+        notice: NoticeKind::None,
     };
     p.screen = match screen {
         Screen::Idle => ScreenKind::Idle,

@@ -197,6 +197,26 @@ pub enum LinkBanner {
     },
 }
 
+/// Why a scan put nothing in the cart, shown as a short notice until the
+/// next scan or screen change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanNotice {
+    /// A valid product code the catalog does not have.
+    NotInCatalog,
+    /// An item sold by weight scanned by its plain code.
+    WeighAtScale,
+    /// A weight label for an item sold by the piece.
+    NotSoldByWeight,
+    /// A coupon: redeemed at a till.
+    Coupon,
+    /// A refund receipt: cashed at a till.
+    RefundReceipt,
+    /// A misread (check digit, noise): scan again.
+    ScanAgain,
+    /// Any other code that is not a product.
+    NotAProduct,
+}
+
 /// Which screen is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Screen {

@@ -402,3 +402,15 @@ fn every_decline_reason_has_its_own_words_in_both_languages() {
         "Der Wagen nimmt erst wieder Kartenzahlungen an, wenn er online ist. Bitte zahlen Sie an einer Kasse oder versuchen Sie es, wenn der Wagen wieder online ist."
     ));
 }
+
+#[test]
+fn a_refused_scan_is_shown_until_the_next_scan() {
+    let mut d = start();
+    d.scan(MILK);
+    d.ui.update(ui::ViewUpdate::Notice(Some(ui::ScanNotice::Coupon)));
+    assert!(shows(&d, "Coupons are redeemed at a till."));
+    tap(&mut d, "Deutsch");
+    assert!(shows(&d, "Gutscheine werden an der Kasse eingelöst."));
+    d.ui.update(ui::ViewUpdate::Notice(None));
+    assert!(!shows(&d, "Gutscheine werden an der Kasse eingelöst."));
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hal::reader::{DriverConfig, PaymentReader, SerialReader};
 use hal::scanner::{
@@ -18,6 +18,7 @@ use store_and_forward::telemetry::{TelemetryBuffer, TelemetryEvent};
 use store_and_forward::{Currency, Money, Timestamp};
 use tracing::{debug, error, info, warn};
 use ui::{FaultView, LinkBanner, UiHandle, ViewUpdate};
+use uuid::Uuid;
 
 use crate::catalog::Catalog;
 use crate::checkout::{Checkout, PayEvent};
@@ -204,6 +205,11 @@ pub struct PaymentJob {
     pub amount: Money,
 }
 
+/// How often the idle payment thread asks the reader for its status.
+const IDLE_STATUS_EVERY: Duration = Duration::from_secs(1);
+/// How long an idle status request waits for the reader's answer.
+const IDLE_STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Starts the payment thread: it owns the reader's serial line (reopened
 /// while it is away) and runs one payment at a time.
 #[allow(clippy::too_many_arguments)]
@@ -222,6 +228,7 @@ pub fn spawn_payments(
         .spawn(move || {
             let mut reader: Option<SerialReader<serialport::TTYPort>> = None;
             let mut reported: Option<bool> = None;
+            let mut last_status = Instant::now();
             loop {
                 heart.beat();
                 if reader.is_none() {
@@ -250,7 +257,29 @@ pub fn spawn_payments(
                 }
                 let job = match jobs.recv_timeout(Duration::from_secs(1)) {
                     Ok(j) => j,
-                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Idle watch: the reader answers STATUS (any key) in
+                        // milliseconds; one that does not is gone, and the
+                        // fault screen shows within a few seconds instead of
+                        // at the next payment.
+                        if last_status.elapsed() >= IDLE_STATUS_EVERY
+                            && let Some(r) = reader.as_mut()
+                        {
+                            last_status = Instant::now();
+                            if let Err(e) = r.status(Uuid::nil(), IDLE_STATUS_TIMEOUT) {
+                                warn!(device = "reader", cause = %e, "card reader stopped answering while idle");
+                                reader = None;
+                                // Reported now: reopening may take a while.
+                                shared.reader_up.store(false, Ordering::SeqCst);
+                                reported = Some(false);
+                                let _ = session.send(Msg::Device {
+                                    scanner: false,
+                                    up: false,
+                                });
+                            }
+                        }
+                        continue;
+                    }
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
                 let Some(r) = reader.as_mut() else {
