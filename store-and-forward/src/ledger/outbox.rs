@@ -398,6 +398,7 @@ impl Ledger {
         }
         tx.commit()?;
         self.telemetry_bytes = self.telemetry_bytes.saturating_sub(delivered_telemetry);
+        self.delivered_telemetry_bytes += delivered_telemetry;
         self.note_commit();
         self.checkpoint_if_due()?;
         Ok(changed)
@@ -569,30 +570,6 @@ impl Ledger {
             out.push((id, OutboxClass::from_i64(class)?, reason));
         }
         Ok(out)
-    }
-
-    /// Deletes delivered records, and settled payments, past retention.
-    pub(crate) fn purge_delivered(&mut self, now: Timestamp) -> Result<u64, LedgerError> {
-        let cutoff = now.minus_secs(self.config.retention_secs).0;
-        let tx = self.conn.transaction()?;
-        let outbox = tx.execute(
-            "DELETE FROM outbox WHERE status = 1 AND done_ms < ?1",
-            [cutoff],
-        )?;
-        // Settled payments older than retention, with nothing left queued.
-        let settled =
-            "state IN ('online_approved', 'online_declined', 'offline_declined', 'cancelled',
-                                  'failed', 'confirmed', 'declined_after_forward')
-                       AND updated_ms < ?1
-                       AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_seq = payments.seq)";
-        tx.execute(
-            &format!("DELETE FROM payment_log WHERE payment_seq IN (SELECT seq FROM payments WHERE {settled})"),
-            [cutoff],
-        )?;
-        let payments = tx.execute(&format!("DELETE FROM payments WHERE {settled}"), [cutoff])?;
-        tx.commit()?;
-        self.note_commit();
-        Ok((outbox + payments) as u64)
     }
 }
 
