@@ -14,7 +14,8 @@
 //!
 //! `LEDGER_BENCH_DIR` picks the folder (default: the target folder; a tmpfs
 //! would hide the fsync cost). `--checkouts N` runs only N checkouts (for
-//! counting system calls).
+//! counting system calls); `--maintenance` only the checkouts with
+//! maintenance beside them.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -195,6 +196,10 @@ fn main() {
         let mut ledger = open(&dir);
         checkouts(&mut ledger, n, 0, false);
         println!("ran {n} checkouts");
+        return;
+    }
+    if args.iter().any(|a| a == "--maintenance") {
+        checkouts_with_maintenance(10_000);
         return;
     }
     if args.iter().any(|a| a == "--list") {

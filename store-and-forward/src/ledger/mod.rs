@@ -40,7 +40,8 @@ pub mod outbox_kinds {
 }
 pub use payments::{Applied, PaymentRecord};
 pub use state::{
-    LedgerStatus, OutboxDepth, UpdateOutcome, keys, read_only_states, read_only_status,
+    LedgerStatus, OutboxDepth, QuarantinedPayment, UpdateOutcome, keys, read_only_states,
+    read_only_status,
 };
 pub use telemetry::EnqueueReport;
 
