@@ -286,6 +286,7 @@ fn checkouts_with_maintenance(n: u64) {
             let mut rounds = 0u64;
             let mut purged = 0u64;
             let mut truncated = 0u64;
+            let mut held = Histogram::<u64>::new(3).expect("histogram");
             while !stop.load(Ordering::SeqCst) {
                 // A second of the daemon's life in 100 ms: telemetry in,
                 // the uplink's delivery marks, a maintenance run.
@@ -308,9 +309,11 @@ fn checkouts_with_maintenance(n: u64) {
                     }
                 }
                 loop {
+                    let t = Instant::now();
                     let step = lock(&ledger)
-                        .maintain_step(Timestamp::now(), 500)
+                        .maintain_step(Timestamp::now(), 200)
                         .expect("maintain");
+                    held.record(t.elapsed().as_micros() as u64).expect("record");
                     purged += step.purged_delivered + step.purged_payments;
                     if !step.more {
                         break;
@@ -328,7 +331,7 @@ fn checkouts_with_maintenance(n: u64) {
                 rounds += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
-            (rounds, purged, truncated)
+            (rounds, purged, truncated, held)
         })
     };
     let mut whole = Histogram::<u64>::new(3).expect("histogram");
@@ -366,7 +369,8 @@ fn checkouts_with_maintenance(n: u64) {
         std::thread::sleep(Duration::from_micros(500));
     }
     stop.store(true, Ordering::SeqCst);
-    let (rounds, purged, truncated) = background.join().expect("maintenance thread");
+    let (rounds, purged, truncated, held) = background.join().expect("maintenance thread");
+    report("  a maintenance step or checkpoint holding the lock", &held);
     report(
         "whole checkout (2 commits), maintenance + telemetry + delivery beside it",
         &whole,

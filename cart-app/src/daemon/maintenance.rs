@@ -16,7 +16,7 @@ use tracing::{debug, error, info};
 use super::threads::SessionState;
 
 /// Rows one step deletes at most (about a millisecond of work).
-const STEP_ROWS: usize = 500;
+const STEP_ROWS: usize = 200;
 /// The pause between steps, so a checkout waiting on the lock gets it.
 const BETWEEN_STEPS: Duration = Duration::from_millis(2);
 

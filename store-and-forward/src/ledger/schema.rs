@@ -128,6 +128,11 @@ BEGIN
         VALUES (old.id, 1, 'sequence_mark', 0, old.created_ms, 3);
     DELETE FROM outbox WHERE status = 3 AND id < old.id;
 END;
+
+-- Maintenance finds settled payments past retention without a scan.
+CREATE INDEX payments_settled ON payments (updated_ms)
+    WHERE state IN ('online_approved', 'online_declined', 'offline_declined',
+        'cancelled', 'failed', 'confirmed', 'declined_after_forward');
 "#,
     },
 ];
