@@ -41,6 +41,12 @@ pub enum Request {
         /// The CSV text.
         csv: String,
     },
+    /// Queues a quarantined payment record again (after its cause was
+    /// fixed), by payment key.
+    Release {
+        /// The payment's idempotency key.
+        payment: String,
+    },
     /// Demo builds only: cut (`up = false`) or restore the link.
     #[serde(rename = "demo_link")]
     DemoLink {

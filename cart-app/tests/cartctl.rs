@@ -81,6 +81,39 @@ fn status_and_catalog_import() {
         err.contains("line 3, column 1 (gtin)") && err.contains("check digit"),
         "{err}"
     );
+    // A quarantined payment forward is shown with its key and how to
+    // release it; releasing needs the daemon.
+    {
+        let c = rusqlite::Connection::open(dir.path().join("ledger.sqlite")).unwrap();
+        let n = c
+            .execute(
+                "UPDATE outbox SET status = 2, last_error = 'broker reason 135: NotAuthorized'
+                 WHERE class = 0 AND payment_seq IS NOT NULL",
+                [],
+            )
+            .unwrap();
+        assert!(n >= 1);
+    }
+    let (code, out, err) = cartctl(&config, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("QUARANTINED"))
+        .unwrap_or_else(|| panic!("no quarantined payment shown: {out}"));
+    assert!(
+        line.contains("135") && line.contains("cartctl release"),
+        "{line}"
+    );
+    let (code, out, _) = cartctl(&config, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let key = v["ledger"]["quarantined_payments"][0]["payment"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(line.contains(&key), "{line}");
+    let (code, _, err) = cartctl(&config, &["release", &key]);
+    assert_eq!(code, 4, "{err}");
     // A bad config names the key and exits 2.
     std::fs::write(&config, "[ledger]\npathh = 1\n").unwrap();
     let (code, _, err) = cartctl(&config, &["status"]);

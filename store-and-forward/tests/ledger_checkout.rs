@@ -654,8 +654,8 @@ fn delivered_records_are_purged_after_retention() {
         .unwrap();
     let ids: Vec<i64> = b.iter().map(|r| r.id).collect();
     ledger.mark_delivered(&ids, t0()).unwrap();
-    assert_eq!(ledger.maintain(t0().plus_secs(30)).unwrap(), 0);
-    assert_eq!(ledger.maintain(t0().plus_secs(61)).unwrap(), 2);
+    assert_eq!(ledger.maintain(t0().plus_secs(30)).unwrap().purged(), 0);
+    assert_eq!(ledger.maintain(t0().plus_secs(61)).unwrap().purged(), 2);
 }
 
 #[test]

@@ -65,6 +65,12 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Queues a quarantined payment (see `status`) for another attempt,
+    /// once its cause is fixed.
+    Release {
+        /// The payment's key, as `status` shows it.
+        payment: String,
+    },
     /// Catalog operations.
     Catalog {
         #[command(subcommand)]
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
         Command::Status { json } => status(&config, &socket, json),
         Command::Sync { timeout } => sync(&socket, timeout),
         Command::Diag { out } => diag(&config, &socket, out),
+        Command::Release { payment } => release(&socket, payment),
         Command::Catalog {
             command: CatalogCommand::Import { file },
         } => catalog_import(&config, &socket, &file),
@@ -324,6 +331,19 @@ fn status(config: &Config, socket: &Path, json: bool) -> Result<(), Failure> {
             config.provisioning.expiry_warn_days as i64,
         ));
     }
+    Ok(())
+}
+
+fn release(socket: &Path, payment: String) -> Result<(), Failure> {
+    control::call(
+        socket,
+        &Request::Release {
+            payment: payment.clone(),
+        },
+        Duration::from_secs(10),
+        &mut |_| {},
+    )?;
+    out(&format!("payment {payment} queued again\n"));
     Ok(())
 }
 
@@ -570,6 +590,21 @@ fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
                 d.pending_bytes,
                 ago(now, d.oldest_pending),
                 d.quarantined
+            ),
+        );
+    }
+    for q in &st.quarantined_payments {
+        line(
+            "QUARANTINED",
+            format!(
+                "payment {} ({} {}, {}) since {}: {}; release with `cartctl release {}`",
+                q.payment,
+                q.amount_minor,
+                q.currency,
+                q.kind,
+                ago(now, q.since),
+                q.reason,
+                q.payment
             ),
         );
     }

@@ -408,6 +408,35 @@ async fn serve_one(
             };
             send(&mut write, &reply).await
         }
+        Request::Release { payment } => {
+            let reply = match store_and_forward::PaymentKey::parse(&payment) {
+                Err(_) => Reply::Error {
+                    message: format!("not a payment key: {payment}"),
+                },
+                Ok(key) => {
+                    let released = tokio::task::block_in_place(|| {
+                        let mut l = ctx.ledger.lock().unwrap_or_else(|p| p.into_inner());
+                        l.release_quarantined(&key, store_and_forward::Timestamp::now())
+                    });
+                    match released {
+                        Ok(0) => Reply::Error {
+                            message: format!("nothing quarantined for payment {key}"),
+                        },
+                        Ok(n) => {
+                            tracing::warn!(uid = cred.uid(), payment = %key, records = n, "quarantined payment released by a technician");
+                            if let Some(u) = &ctx.uplink {
+                                u.kick();
+                            }
+                            Reply::Ok
+                        }
+                        Err(e) => Reply::Error {
+                            message: format!("ledger: {e}"),
+                        },
+                    }
+                }
+            };
+            send(&mut write, &reply).await
+        }
         Request::Diag => {
             let v = tokio::task::block_in_place(|| ctx.diag());
             send(&mut write, &Reply::Diag(Box::new(v))).await

@@ -25,9 +25,11 @@
 //! - [`identity`]: provisioning while not provisioned; certificate rotation.
 //! - [`threads`]: the session, payment and scanner threads.
 //! - [`control_server`]: the control socket `cartctl` talks to.
+//! - [`maintenance`]: the ledger's maintenance, at start and on a schedule.
 
 pub mod control_server;
 pub mod identity;
+pub mod maintenance;
 pub mod parts;
 pub mod settings;
 pub mod threads;
@@ -285,6 +287,12 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
 
     // Threads.
     let shared = Arc::new(SessionState::default());
+    rt.spawn(maintenance::run(
+        ledger.clone(),
+        shared.clone(),
+        Duration::from_secs(config.ledger.maintenance_interval_secs),
+        stop_rx.clone(),
+    ));
     let cancel = Arc::new(AtomicBool::new(false));
     let (job_tx, job_rx) = mpsc::channel();
     let checkout = Checkout::new(

@@ -11,7 +11,10 @@
 //! - `outbox.rs`: batches for the uplink, delivery, retry, quarantine.
 //! - `telemetry.rs`: group-committed telemetry under a disk quota.
 //! - `state.rs`: cart-level state, limits and deny-list updates, status.
+//! - `maintenance.rs`: retention, the telemetry quota over delivered
+//!   records, WAL checkpoints, in bounded steps.
 
+mod maintenance;
 mod open;
 mod outbox;
 mod payments;
@@ -27,6 +30,7 @@ use crate::counter::MonotonicCounter;
 use crate::datakey::Sealer;
 use crate::policy::{LedgerIntegrity, Limits};
 
+pub use maintenance::{MaintenanceReport, MaintenanceStep};
 pub use open::OpenReport;
 pub use outbox::{OutboxBody, OutboxClass, OutboxRecord, PaymentForward, RetryPolicy};
 
@@ -36,7 +40,8 @@ pub mod outbox_kinds {
 }
 pub use payments::{Applied, PaymentRecord};
 pub use state::{
-    LedgerStatus, OutboxDepth, UpdateOutcome, keys, read_only_states, read_only_status,
+    LedgerStatus, OutboxDepth, QuarantinedPayment, UpdateOutcome, keys, read_only_states,
+    read_only_status,
 };
 pub use telemetry::EnqueueReport;
 
@@ -46,14 +51,21 @@ pub use telemetry::EnqueueReport;
 pub struct LedgerConfig {
     /// The database file.
     pub path: PathBuf,
-    /// Disk quota for undelivered telemetry, bytes; over it the oldest
-    /// telemetry is dropped and counted.
+    /// Disk quota for telemetry, bytes (payload sizes). Undelivered
+    /// telemetry over it drops the oldest (counted); delivered telemetry
+    /// kept for retention gives way first (maintenance).
     pub telemetry_quota_bytes: u64,
     /// Free space kept for payments: below it offline approval stops and
     /// new telemetry is shed.
     pub payment_reserve_bytes: u64,
     /// Delivered records are purged after this many seconds.
     pub retention_secs: u64,
+    /// The daemon runs the ledger's maintenance at start and then this
+    /// often, seconds.
+    pub maintenance_interval_secs: u64,
+    /// The WAL file is truncated to at most this many bytes after a
+    /// checkpoint (`PRAGMA journal_size_limit`).
+    pub journal_size_limit_bytes: u64,
 }
 
 impl Default for LedgerConfig {
@@ -63,6 +75,8 @@ impl Default for LedgerConfig {
             telemetry_quota_bytes: 64 * 1024 * 1024,
             payment_reserve_bytes: 32 * 1024 * 1024,
             retention_secs: 7 * 24 * 3600,
+            maintenance_interval_secs: 60,
+            journal_size_limit_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -79,6 +93,9 @@ pub struct Ledger {
     ledger_id: String,
     /// Bytes of undelivered telemetry, kept in memory (summed at open).
     telemetry_bytes: u64,
+    /// Bytes of delivered telemetry still kept (until retention or the
+    /// quota purges it), kept in memory (summed at open).
+    delivered_telemetry_bytes: u64,
     /// Commits since the last WAL checkpoint (auto-checkpoint is off so
     /// checkouts never pay for one).
     commits_since_checkpoint: u64,
@@ -145,14 +162,6 @@ impl Ledger {
     /// Reads one of the connection's pragmas as text.
     pub fn pragma_string(&self, name: &str) -> Result<String, crate::LedgerError> {
         Ok(self.conn.query_row(&pragma_sql(name)?, [], |r| r.get(0))?)
-    }
-
-    /// Housekeeping: purge delivered records past retention and checkpoint
-    /// the WAL. The daemon calls it every few seconds, off the checkout path.
-    pub fn maintain(&mut self, now: crate::Timestamp) -> Result<u64, crate::LedgerError> {
-        let purged = self.purge_delivered(now)?;
-        self.checkpoint()?;
-        Ok(purged)
     }
 
     fn checkpoint(&mut self) -> Result<(), crate::LedgerError> {

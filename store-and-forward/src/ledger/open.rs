@@ -74,6 +74,17 @@ impl Ledger {
              PRAGMA wal_autocheckpoint = 0;
              PRAGMA busy_timeout = 5000;",
         )?;
+        // Not persistent: set on every open. Freed pages stay on the free
+        // list and are reused (auto_vacuum stays as the file was made:
+        // switching it needs a full VACUUM, which a cart never runs).
+        let _: i64 = conn.query_row(
+            &format!(
+                "PRAGMA journal_size_limit = {}",
+                config.journal_size_limit_bytes.min(i64::MAX as u64)
+            ),
+            [],
+            |r| r.get(0),
+        )?;
         let schema_before: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         migrate(&conn, created)?;
         let schema_now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -91,6 +102,7 @@ impl Ledger {
             limits,
             ledger_id: String::new(),
             telemetry_bytes: 0,
+            delivered_telemetry_bytes: 0,
             commits_since_checkpoint: 0,
         };
 
@@ -107,6 +119,11 @@ impl Ledger {
         ledger.load_persisted_limits(now)?;
         ledger.telemetry_bytes = ledger.conn.query_row(
             "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE class = 2 AND status = 0",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+        ledger.delivered_telemetry_bytes = ledger.conn.query_row(
+            "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE class = 2 AND status = 1",
             [],
             |r| r.get::<_, i64>(0),
         )? as u64;

@@ -103,6 +103,13 @@ pub enum OutboxBody {
     Payment(Box<PaymentForward>),
     /// Opaque bytes (telemetry event, ack, status) as enqueued.
     Bytes(Vec<u8>),
+    /// A payment record this cart cannot read (its card data does not
+    /// unseal, a column does not decode): the uplink quarantines it alone
+    /// and the rest of the queue keeps flowing.
+    Unreadable(String),
+    /// A payment record in a state newer firmware wrote (a rollback): kept
+    /// as it is and skipped, never quarantined.
+    Unknown(String),
 }
 
 /// One outbox record.
@@ -283,9 +290,19 @@ impl Ledger {
             }
             bytes += size;
             let payment_key: Option<Vec<u8>> = r.get(6)?;
-            let body = match payment_key {
-                Some(raw) => OutboxBody::Payment(Box::new(self.forward_from_row(r, &raw)?)),
-                None => OutboxBody::Bytes(r.get::<_, Option<Vec<u8>>>(4)?.unwrap_or_default()),
+            let state: Option<String> = r.get(9)?;
+            let body = match (payment_key, state) {
+                (Some(_), Some(s)) if PaymentState::parse(&s).is_none() => {
+                    OutboxBody::Unknown(format!("payment state {s:?}"))
+                }
+                (Some(raw), _) => match self.forward_from_row(r, &raw) {
+                    Ok(f) => OutboxBody::Payment(Box::new(f)),
+                    Err(e @ (LedgerError::Unseal(_) | LedgerError::BadValue { .. })) => {
+                        OutboxBody::Unreadable(e.to_string())
+                    }
+                    Err(e) => return Err(e),
+                },
+                (None, _) => OutboxBody::Bytes(r.get::<_, Option<Vec<u8>>>(4)?.unwrap_or_default()),
             };
             out.push(OutboxRecord {
                 id: r.get(0)?,
@@ -398,6 +415,7 @@ impl Ledger {
         }
         tx.commit()?;
         self.telemetry_bytes = self.telemetry_bytes.saturating_sub(delivered_telemetry);
+        self.delivered_telemetry_bytes += delivered_telemetry;
         self.note_commit();
         self.checkpoint_if_due()?;
         Ok(changed)
@@ -462,22 +480,52 @@ impl Ledger {
     ) -> Result<(), LedgerError> {
         let tx = self.conn.transaction()?;
         let mut released = 0u64;
+        let mut alarms = 0u64;
         {
             let mut upd = tx.prepare_cached(
                 "UPDATE outbox SET status = 2, done_ms = ?1, last_error = ?2 WHERE id = ?3 AND status = 0
-                 RETURNING class, size",
+                 RETURNING class, size, kind,
+                     (SELECT key FROM payments p WHERE p.seq = outbox.payment_seq)",
             )?;
             for id in ids {
-                if let Ok((class, size)) = upd.query_row(params![now.0, reason, id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                }) && class == OutboxClass::Telemetry as i64
-                {
+                let Some((class, size, kind, key)) = upd
+                    .query_row(params![now.0, reason, id], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<Vec<u8>>>(3)?,
+                        ))
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                if class == OutboxClass::Telemetry as i64 {
                     released += size as u64;
+                }
+                if class == OutboxClass::Payment as i64 {
+                    // Never silent: the journal, the status report, and an
+                    // alarm to the backend in the same commit.
+                    let key = key.as_deref().map(key_text).unwrap_or_default();
+                    tracing::error!(
+                        payment = %key,
+                        record = id,
+                        %kind,
+                        reason,
+                        "payment record quarantined: not sent until released (cartctl release); its offline exposure stays counted"
+                    );
+                    let alarm = crate::telemetry::TelemetryEvent::Fault {
+                        at: now,
+                        device: "uplink".into(),
+                        code: format!("payment_quarantined:{key}"),
+                    };
+                    alarms += super::telemetry::insert_event(&tx, &alarm, now)?;
                 }
             }
         }
         tx.commit()?;
-        self.telemetry_bytes = self.telemetry_bytes.saturating_sub(released);
+        self.telemetry_bytes = self.telemetry_bytes.saturating_sub(released) + alarms;
         self.note_commit();
         tracing::warn!(records = ids.len(), reason, "outbox records quarantined");
         Ok(())
@@ -531,6 +579,27 @@ impl Ledger {
         Ok(rows.len() as u64)
     }
 
+    /// Queues a quarantined payment record again (an operator's release
+    /// after the cause was fixed: a policy on the broker, a key). Returns
+    /// how many records were released (0: nothing quarantined for it).
+    pub fn release_quarantined(
+        &mut self,
+        key: &PaymentKey,
+        now: Timestamp,
+    ) -> Result<u64, LedgerError> {
+        let n = self.conn.execute(
+            "UPDATE outbox SET status = 0, attempts = 0, next_attempt_ms = 0, done_ms = NULL,
+                 last_error = 'released; was: ' || COALESCE(last_error, '')
+             WHERE status = 2 AND payment_seq = (SELECT seq FROM payments WHERE key = ?1)",
+            [key.0.as_bytes().as_slice()],
+        )? as u64;
+        self.note_commit();
+        if n > 0 {
+            tracing::warn!(payment = %key, records = n, at = now.0, "quarantined payment released: queued again");
+        }
+        Ok(n)
+    }
+
     /// Depth of each class. Cheap enough for a status line with a large
     /// backlog: counts come from the pending index, the oldest record is
     /// the lowest id, telemetry bytes are kept in memory.
@@ -570,30 +639,38 @@ impl Ledger {
         }
         Ok(out)
     }
+}
 
-    /// Deletes delivered records, and settled payments, past retention.
-    pub(crate) fn purge_delivered(&mut self, now: Timestamp) -> Result<u64, LedgerError> {
-        let cutoff = now.minus_secs(self.config.retention_secs).0;
-        let tx = self.conn.transaction()?;
-        let outbox = tx.execute(
-            "DELETE FROM outbox WHERE status = 1 AND done_ms < ?1",
-            [cutoff],
-        )?;
-        // Settled payments older than retention, with nothing left queued.
-        let settled =
-            "state IN ('online_approved', 'online_declined', 'offline_declined', 'cancelled',
-                                  'failed', 'confirmed', 'declined_after_forward')
-                       AND updated_ms < ?1
-                       AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_seq = payments.seq)";
-        tx.execute(
-            &format!("DELETE FROM payment_log WHERE payment_seq IN (SELECT seq FROM payments WHERE {settled})"),
-            [cutoff],
-        )?;
-        let payments = tx.execute(&format!("DELETE FROM payments WHERE {settled}"), [cutoff])?;
-        tx.commit()?;
-        self.note_commit();
-        Ok((outbox + payments) as u64)
+/// A stored key as text (the key itself, or its bytes in hex when they do
+/// not decode).
+fn key_text(raw: &[u8]) -> String {
+    match key_from_blob(raw) {
+        Ok(k) => k.to_string(),
+        Err(_) => raw.iter().map(|b| format!("{b:02x}")).collect(),
     }
+}
+
+/// Quarantined payment records, newest first.
+pub(crate) fn quarantined_payments(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<super::state::QuarantinedPayment>, LedgerError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.key, o.kind, COALESCE(o.last_error, ''), o.done_ms, p.amount_minor, p.currency
+         FROM outbox o JOIN payments p ON p.seq = o.payment_seq
+         WHERE o.status = 2 AND o.class = 0 ORDER BY o.id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(super::state::QuarantinedPayment {
+            payment: key_text(&r.get::<_, Vec<u8>>(0)?),
+            kind: r.get(1)?,
+            reason: r.get(2)?,
+            since: r.get::<_, Option<i64>>(3)?.map(Timestamp),
+            amount_minor: r.get(4)?,
+            currency: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Depth of each class (see [`Ledger::outbox_depth`]); telemetry bytes are

@@ -539,7 +539,10 @@ impl Ledger {
         }
     }
 
-    /// Every payment, oldest first (for reports and tests).
+    /// Every payment, oldest first (for reports and tests). A payment in a
+    /// state only newer firmware knows (after a rollback) is reported in
+    /// the journal and left out, untouched (the status report counts it
+    /// under its stored state name).
     pub fn payments(&self) -> Result<Vec<PaymentRecord>, LedgerError> {
         let mut stmt = self
             .conn
@@ -547,6 +550,14 @@ impl Ledger {
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
+            let state: String = r.get(3)?;
+            if PaymentState::parse(&state).is_none() {
+                let key = key_from_blob(&r.get::<_, Vec<u8>>(0)?)
+                    .map(|k| k.to_string())
+                    .unwrap_or_default();
+                warn!(payment = %key, %state, "payment in a state of newer firmware: left alone");
+                continue;
+            }
             out.push(record_from_row(r)?);
         }
         Ok(out)

@@ -10,7 +10,13 @@
 pub const APPLICATION_ID: i64 = 0x4341_5254;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Outbox `status` of the sequence mark: the row that keeps the highest id
+/// ever handed out once the rows above it are deleted (see migration 2).
+/// Every reader selects outbox rows by status 0, 1 or 2, so older firmware
+/// never sees it.
+pub const OUTBOX_STATUS_SEQUENCE_MARK: i64 = 3;
 
 /// One migration: the schema version it produces, its SQL, and the oldest
 /// reader version that can open the file afterwards.
@@ -20,10 +26,11 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    min_reader_version: 1,
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        min_reader_version: 1,
+        sql: r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -101,4 +108,31 @@ CREATE TABLE deny_list (
     fingerprint BLOB PRIMARY KEY
 ) WITHOUT ROWID;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        // Additive: a trigger. Firmware of schema 1 still opens the file, and
+        // its deletes fire the trigger too.
+        min_reader_version: 1,
+        sql: r#"
+-- Outbox ids are the telemetry sequence the backend deduplicates on, and
+-- SQLite hands out max(id) + 1: once the highest rows are deleted (purged,
+-- shed over the quota) their ids would come again and the backend would
+-- drop new events as duplicates. When a delete removes the highest row, a
+-- sequence mark (status 3, no payload) takes its id, so max(id) never goes
+-- down; only the newest mark is kept. Any firmware's deletes fire it.
+CREATE TRIGGER outbox_sequence_mark AFTER DELETE ON outbox
+WHEN old.id > COALESCE((SELECT MAX(id) FROM outbox), 0)
+BEGIN
+    INSERT INTO outbox (id, class, kind, size, created_ms, status)
+        VALUES (old.id, 1, 'sequence_mark', 0, old.created_ms, 3);
+    DELETE FROM outbox WHERE status = 3 AND id < old.id;
+END;
+
+-- Maintenance finds settled payments past retention without a scan.
+CREATE INDEX payments_settled ON payments (updated_ms)
+    WHERE state IN ('online_approved', 'online_declined', 'offline_declined',
+        'cancelled', 'failed', 'confirmed', 'declined_after_forward');
+"#,
+    },
+];

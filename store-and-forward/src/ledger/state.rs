@@ -133,6 +133,28 @@ pub struct LedgerStatus {
     pub outbox: Vec<OutboxDepth>,
     /// Telemetry dropped over quota since the ledger was created.
     pub telemetry_dropped: u64,
+    /// Payment records set aside (forwards, inquiries): each needs a
+    /// technician or the backend. Their exposure stays counted.
+    #[serde(default)]
+    pub quarantined_payments: Vec<QuarantinedPayment>,
+}
+
+/// A payment record set aside: the broker refused it for good, or it could
+/// not be read. [`Ledger::release_quarantined`] queues it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedPayment {
+    /// The payment's idempotency key (as stored; text).
+    pub payment: String,
+    /// The record's kind (`payment_forward`, `payment_inquiry`, ...).
+    pub kind: String,
+    /// Why it was set aside.
+    pub reason: String,
+    /// When.
+    pub since: Option<Timestamp>,
+    /// Amount, minor units, and currency.
+    pub amount_minor: i64,
+    /// Currency code.
+    pub currency: String,
 }
 
 impl Ledger {
@@ -378,6 +400,7 @@ pub(crate) fn status_of(
         declined_after_forward: losses,
         outbox: super::outbox::outbox_depth(conn, telemetry_bytes)?,
         telemetry_dropped: read_state_i64(conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0) as u64,
+        quarantined_payments: super::outbox::quarantined_payments(conn, 50)?,
     })
 }
 

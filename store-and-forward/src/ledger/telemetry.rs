@@ -92,7 +92,7 @@ impl Ledger {
     }
 
     /// Drops the oldest undelivered telemetry until under the quota.
-    fn enforce_telemetry_quota(&mut self, now: Timestamp) -> Result<u64, LedgerError> {
+    pub(super) fn enforce_telemetry_quota(&mut self, now: Timestamp) -> Result<u64, LedgerError> {
         let quota = self.config.telemetry_quota_bytes;
         if self.telemetry_bytes <= quota {
             return Ok(0);

@@ -9,12 +9,13 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use super::{SyncError, Uplink};
 use crate::Timestamp;
 use crate::ledger::outbox_kinds::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY};
 use crate::ledger::{OutboxBody, OutboxClass, OutboxRecord};
+use crate::uplink::link::permanent_refusal;
 use crate::uplink::{LinkError, PubAck, PublishProps, QoS};
 use crate::wire::telemetry::{METERING_UNIT, pack, validate};
 use crate::wire::up::{Ack, AckBatch, CardData, Forward, Inquiry};
@@ -147,6 +148,12 @@ impl Uplink {
                     delivered.extend_from_slice(&m.ids);
                     report.push((m.class, m.topic.len(), m.payload.len(), m.records));
                 }
+                Err(e @ LinkError::Rejected { reason_code, .. })
+                    if !permanent_refusal(reason_code) =>
+                {
+                    warn!(cause = %e, topic = %m.topic, "broker refused for now: will retry with backoff");
+                    retry.push((m.ids, e.to_string()));
+                }
                 Err(LinkError::Rejected {
                     reason_code,
                     reason,
@@ -264,11 +271,21 @@ impl Uplink {
                                     ids: vec![r.id],
                                     records: 1,
                                 }),
-                                None => bad.push((r.id, format!("unknown message kind {kind:?}"))),
+                                // A kind of newer firmware (a rollback):
+                                // kept and skipped, not an error.
+                                None => {
+                                    debug!(record = r.id, %kind, "outbox record of an unknown kind: skipped")
+                                }
                             }
                         }
+                        (OutboxBody::Unreadable(why), _) => bad.push((r.id, why.clone())),
+                        (OutboxBody::Unknown(what), kind) => {
+                            // Written by newer firmware (a rollback): kept
+                            // as it is for that firmware or the backend.
+                            debug!(record = r.id, %kind, %what, "outbox record of newer firmware: skipped");
+                        }
                         (_, kind) => {
-                            bad.push((r.id, format!("unknown payment record kind {kind:?}")))
+                            debug!(record = r.id, %kind, "outbox record of an unknown kind: skipped");
                         }
                     }
                 }
@@ -282,7 +299,7 @@ impl Uplink {
                     .iter()
                     .map(|r| match &r.body {
                         OutboxBody::Bytes(b) => (r.id, b.as_slice()),
-                        OutboxBody::Payment(_) => (r.id, &[][..]),
+                        _ => (r.id, &[][..]),
                     })
                     .collect();
                 let created: std::collections::HashMap<i64, Timestamp> =

@@ -133,6 +133,12 @@ fn a_cart_in_qemu() {
     if wanted(8) {
         field_technician(&mut cart);
     }
+    if wanted(6) {
+        if !(wanted(3) || wanted(4)) {
+            stock_the_catalog(&mut cart);
+        }
+        rollback(&mut cart);
+    }
     if wanted(7) {
         watchdog(&mut cart);
     }
@@ -387,6 +393,95 @@ fn cable_pulled(cart: &mut Cart) {
     }
     let counts = cart.cloud.emulator.counts();
     assert_eq!(counts.payment_duplicates, 0, "{counts:?}");
+}
+
+/// Waits until the unit is active (READY) and the cart provisioned.
+fn wait_ready(cart: &mut Cart, what: &str) {
+    let ready = cart.wait_guest(
+        "test \"$(systemctl show -p ActiveState --value cart-app)\" = active && \
+         cartctl status --json | grep -q '\"provisioned\": *true'",
+        Duration::from_secs(300),
+    );
+    if !ready {
+        let log = cart
+            .guest()
+            .sh("journalctl -b -u cart-app --no-pager | tail -40")
+            .stdout;
+        cart.fail(&format!("{what}: the cart is not READY:\n{log}"));
+    }
+}
+
+/// Scenario 6: a restored older copy of the data partition. An offline
+/// approval is stored, the data partition copied (cart off), another
+/// offline approval made, the old copy put back: at boot the cart finds
+/// its ledger behind the TPM's NV counter, refuses offline approval, says
+/// so in the journal, in `cartctl status` and on the link, and keeps
+/// selling online.
+fn rollback(cart: &mut Cart) {
+    let charged_before = cart.cloud.emulator.counts().charged;
+    cart.guest()
+        .qmp
+        .set_link(qemu_suite::guest::NIC, false)
+        .expect("cable out");
+    pay_for(cart, BREAD, "s6-a");
+    tap_when_shown(cart, "s6-a-receipt", DONE, Duration::from_secs(180));
+    cart.shutdown();
+    let copy = cart.art.file("data-copy.img");
+    cart.disk.save_data(&copy);
+
+    cart.boot();
+    cart.guest()
+        .qmp
+        .set_link(qemu_suite::guest::NIC, false)
+        .expect("cable out");
+    wait_ready(cart, "after the copy");
+    pay_for(cart, BREAD, "s6-b");
+    tap_when_shown(cart, "s6-b-receipt", DONE, Duration::from_secs(180));
+    cart.shutdown();
+
+    // The old copy back: the ledger is one offline approval behind the TPM.
+    cart.disk.restore_data(&copy);
+    std::fs::remove_file(&copy).ok();
+    cart.boot();
+    wait_ready(cart, "after the rollback");
+    let journal = cart.must("journalctl -b -u cart-app --no-pager");
+    if !journal.contains("restored older copy") {
+        cart.fail(&format!(
+            "the journal does not report the rollback:\n{}",
+            tail(&journal, 30)
+        ));
+    }
+    let status = cart.must("cartctl status --json");
+    std::fs::write(cart.art.file("s6-status.json"), &status).ok();
+    assert!(
+        status.to_lowercase().contains("rolled"),
+        "cartctl status does not report the rollback: {status}"
+    );
+    let reported = qemu_suite::wait_for(Duration::from_secs(120), || {
+        cart.cloud
+            .emulator
+            .status(CART)
+            .is_some_and(|s| s.integrity == "rolled_back")
+    });
+    if !reported {
+        cart.fail("the cart's status on the link never said rolled_back");
+    }
+    // Still selling online: a payment goes through; the restored offline
+    // approval is forwarded; the one the copy lost never reaches the backend.
+    pay_for(cart, BREAD, "s6-online");
+    tap_when_shown(cart, "s6-online-receipt", DONE, Duration::from_secs(180));
+    let charged = qemu_suite::wait_for(Duration::from_secs(180), || {
+        cart.cloud.emulator.counts().charged == charged_before + 2
+    });
+    if !charged {
+        cart.fail(&format!(
+            "after the rollback: expected the restored offline approval and the online payment charged: {:?}",
+            cart.cloud.emulator.counts()
+        ));
+    }
+    cart.boots.push(
+        "rollback: detected through the TPM counter, offline approval off, selling online".into(),
+    );
 }
 
 /// Scenario 8: the field technician. The journal carries the cart's

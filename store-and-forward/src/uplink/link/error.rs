@@ -38,6 +38,20 @@ impl fmt::Display for TlsFailure {
     }
 }
 
+/// Whether an MQTT 5 refusal reason code is permanent (retrying the same
+/// message will be refused again: quarantine it) rather than transient
+/// (retry with backoff). Unknown codes count as transient: a payment is
+/// never set aside on a code nobody classified.
+pub fn permanent_refusal(reason_code: u8) -> bool {
+    matches!(
+        reason_code,
+        0x87 // NotAuthorized
+            | 0x90 // TopicNameInvalid
+            | 0x95 // PacketTooLarge
+            | 0x99 // PayloadFormatInvalid
+    )
+}
+
 /// Errors of the link. Each says what the caller does about it.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -46,9 +60,13 @@ pub enum LinkError {
     /// an online request goes to the offline policy with the same key.
     #[error("link down: not acknowledged")]
     Disconnected,
-    /// The broker refused the message with an MQTT 5 reason code (e.g. 135
-    /// NotAuthorized, 151 QuotaExceeded, 153 PayloadFormatInvalid): retrying
-    /// will not help. Quarantine the message with the reason and move on.
+    /// The broker refused the message with an MQTT 5 reason code. A
+    /// permanent refusal ([`permanent_refusal`]: 135 NotAuthorized, 144
+    /// TopicNameInvalid, 149 PacketTooLarge, 153 PayloadFormatInvalid)
+    /// quarantines the message with the reason; every other code (128
+    /// UnspecifiedError, 131 ImplementationSpecificError, 137 ServerBusy,
+    /// 145 PacketIdentifierInUse, 151 QuotaExceeded, codes not known here)
+    /// is retried with backoff.
     #[error("broker rejected the message: reason {reason_code} ({reason})")]
     Rejected {
         /// The MQTT 5 PUBACK reason code.
@@ -210,6 +228,18 @@ pub(crate) fn classify(e: &ConnectionError) -> LinkError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refusals_are_permanent_only_for_codes_a_retry_cannot_fix() {
+        for code in [0x87, 0x90, 0x95, 0x99] {
+            assert!(super::permanent_refusal(code), "{code}");
+        }
+        // Unspecified, implementation specific, server busy, packet id in
+        // use, quota exceeded, and codes nobody classified: retried.
+        for code in [0x80, 0x83, 0x89, 0x91, 0x97, 0x9F, 0xFF] {
+            assert!(!super::permanent_refusal(code), "{code}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 pub use config::LinkConfig;
-pub use error::{LinkError, TlsFailure, tls_failure};
+pub use error::{LinkError, TlsFailure, permanent_refusal, tls_failure};
 pub use handle::LinkHandle;
 /// MQTT quality of service (QoS 0 and 1 are used; AWS IoT has no QoS 2).
 pub use rumqttc::v5::mqttbytes::QoS;

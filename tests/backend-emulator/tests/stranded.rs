@@ -1,0 +1,139 @@
+//! No payment is stranded: a payment record that cannot be read is
+//! quarantined alone while the rest of the queue flows to the backend; the
+//! quarantine is visible (status, an alarm in telemetry) and an operator
+//! can release it; its offline exposure stays counted meanwhile.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mqtt_harness::Broker;
+use store_and_forward::ledger::OutboxClass;
+use store_and_forward::sync::SyncConfig;
+use store_and_forward::{Currency, Money, NewAttempt, PaymentKey, PaymentState, Timestamp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_payment_is_quarantined_alone_and_the_rest_flows() {
+    init_logs();
+    let broker = Broker::start();
+    let em = emulator(&broker).await;
+    let reader = Reader::load();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open_ledger(dir.path(), roomy_limits());
+    let eur = Currency::new("EUR").unwrap();
+    // Three offline approvals, the link not started yet.
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let key = PaymentKey::new();
+        let amount = Money::new(1_000 + i, eur);
+        let card = reader.read(reader.card("chip-approve"), &key, amount);
+        let a = NewAttempt {
+            key,
+            amount,
+            online_required: false,
+            card,
+        };
+        let mut l = ledger.lock().unwrap();
+        l.record_card_read(&a, Timestamp::now()).unwrap();
+        assert!(l.decide_offline(&key, Timestamp::now()).unwrap().approved);
+        keys.push(key);
+    }
+    // The middle one's sealed card data is damaged on disk.
+    {
+        let c = rusqlite::Connection::open(dir.path().join("ledger.sqlite")).unwrap();
+        let n = c
+            .execute(
+                "UPDATE payments SET card_sealed = zeroblob(80) WHERE key = ?1",
+                [keys[1].0.as_bytes().as_slice()],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let id = "cart-0031";
+    let cart = Cart::start_on(
+        link_config(&broker, broker.port(), id),
+        broker.client_cert(id),
+        id,
+        SyncConfig {
+            drain_interval_ms: 100,
+            telemetry_linger_secs: 0,
+            ..SyncConfig::default()
+        },
+        ledger.clone(),
+        dir.path().to_path_buf(),
+    );
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    cart.uplink.kick();
+    let state = |k: &PaymentKey| ledger.lock().unwrap().payment(k).unwrap().unwrap().state;
+    eventually(60, "the readable payments confirmed", || {
+        state(&keys[0]) == PaymentState::Confirmed && state(&keys[2]) == PaymentState::Confirmed
+    })
+    .await;
+    let backend: Vec<String> = em.payments().into_iter().map(|p| p.key).collect();
+    assert!(backend.contains(&keys[0].to_string()), "{backend:?}");
+    assert!(backend.contains(&keys[2].to_string()), "{backend:?}");
+    assert!(!backend.contains(&keys[1].to_string()), "{backend:?}");
+
+    // The unreadable one: quarantined, shown, still in the exposure.
+    assert_eq!(state(&keys[1]), PaymentState::OfflineApproved);
+    let status = ledger.lock().unwrap().status(Timestamp::now()).unwrap();
+    assert_eq!(status.quarantined_payments.len(), 1, "{status:?}");
+    let q = &status.quarantined_payments[0];
+    assert_eq!(q.payment, keys[1].to_string());
+    assert!(
+        q.reason.contains("unseal") || q.reason.contains("card data"),
+        "{q:?}"
+    );
+    assert_eq!(status.exposure.count, 1, "its exposure stays counted");
+    assert_eq!(
+        status
+            .outbox
+            .iter()
+            .find(|d| d.class == "payment")
+            .map(|d| (d.pending, d.quarantined)),
+        Some((0, 1))
+    );
+    // An alarm for the backend went into telemetry with the key.
+    eventually(30, "the alarm delivered", || {
+        ledger
+            .lock()
+            .unwrap()
+            .outbox_depth()
+            .unwrap()
+            .iter()
+            .all(|d| d.class != "telemetry" || d.pending == 0)
+    })
+    .await;
+    let alarm = rusqlite::Connection::open(dir.path().join("ledger.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE class = 2 AND instr(CAST(payload AS TEXT), ?1) > 0",
+            [format!("payment_quarantined:{}", keys[1])],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(alarm, 1, "one alarm with the payment key");
+
+    // Released: queued again (and set aside again: its data is still bad).
+    assert_eq!(
+        ledger
+            .lock()
+            .unwrap()
+            .release_quarantined(&keys[1], Timestamp::now())
+            .unwrap(),
+        1
+    );
+    cart.uplink.kick();
+    eventually(30, "quarantined again after the release", || {
+        ledger
+            .lock()
+            .unwrap()
+            .quarantined(10)
+            .unwrap()
+            .iter()
+            .any(|(_, class, _)| *class == OutboxClass::Payment)
+    })
+    .await;
+    cart.stop().await;
+}
