@@ -24,12 +24,14 @@
 //! - [`parts`]: opening the identity, the ledger, the certificate, the link.
 //! - [`identity`]: provisioning while not provisioned; certificate rotation.
 //! - [`threads`]: the session, payment and scanner threads.
+//! - [`supervise`]: a device thread's panic costs one step, not the daemon.
 //! - [`control_server`]: the control socket `cartctl` talks to.
 
 pub mod control_server;
 pub mod identity;
 pub mod parts;
 pub mod settings;
+pub mod supervise;
 pub mod threads;
 
 use std::path::PathBuf;
