@@ -18,7 +18,14 @@ PACKAGES=(
   libinput-dev       # ui's linuxkms feature (device image): input
   libudev-dev        # ui's linuxkms feature: device discovery
   libxkbcommon-dev   # ui's linuxkms and winit features: keymaps
-  libseat-dev        # ui's linuxkms feature: seat and DRM access
+  qemu-system-x86    # the QEMU suite's machine (tests/qemu)
+  debootstrap        # the QEMU guest's Debian root (tests/qemu/build-guest.sh)
+  fdisk              # sfdisk: the guest's GPT disk
+  e2fsprogs          # mkfs.ext4 -d and debugfs: the guest's partitions
+  dosfstools         # mkfs.fat: the guest's boot partition
+  libsqlite3-dev     # the recipe-style release build links the system's SQLite, as the image does
+  libzstd-dev        # ... and the system's zstd (scripts/build-recipe-offline.sh)
+  python3-venv       # the layer's lint tools live in a venv (below)
 )
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
@@ -32,4 +39,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Yocto layer's checks (scripts/check-layer.sh): oelint-adv and kas from
+# PyPI, in a venv under target/ (no system Python packages touched).
+YOCTO_TOOLS="$(cd "$(dirname "$0")/.." && pwd)/target/yocto-tools"
+if ! "$YOCTO_TOOLS/bin/python" -c 'import kas, oelint_adv' 2>/dev/null; then
+  echo "setup: installing oelint-adv and kas into $YOCTO_TOOLS"
+  rm -rf "$YOCTO_TOOLS"
+  python3 -m venv "$YOCTO_TOOLS"
+  "$YOCTO_TOOLS/bin/pip" install --quiet --disable-pip-version-check 'oelint-adv==9.11.2' 'kas==5.5'
 fi

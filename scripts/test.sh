@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one command that passes every test on a fresh Debian 12 machine:
-# installs what the tests need, then format, lints, the rust-version check and
-# every test of the workspace in one debug build with all features.
+# installs what the tests need, then format, lints, the rust-version check, the
+# Yocto layer's checks with the image's one release build, the QEMU guest, and
+# every test of the workspace in one debug build with all features (the QEMU
+# scenarios included: tests/qemu, docs/qemu.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,5 +11,9 @@ scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 python3 scripts/check-rust-versions.py
+scripts/check-layer.sh
+# The QEMU suite's guest, from the release build check-layer.sh just made
+# (cached under target/qemu; rebuilt when an input changes).
+tests/qemu/build-guest.sh
 cargo test --workspace --all-features --locked
 scripts/check-systemd.sh

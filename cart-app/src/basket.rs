@@ -170,7 +170,16 @@ impl Basket {
             }
             _ => (product.gtin.as_str().to_owned(), None),
         };
-        let Some(item) = catalog.get(&gtin)? else {
+        // Digits valid as two symbologies (UPC-E and EAN-8 without AIM
+        // identifier): the item the catalog has is the one scanned.
+        let item = match catalog.get(&gtin)? {
+            Some(item) => Some(item),
+            None => match &product.alternative {
+                Some(alt) => catalog.get(alt.as_str())?,
+                None => None,
+            },
+        };
+        let Some(item) = item else {
             return Ok(Scanned::UnknownItem { gtin });
         };
         let line = self.add(item, measure);
@@ -284,6 +293,38 @@ mod tests {
         let table = TaxTable([("standard".to_string(), 1900)].into());
         assert_eq!(b.tax(&table)["standard"].minor, 60);
         assert!(b.can_pay());
+    }
+
+    #[test]
+    fn eight_digits_valid_as_upc_e_and_ean_8_find_the_item_the_catalog_has() {
+        // 00010016 is a valid EAN-8 and a valid UPC-E (for 000100001006).
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        c.import_csv(
+            "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight
+00010016,Chewing gum,99,EUR,standard,,false
+",
+        )
+        .unwrap();
+        let mut b = Basket::new(Currency::new("EUR").unwrap());
+        assert_eq!(
+            b.scan(&scan("00010016"), &c, true).unwrap(),
+            Scanned::Added { line: 0 }
+        );
+        assert_eq!(b.lines()[0].name, "Chewing gum");
+        let mut c2 = Catalog::open(&dir.path().join("c2.sqlite")).unwrap();
+        c2.import_csv(
+            "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight
+000100001006,Mints,149,EUR,standard,,false
+",
+        )
+        .unwrap();
+        let mut b = Basket::new(Currency::new("EUR").unwrap());
+        assert_eq!(
+            b.scan(&scan("00010016"), &c2, true).unwrap(),
+            Scanned::Added { line: 0 }
+        );
+        assert_eq!(b.lines()[0].name, "Mints");
     }
 
     #[test]

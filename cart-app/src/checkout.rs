@@ -44,6 +44,17 @@ pub enum Shown {
     DeclinedOffline {
         /// Every limit that refused it.
         reasons: Vec<OfflineReason>,
+        /// The link was up and the backend was asked, but no answer came in
+        /// time: the shopper is told the bank did not answer, not that the
+        /// cart has no connection.
+        bank_timed_out: bool,
+    },
+    /// Refused before the card was read: the link is down (or the payment
+    /// must go online) and the offline policy cannot take this amount. The
+    /// reader was not started; nothing was recorded.
+    RefusedBeforeCard {
+        /// Why the offline policy cannot take it.
+        reasons: Vec<OfflineReason>,
     },
     /// No card was read (timeout, removed, unreadable, reader fault).
     NoCard {
@@ -168,6 +179,20 @@ impl Checkout {
             .ok()
             .filter(|m| *m > 0)
             .ok_or(CheckoutError::BadAmount(amount))?;
+        if !self.link_up() {
+            // Known to be offline: what the offline policy can never take
+            // is refused now, with the reason, not after the card is read.
+            let reasons = refused_offline(lock(&self.ledger).limits(), amount, online_required);
+            if !reasons.is_empty() {
+                info!(payment_key = %key, %amount, ?reasons, "refused before reading the card");
+                return Ok(PayResult {
+                    key,
+                    state: None,
+                    shown: Shown::RefusedBeforeCard { reasons },
+                    masked_pan: None,
+                });
+            }
+        }
         reader.start_payment(&PaymentRequest {
             key: key.0,
             amount_minor,
@@ -254,7 +279,11 @@ impl Checkout {
                     (Shown::ApprovedOffline, Some(PaymentState::OfflineApproved))
                 } else {
                     (
-                        Shown::DeclinedOffline { reasons: d.reasons },
+                        Shown::DeclinedOffline {
+                            reasons: d.reasons,
+                            // Online was tried: the link was up, no answer.
+                            bank_timed_out: online,
+                        },
                         Some(PaymentState::OfflineDeclined),
                     )
                 }
@@ -277,6 +306,31 @@ impl Checkout {
     }
 }
 
+/// The reasons the offline policy refuses `amount` whatever the card:
+/// the payment must go online, no offline cap for its currency, or above
+/// the per-payment cap.
+pub fn refused_offline(
+    limits: &store_and_forward::policy::Limits,
+    amount: Money,
+    online_required: bool,
+) -> Vec<OfflineReason> {
+    let mut reasons = Vec::new();
+    if online_required {
+        reasons.push(OfflineReason::OnlineRequired);
+    }
+    match limits.per_payment_cap.get(&amount.currency) {
+        None => reasons.push(OfflineReason::CurrencyNotAllowed {
+            currency: amount.currency,
+        }),
+        Some(&cap) if amount.minor > cap => reasons.push(OfflineReason::PerPaymentCap {
+            amount: amount.minor,
+            cap,
+        }),
+        Some(_) => {}
+    }
+    reasons
+}
+
 fn no_card(key: PaymentKey, code: PaymentErrorCode) -> PayResult {
     PayResult {
         key,
@@ -294,21 +348,23 @@ fn reader_outcome(shown: &Shown) -> Outcome {
             Outcome::Declined(DeclineReason::InsufficientFunds)
         }
         Shown::DeclinedOnline { .. } => Outcome::Declined(DeclineReason::DoNotHonour),
-        Shown::DeclinedOffline { reasons } => Outcome::Declined(
-            if reasons
-                .iter()
-                .any(|r| matches!(r, OfflineReason::CardDenied))
-            {
-                DeclineReason::DenyListed
-            } else if reasons
-                .iter()
-                .any(|r| matches!(r, OfflineReason::PerPaymentCap { .. }))
-            {
-                DeclineReason::OverOfflineLimit
-            } else {
-                DeclineReason::OfflineNotAllowed
-            },
-        ),
+        Shown::DeclinedOffline { reasons, .. } | Shown::RefusedBeforeCard { reasons } => {
+            Outcome::Declined(
+                if reasons
+                    .iter()
+                    .any(|r| matches!(r, OfflineReason::CardDenied))
+                {
+                    DeclineReason::DenyListed
+                } else if reasons
+                    .iter()
+                    .any(|r| matches!(r, OfflineReason::PerPaymentCap { .. }))
+                {
+                    DeclineReason::OverOfflineLimit
+                } else {
+                    DeclineReason::OfflineNotAllowed
+                },
+            )
+        }
         Shown::NoCard { .. } | Shown::Cancelled => Outcome::Declined(DeclineReason::Other),
     }
 }

@@ -1,7 +1,13 @@
-//! The cart's configuration: built-in defaults, then the TOML file. Every
-//! key is documented in `config/cart.toml`.
+//! The cart's configuration: built-in defaults, then the main TOML file
+//! (on a cart the image's `/etc/cart/cart.toml`), then the cart's own
+//! settings file it names in `local_settings` (on the data partition; see
+//! [`local`]). Every key is documented in `config/cart.toml`.
 
-use std::path::Path;
+mod local;
+
+use std::path::{Path, PathBuf};
+
+pub use local::LayerNote;
 
 use hal::identity::tpm::TpmConfig;
 use serde::{Deserialize, Serialize};
@@ -19,6 +25,9 @@ use crate::tpm::IdentityConfig;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The cart's own settings, read after this file and overriding it key
+    /// by key; empty: none.
+    pub local_settings: PathBuf,
     /// The cart's serial number.
     pub cart_id: String,
     /// The ledger.
@@ -89,11 +98,35 @@ pub struct Loaded {
     pub limits: Limits,
     /// Decoded deny-list fingerprints.
     pub deny_list: Vec<Vec<u8>>,
+    /// What reading the layers noticed (the local file missing, keys
+    /// ignored), for the log.
+    pub notes: Vec<LayerNote>,
+}
+
+impl Loaded {
+    /// Logs the notes (call once logging runs).
+    pub fn log_notes(&self) {
+        for note in &self.notes {
+            note.log();
+        }
+    }
+}
+
+/// How the cart's own settings file is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// An unknown key in the local file is an error (`check-config`), not
+    /// a warning (the daemon, cartctl).
+    pub strict_local: bool,
+    /// A local file this user may not read is skipped with a note (cartctl
+    /// run by a technician), not an error (the daemon).
+    pub skip_unreadable_local: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            local_settings: PathBuf::new(),
             cart_id: "cart-0000".into(),
             ledger: LedgerConfig::default(),
             offline: LimitsConfig::default(),
@@ -145,24 +178,94 @@ pub enum ConfigError {
         #[source]
         source: PolicyError,
     },
+    /// A key of the cart's own settings file (`local_settings`) with the
+    /// wrong type or value, or unknown where unknown keys are refused
+    /// (`check-config`).
+    #[error("config {path}: {key}: {message}")]
+    Local {
+        /// The local file.
+        path: String,
+        /// The key, dotted.
+        key: String,
+        /// The parser's message.
+        message: String,
+    },
 }
 
 impl Config {
-    /// Loads and validates `path`.
+    /// Loads and validates `path` and the local file it names, as the
+    /// daemon does: unknown keys of the local file are warnings.
     pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        Self::load_with(path, LoadOptions::default())
+    }
+
+    /// Loads and validates `path` strictly, then the local file it names
+    /// under `opts`, merged over it, and validates the result.
+    pub fn load_with(path: &Path, opts: LoadOptions) -> Result<Loaded, ConfigError> {
+        let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
+            path: origin.clone(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let parse_error = |origin: &str, e: toml::de::Error| ConfigError::Parse {
+            path: origin.to_owned(),
+            source: Box::new(e),
+        };
+        // The main file alone, strictly: its errors name its own key and line.
+        let config: Config = toml::from_str(&text).map_err(|e| parse_error(&origin, e))?;
+        let mut notes = Vec::new();
+        if config.local_settings.as_os_str().is_empty() {
+            return Self::validate(config, &origin, notes);
+        }
+        let local_path = config.local_settings.clone();
+        let local_origin = local_path.display().to_string();
+        let local_text = match std::fs::read_to_string(&local_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                notes.push(LayerNote::LocalMissing { path: local_origin });
+                return Self::validate(config, &origin, notes);
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    && opts.skip_unreadable_local =>
+            {
+                notes.push(LayerNote::LocalUnreadable { path: local_origin });
+                return Self::validate(config, &origin, notes);
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: local_origin,
+                    source,
+                });
+            }
+        };
+        let main: toml::Table = text.parse().map_err(|e| parse_error(&origin, e))?;
+        let local: toml::Table = local_text
+            .parse()
+            .map_err(|e| parse_error(&local_origin, e))?;
+        notes.push(LayerNote::LocalApplied {
+            path: local_origin.clone(),
+        });
+        let merged = local::apply(&main, local, &local_origin, opts.strict_local, &mut notes)?;
+        Self::validate(merged, &format!("{origin} + {local_origin}"), notes)
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
+    /// The text alone: a `local_settings` key in it is not followed.
     pub fn parse(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             source: Box::new(e),
         })?;
+        Self::validate(config, origin, Vec::new())
+    }
+
+    /// Checks the values serde cannot: the offline limits, the deny-list.
+    fn validate(
+        config: Config,
+        origin: &str,
+        notes: Vec<LayerNote>,
+    ) -> Result<Loaded, ConfigError> {
         let limits = config
             .offline
             .validate("offline")
@@ -188,6 +291,7 @@ impl Config {
             config,
             limits,
             deny_list,
+            notes,
         })
     }
 }
@@ -279,6 +383,106 @@ mod tests {
         let ok =
             Config::parse("[deny_list]\nversion = 1\nfingerprints = [\"abcd\"]\n", "t").unwrap();
         assert_eq!(ok.deny_list, vec![vec![0xab, 0xcd]]);
+    }
+
+    fn layers(main: &str, local: Option<&str>, opts: LoadOptions) -> Result<Loaded, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let local_path = dir.path().join("local.toml");
+        if let Some(l) = local {
+            std::fs::write(&local_path, l).unwrap();
+        }
+        let main_path = dir.path().join("cart.toml");
+        let main = format!(
+            "local_settings = {:?}\n{main}",
+            local_path.display().to_string()
+        );
+        std::fs::write(&main_path, main).unwrap();
+        Config::load_with(&main_path, opts)
+    }
+
+    #[test]
+    fn local_settings_override_the_main_file_key_by_key() {
+        let l = layers(
+            "cart_id = \"cart-image\"\n[link]\nhost = \"image.example\"\nport = 8883\n",
+            Some("cart_id = \"cart-0042\"\n[link]\nhost = \"broker.example\"\n"),
+            LoadOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(l.config.cart_id, "cart-0042");
+        assert_eq!(l.config.link.host, "broker.example");
+        assert_eq!(
+            l.config.link.port, 8883,
+            "a key the local file leaves alone stays"
+        );
+        assert!(
+            matches!(l.notes[..], [LayerNote::LocalApplied { .. }]),
+            "{:?}",
+            l.notes
+        );
+    }
+
+    #[test]
+    fn missing_local_file_leaves_the_main_file_and_a_note() {
+        let l = layers("cart_id = \"cart-image\"\n", None, LoadOptions::default()).unwrap();
+        assert_eq!(l.config.cart_id, "cart-image");
+        assert!(
+            matches!(l.notes[..], [LayerNote::LocalMissing { .. }]),
+            "{:?}",
+            l.notes
+        );
+    }
+
+    #[test]
+    fn unknown_local_key_is_a_warning_for_the_daemon_and_an_error_for_check_config() {
+        let local = "cart_id = \"cart-0042\"\n[link]\nkey_from_a_newer_release = true\n";
+        let l = layers("", Some(local), LoadOptions::default()).unwrap();
+        assert_eq!(l.config.cart_id, "cart-0042");
+        assert!(
+            l.notes.iter().any(|n| matches!(n, LayerNote::UnknownLocalKey { key, .. } if key == "link.key_from_a_newer_release")),
+            "{:?}",
+            l.notes
+        );
+        let strict = LoadOptions {
+            strict_local: true,
+            ..LoadOptions::default()
+        };
+        let e = layers("", Some(local), strict).unwrap_err().to_string();
+        assert!(e.contains("link.key_from_a_newer_release"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_in_the_main_file_stays_an_error_with_a_local_file() {
+        let e = layers(
+            "[link]\nhots = \"x\"\n",
+            Some("cart_id = \"c\"\n"),
+            LoadOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("hots") && e.contains("cart.toml"), "{e}");
+    }
+
+    #[test]
+    fn limits_set_by_the_local_file_are_validated() {
+        let e = layers(
+            "[offline.total_outstanding_cap]\nEUR = 100\n",
+            Some("[offline.per_payment_cap]\nEUR = 500\n"),
+            LoadOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("offline.per_payment_cap.EUR") && e.contains("local.toml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn local_file_with_bad_toml_is_an_error_naming_it() {
+        let e = layers("", Some("cart_id = \n"), LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("local.toml"), "{e}");
     }
 
     #[test]

@@ -27,7 +27,9 @@ enum Command {
         #[arg(long, env = "CART_CONFIG", default_value = "/etc/cart/cart.toml")]
         config: PathBuf,
     },
-    /// Validates a configuration file and prints it with defaults filled in.
+    /// Validates a configuration file and the cart's own settings file it
+    /// names (`local_settings`), strictly, and prints the result with
+    /// defaults filled in.
     CheckConfig {
         /// The file (see config/cart.toml).
         path: PathBuf,
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
                 }
             };
             logging::init_daemon(&loaded.config.cart_id);
+            loaded.log_notes();
             let opts = daemon::RunOptions {
                 config_path: Some(config),
                 signals: true,
@@ -125,7 +128,12 @@ fn tool(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { .. } => unreachable!("handled in main"),
         Command::CheckConfig { path } => {
-            let loaded = config::Config::load(&path)?;
+            let strict = config::LoadOptions {
+                strict_local: true,
+                ..config::LoadOptions::default()
+            };
+            let loaded = config::Config::load_with(&path, strict)?;
+            loaded.log_notes();
             let config = &loaded.config;
             eprintln!(
                 "{}: valid; offline limits version {} ({} currencies), deny-list version {} ({} cards)",

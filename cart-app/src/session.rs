@@ -3,7 +3,7 @@
 //! to the devices go out. The daemon's threads only move these values.
 
 use hal::reader::message::{PaymentErrorCode, UiEvent as ReaderUiEvent};
-use hal::scanner::Scan;
+use hal::scanner::{Scan, ScanContent};
 use store_and_forward::policy::OfflineReason;
 use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::{Currency, Money, Timestamp};
@@ -67,6 +67,7 @@ enum Phase {
 }
 
 /// The session.
+#[derive(Clone)]
 pub struct Session {
     basket: Basket,
     ids: Vec<u64>,
@@ -76,6 +77,8 @@ pub struct Session {
     session_no: u64,
     fault: FaultView,
     out_of_service: bool,
+    /// The receipt of the sale just paid, while it is on screen.
+    receipt: Option<Screen>,
 }
 
 impl Session {
@@ -90,6 +93,7 @@ impl Session {
             session_no: 0,
             fault: FaultView::default(),
             out_of_service: false,
+            receipt: None,
         }
     }
 
@@ -104,10 +108,7 @@ impl Session {
     }
 
     fn start_if_idle(&mut self, out: &mut Vec<Effect>) {
-        if matches!(self.phase, Phase::Idle | Phase::Done) {
-            if self.phase == Phase::Done {
-                self.reset();
-            }
+        if self.phase == Phase::Idle {
             self.session_no += 1;
             out.push(Effect::Telemetry(TelemetryEvent::SessionStarted {
                 at: Timestamp::now(),
@@ -120,6 +121,21 @@ impl Session {
     fn reset(&mut self) {
         self.basket.clear();
         self.ids.clear();
+        self.receipt = None;
+    }
+
+    /// Ends the sale on screen (the receipt's Done, or a scan on the
+    /// receipt): the basket is emptied and the next scan starts a session.
+    fn end_session(&mut self, out: &mut Vec<Effect>) {
+        let items = self.basket.lines().len() as u32;
+        self.reset();
+        self.phase = Phase::Idle;
+        out.push(Effect::Telemetry(TelemetryEvent::SessionEnded {
+            at: Timestamp::now(),
+            session: format!("s{}", self.session_no),
+            items,
+        }));
+        out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
     }
 
     /// Handles one input.
@@ -151,6 +167,9 @@ impl Session {
             Input::Devices(fault) => self.on_devices(fault, &mut out),
             Input::OutOfService(on) => {
                 self.out_of_service = on;
+                if self.phase == Phase::Checkout {
+                    self.phase = Phase::Shopping;
+                }
                 if self.phase != Phase::Paying {
                     out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
                 }
@@ -170,6 +189,8 @@ impl Session {
             Screen::OutOfService
         } else if self.fault.scanner_missing || self.fault.reader_missing {
             Screen::Fault(self.fault)
+        } else if let Some(receipt) = self.receipt.as_ref().filter(|_| self.phase == Phase::Done) {
+            receipt.clone()
         } else if self.basket.lines().is_empty() {
             Screen::Idle
         } else {
@@ -211,6 +232,14 @@ impl Session {
             info!("scan ignored while paying");
             return;
         }
+        if self.phase == Phase::Done && matches!(scan.content, ScanContent::Product(_)) {
+            // A product scanned while the receipt is on screen: that sale
+            // is over, the item starts the next basket. (The basket must be
+            // emptied before the item goes in: emptying it afterwards lost
+            // the item and panicked on its index.)
+            self.end_session(out);
+            out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
+        }
         let before = self.basket.lines().len();
         let scanned = match self.basket.scan(&scan, catalog, true) {
             Ok(s) => s,
@@ -224,9 +253,6 @@ impl Session {
             Scanned::Added { .. } | Scanned::NeedsAgeCheck { .. }
         ) {
             self.start_if_idle(out);
-            if self.phase == Phase::Done {
-                self.phase = Phase::Shopping;
-            }
         }
         if self.basket.lines().len() > before {
             self.ids.push(self.next_id);
@@ -240,7 +266,8 @@ impl Session {
                 }));
                 self.phase = Phase::Shopping;
                 out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
-                out.push(Effect::View(ViewUpdate::Screen(Screen::Shopping)));
+                // The list, unless a missing device's screen must stay.
+                out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
             }
             Scanned::NeedsAgeCheck { line, .. } => {
                 self.phase = Phase::Shopping;
@@ -254,7 +281,14 @@ impl Session {
                 ))));
             }
             Scanned::AgeCheckCleared => {
-                out.push(Effect::View(ViewUpdate::Screen(Screen::Shopping)));
+                // Back to the list, whichever screen asked for the check
+                // (a scan, or Pay on the checkout screen): the state says
+                // Shopping, so Checkout works at once.
+                if self.phase != Phase::Done {
+                    self.phase = Phase::Shopping;
+                    out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+                    out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
+                }
             }
             Scanned::UnknownItem { gtin } => info!(%gtin, "item not in the catalog"),
             Scanned::NotForBasket => {}
@@ -264,23 +298,26 @@ impl Session {
 
     fn on_ui(&mut self, ev: UiEvent, out: &mut Vec<Effect>) {
         match ev {
-            UiEvent::Checkout if self.phase == Phase::Shopping => {
+            UiEvent::Checkout
+                if self.phase == Phase::Shopping && self.resting_screen() == Screen::Shopping =>
+            {
                 self.phase = Phase::Checkout;
                 out.push(Effect::View(ViewUpdate::Screen(Screen::Checkout)));
             }
-            UiEvent::BackToCart | UiEvent::TryAgain if self.phase != Phase::Paying => {
+            UiEvent::BackToCart if matches!(self.phase, Phase::Shopping | Phase::Checkout) => {
                 self.phase = Phase::Shopping;
-                let screen = if matches!(ev, UiEvent::TryAgain) {
-                    Screen::Checkout
-                } else {
-                    Screen::Shopping
-                };
-                if matches!(ev, UiEvent::TryAgain) {
-                    self.phase = Phase::Checkout;
-                }
-                out.push(Effect::View(ViewUpdate::Screen(screen)));
+                out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
             }
-            UiEvent::Pay if self.out_of_service || self.fault.reader_missing => {
+            UiEvent::TryAgain if self.phase == Phase::Checkout => {
+                out.push(Effect::View(ViewUpdate::Screen(Screen::Checkout)));
+            }
+            UiEvent::Pay
+                if self.phase != Phase::Paying
+                    && (self.out_of_service || self.fault.reader_missing) =>
+            {
+                if self.phase == Phase::Checkout {
+                    self.phase = Phase::Shopping;
+                }
                 out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
             }
             UiEvent::Pay if matches!(self.phase, Phase::Checkout | Phase::Shopping) => {
@@ -312,33 +349,28 @@ impl Session {
             UiEvent::CancelPayment if self.phase == Phase::Paying => {
                 out.push(Effect::CancelPayment)
             }
-            UiEvent::Done => {
-                let items = self.basket.lines().len() as u32;
-                self.reset();
-                self.phase = Phase::Idle;
-                out.push(Effect::Telemetry(TelemetryEvent::SessionEnded {
-                    at: Timestamp::now(),
-                    session: format!("s{}", self.session_no),
-                    items,
-                }));
-                out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+            UiEvent::Done if self.phase == Phase::Done => {
+                self.end_session(out);
                 out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
             }
-            UiEvent::RemoveLine { line_id } if self.phase != Phase::Paying => {
+            UiEvent::RemoveLine { line_id }
+                if !matches!(self.phase, Phase::Paying | Phase::Done) =>
+            {
                 if let Some(i) = self.ids.iter().position(|id| *id == line_id) {
                     self.basket.remove(i);
                     self.ids.remove(i);
+                    // The list (or the welcome screen) is what shows now,
+                    // whether the line went from the list, the checkout or
+                    // the age check: the state follows the screen.
+                    self.phase = Phase::Shopping;
                     out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
-                    out.push(Effect::View(ViewUpdate::Screen(
-                        if self.basket.lines().is_empty() {
-                            Screen::Idle
-                        } else {
-                            Screen::Shopping
-                        },
-                    )));
+                    out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
                 }
             }
-            UiEvent::RequestStaff { line_id } => {
+            UiEvent::RequestStaff { line_id }
+                if matches!(self.phase, Phase::Shopping | Phase::Checkout)
+                    && self.basket.pending_age_check().is_some() =>
+            {
                 if let Some(i) = self.ids.iter().position(|id| *id == line_id) {
                     let name = self.basket.lines()[i].name.clone();
                     out.push(Effect::CallStaff { item: name.clone() });
@@ -360,6 +392,7 @@ impl Session {
             Ok(res) => {
                 let screen = result_screen(&res, self.cart_view());
                 self.phase = if matches!(screen, Screen::Approved(_)) {
+                    self.receipt = Some(screen.clone());
                     Phase::Done
                 } else {
                     Phase::Checkout
@@ -419,31 +452,80 @@ pub fn result_screen(res: &PayResult, cart: CartView) -> Screen {
             Screen::Declined(DeclineReason::InsufficientFunds)
         }
         Shown::DeclinedOnline { .. } => Screen::Declined(DeclineReason::DeclinedByBank),
-        Shown::DeclinedOffline { reasons } => Screen::Declined(
-            if reasons
-                .iter()
-                .any(|r| matches!(r, OfflineReason::PerPaymentCap { .. }))
-            {
-                DeclineReason::OverOfflineLimit
-            } else if reasons
-                .iter()
-                .any(|r| matches!(r, OfflineReason::CardDenied))
-            {
-                DeclineReason::CardNotAccepted
-            } else {
-                DeclineReason::ConnectionRequired
-            },
-        ),
-        Shown::NoCard { code } => Screen::Declined(match code {
-            PaymentErrorCode::Timeout => DeclineReason::TimedOut,
-            PaymentErrorCode::CardRemoved => DeclineReason::CardRemoved,
-            PaymentErrorCode::Cancelled => DeclineReason::Cancelled,
-            _ => DeclineReason::ReaderError,
-        }),
+        Shown::DeclinedOffline {
+            bank_timed_out: true,
+            reasons,
+        } if !reasons.iter().any(card_level) => Screen::Declined(DeclineReason::BankTimeout),
+        Shown::DeclinedOffline { reasons, .. } | Shown::RefusedBeforeCard { reasons } => {
+            Screen::Declined(offline_decline(reasons))
+        }
+        Shown::NoCard { code } => Screen::Declined(no_card_reason(*code)),
         Shown::Cancelled => Screen::Declined(DeclineReason::Cancelled),
+    }
+}
+
+/// A reason about this card (another card may work), not about the cart.
+fn card_level(r: &OfflineReason) -> bool {
+    matches!(
+        r,
+        OfflineReason::CardDenied | OfflineReason::CardVelocity { .. }
+    )
+}
+
+/// What the shopper is told for one offline reason: the card (try
+/// another), the amount (over the cap), the payment (needs a connection),
+/// or the whole cart (pay at a till or when online).
+pub fn offline_reason_text(r: &OfflineReason) -> DeclineReason {
+    match r {
+        OfflineReason::CardDenied => DeclineReason::CardNotAccepted,
+        OfflineReason::CardVelocity { .. } => DeclineReason::CardOfflineLimit,
+        OfflineReason::PerPaymentCap { .. } => DeclineReason::OverOfflineLimit,
+        OfflineReason::OnlineRequired => DeclineReason::ConnectionRequired,
+        OfflineReason::CurrencyNotAllowed { .. }
+        | OfflineReason::OutstandingAmount { .. }
+        | OfflineReason::OutstandingCount { .. }
+        | OfflineReason::ForwardingDeadline { .. }
+        | OfflineReason::BackendStale { .. }
+        | OfflineReason::ClockUntrusted { .. }
+        | OfflineReason::LedgerIntegrity { .. }
+        | OfflineReason::StorageLow(_) => DeclineReason::PayAtTill,
+    }
+}
+
+/// The one reason shown when several limits refused a payment: a refused
+/// card first (another card helps), then the cart-wide limits (no card
+/// helps: pay at a till), then the amount, then the payment's own rule.
+fn offline_decline(reasons: &[OfflineReason]) -> DeclineReason {
+    let shown: Vec<DeclineReason> = reasons.iter().map(offline_reason_text).collect();
+    [
+        DeclineReason::CardNotAccepted,
+        DeclineReason::PayAtTill,
+        DeclineReason::OverOfflineLimit,
+        DeclineReason::CardOfflineLimit,
+        DeclineReason::ConnectionRequired,
+    ]
+    .into_iter()
+    .find(|r| shown.contains(r))
+    .unwrap_or(DeclineReason::PayAtTill)
+}
+
+/// What the shopper is told when no card was read.
+pub fn no_card_reason(code: PaymentErrorCode) -> DeclineReason {
+    match code {
+        PaymentErrorCode::Timeout => DeclineReason::TimedOut,
+        PaymentErrorCode::CardRemoved => DeclineReason::CardRemoved,
+        PaymentErrorCode::Cancelled => DeclineReason::Cancelled,
+        PaymentErrorCode::Unreadable => DeclineReason::CardUnreadable,
+        PaymentErrorCode::ReaderFault | PaymentErrorCode::Busy | PaymentErrorCode::BadRequest => {
+            DeclineReason::ReaderError
+        }
     }
 }
 
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_model_tests.rs"]
+mod model_tests;

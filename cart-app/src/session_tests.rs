@@ -115,6 +115,7 @@ fn declined_then_try_again() {
                 amount: 189,
                 cap: 100,
             }],
+            bank_timed_out: false,
         }),
         &c,
     );
@@ -230,4 +231,175 @@ fn out_of_service_during_a_payment_lets_it_finish_then_refuses_new_work() {
     assert!(e.is_empty(), "{e:?}");
     let e = s.handle(Input::Ui(UiEvent::Pay), &c);
     assert_eq!(screens(&e), vec![&Screen::OutOfService]);
+}
+
+/// Every reason code a payment can end with, walked to the screen the
+/// shopper sees (the UI's own test walks every screen reason to its words
+/// in both languages).
+#[test]
+fn every_reason_code_reaches_its_own_screen() {
+    use store_and_forward::policy::{LedgerIntegrity, StorageLow};
+    use store_and_forward::time::ClockTrust;
+    let eur = Currency::new("EUR").unwrap();
+    let offline: Vec<(OfflineReason, DeclineReason)> = vec![
+        (
+            OfflineReason::OnlineRequired,
+            DeclineReason::ConnectionRequired,
+        ),
+        (
+            OfflineReason::CurrencyNotAllowed { currency: eur },
+            DeclineReason::PayAtTill,
+        ),
+        (
+            OfflineReason::PerPaymentCap {
+                amount: 9_999,
+                cap: 5_000,
+            },
+            DeclineReason::OverOfflineLimit,
+        ),
+        (
+            OfflineReason::OutstandingAmount {
+                outstanding: 1,
+                amount: 1,
+                cap: 1,
+            },
+            DeclineReason::PayAtTill,
+        ),
+        (
+            OfflineReason::OutstandingCount {
+                count: 200,
+                cap: 200,
+            },
+            DeclineReason::PayAtTill,
+        ),
+        (
+            OfflineReason::ForwardingDeadline {
+                oldest_age_secs: 90_000,
+                deadline_secs: 86_400,
+            },
+            DeclineReason::PayAtTill,
+        ),
+        (
+            OfflineReason::CardVelocity {
+                count: 3,
+                cap: 3,
+                window_secs: 86_400,
+            },
+            DeclineReason::CardOfflineLimit,
+        ),
+        (OfflineReason::CardDenied, DeclineReason::CardNotAccepted),
+        (
+            OfflineReason::BackendStale {
+                since_secs: None,
+                limit_secs: 1,
+            },
+            DeclineReason::PayAtTill,
+        ),
+        (
+            OfflineReason::ClockUntrusted {
+                clock: ClockTrust::Unset,
+            },
+            DeclineReason::PayAtTill,
+        ),
+        (
+            OfflineReason::LedgerIntegrity {
+                integrity: LedgerIntegrity::RolledBack {
+                    ledger: 1,
+                    counter: 2,
+                },
+            },
+            DeclineReason::PayAtTill,
+        ),
+        (
+            OfflineReason::StorageLow(StorageLow {
+                free_bytes: 0,
+                reserve_bytes: 1,
+            }),
+            DeclineReason::PayAtTill,
+        ),
+    ];
+    let screen = |shown: Shown| {
+        let res = PayResult {
+            key: PaymentKey::new(),
+            state: None,
+            shown,
+            masked_pan: None,
+        };
+        match result_screen(&res, CartView::default()) {
+            Screen::Declined(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut reached = std::collections::BTreeSet::new();
+    for (reason, want) in offline {
+        let declined = screen(Shown::DeclinedOffline {
+            reasons: vec![reason.clone()],
+            bank_timed_out: false,
+        });
+        assert_eq!(declined, want, "{reason:?}");
+        let before_card = screen(Shown::RefusedBeforeCard {
+            reasons: vec![reason.clone()],
+        });
+        assert_eq!(before_card, want, "{reason:?} before the card");
+        // The link was up and the bank did not answer: that is what the
+        // shopper hears, unless the card itself was refused.
+        let timed_out = screen(Shown::DeclinedOffline {
+            reasons: vec![reason.clone()],
+            bank_timed_out: true,
+        });
+        let card = matches!(
+            want,
+            DeclineReason::CardNotAccepted | DeclineReason::CardOfflineLimit
+        );
+        assert_eq!(
+            timed_out,
+            if card {
+                want
+            } else {
+                DeclineReason::BankTimeout
+            },
+            "{reason:?} after a bank timeout"
+        );
+        reached.extend([format!("{declined:?}"), format!("{timed_out:?}")]);
+    }
+    // A cart-wide limit says so even beside an amount over the cap.
+    assert_eq!(
+        screen(Shown::DeclinedOffline {
+            reasons: vec![
+                OfflineReason::PerPaymentCap { amount: 2, cap: 1 },
+                OfflineReason::OutstandingCount { count: 1, cap: 1 },
+            ],
+            bank_timed_out: false,
+        }),
+        DeclineReason::PayAtTill
+    );
+    for (code, want) in [
+        (PaymentErrorCode::Timeout, DeclineReason::TimedOut),
+        (PaymentErrorCode::Cancelled, DeclineReason::Cancelled),
+        (PaymentErrorCode::CardRemoved, DeclineReason::CardRemoved),
+        (PaymentErrorCode::Unreadable, DeclineReason::CardUnreadable),
+        (PaymentErrorCode::ReaderFault, DeclineReason::ReaderError),
+        (PaymentErrorCode::Busy, DeclineReason::ReaderError),
+        (PaymentErrorCode::BadRequest, DeclineReason::ReaderError),
+    ] {
+        let got = screen(Shown::NoCard { code });
+        assert_eq!(got, want, "{code:?}");
+        reached.insert(format!("{got:?}"));
+    }
+    for (reason, want) in [
+        ("insufficient funds", DeclineReason::InsufficientFunds),
+        ("do not honour", DeclineReason::DeclinedByBank),
+    ] {
+        let got = screen(Shown::DeclinedOnline {
+            reason: reason.into(),
+        });
+        assert_eq!(got, want);
+        reached.insert(format!("{got:?}"));
+    }
+    reached.insert(format!("{:?}", screen(Shown::Cancelled)));
+    let all: std::collections::BTreeSet<String> = DeclineReason::ALL
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    assert_eq!(reached, all, "every screen reason is reached");
 }

@@ -183,14 +183,31 @@ fn online_offline_over_limit_and_declined_checkouts() {
         .pay(&mut r.reader, eur(4_500), false, &mut |_| {}, &never)
         .unwrap();
     assert_eq!(offline.shown, Shown::ApprovedOffline);
-    r.sim.queue_card("chip-approve");
+    // Over the per-payment cap while the link is known to be down: refused
+    // before the reader is started (no card is asked for, nothing recorded).
+    let mut over_prompts = Vec::new();
     let over = r
         .checkout
-        .pay(&mut r.reader, eur(9_999), false, &mut |_| {}, &never)
+        .pay(
+            &mut r.reader,
+            eur(9_999),
+            false,
+            &mut |e| over_prompts.push(e),
+            &never,
+        )
         .unwrap();
-    let Shown::DeclinedOffline { reasons } = &over.shown else {
+    let Shown::RefusedBeforeCard { reasons } = &over.shown else {
         panic!("{over:?}")
     };
+    assert!(over_prompts.is_empty(), "{over_prompts:?}");
+    assert!(
+        r.ledger
+            .lock()
+            .unwrap()
+            .payment(&over.key)
+            .unwrap()
+            .is_none()
+    );
     assert!(
         reasons
             .iter()

@@ -23,6 +23,7 @@ fn decoder() -> Decoder {
         badge_prefix: Some("STAFF:".into()),
         accept_wifi: true,
         variable_measure: VariableMeasureConfig { layouts },
+        ..DecoderConfig::default()
     })
 }
 

@@ -129,6 +129,38 @@ fn scans_with_aim_identifiers_arrive_typed_and_in_order() {
 }
 
 #[test]
+fn an_add_on_sent_as_its_own_packet_joins_the_book_before_it() {
+    // Scanners told to transmit add-ons separately send `]E0` + main, then
+    // `]E2` + five digits: one product with its add-on, then the next scan.
+    let mut p = pty();
+    let mut scanner = SerialScanner::new(config(&p.path), Decoder::default()).expect("config");
+    p.master
+        .write_all(b"]E09780201379624\r]E290000\r]E05449000000996\r]E09780201379624\r")
+        .expect("write");
+    let book = next(&mut scanner);
+    let ScanContent::Product(prod) = &book.content else {
+        panic!("{book:?}")
+    };
+    assert_eq!(prod.gtin.to_string(), "09780201379624");
+    assert_eq!(
+        prod.content,
+        hal::scanner::ProductContent::Retail {
+            add_on: Some(hal::scanner::AddOn::Five("90000".into()))
+        }
+    );
+    assert_eq!(gtin(&next(&mut scanner)), "05449000000996");
+    // A book without an add-on arrives once its short window is over.
+    let alone = next(&mut scanner);
+    let ScanContent::Product(prod) = &alone.content else {
+        panic!("{alone:?}")
+    };
+    assert_eq!(
+        prod.content,
+        hal::scanner::ProductContent::Retail { add_on: None }
+    );
+}
+
+#[test]
 fn noise_garbage_and_over_long_lines_are_rejected_and_the_stream_resyncs() {
     let mut p = pty();
     let mut cfg = config(&p.path);

@@ -143,6 +143,10 @@ fn decline_kind(reason: DeclineReason) -> DeclineKind {
         DeclineReason::TimedOut => DeclineKind::TimedOut,
         DeclineReason::CardRemoved => DeclineKind::CardRemoved,
         DeclineReason::ReaderError => DeclineKind::ReaderError,
+        DeclineReason::CardUnreadable => DeclineKind::CardUnreadable,
+        DeclineReason::BankTimeout => DeclineKind::BankTimeout,
+        DeclineReason::PayAtTill => DeclineKind::PayAtTill,
+        DeclineReason::CardOfflineLimit => DeclineKind::CardOfflineLimit,
     }
 }
 

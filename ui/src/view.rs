@@ -116,6 +116,36 @@ pub enum DeclineReason {
     CardRemoved,
     /// The reader failed.
     ReaderError,
+    /// The reader could not read the card (chip and contactless failed).
+    CardUnreadable,
+    /// The link was up but the bank did not answer in time, and the
+    /// offline policy could not cover the payment.
+    BankTimeout,
+    /// A limit of the whole cart refuses offline payments now (outstanding
+    /// amount or count, forwarding deadline, no recent contact, clock,
+    /// storage): pay at a till or when the cart is online.
+    PayAtTill,
+    /// This card reached its limit of offline payments.
+    CardOfflineLimit,
+}
+
+impl DeclineReason {
+    /// Every reason, for tests that walk them all.
+    pub const ALL: [DeclineReason; 13] = [
+        DeclineReason::DeclinedByBank,
+        DeclineReason::InsufficientFunds,
+        DeclineReason::OverOfflineLimit,
+        DeclineReason::ConnectionRequired,
+        DeclineReason::CardNotAccepted,
+        DeclineReason::Cancelled,
+        DeclineReason::TimedOut,
+        DeclineReason::CardRemoved,
+        DeclineReason::ReaderError,
+        DeclineReason::CardUnreadable,
+        DeclineReason::BankTimeout,
+        DeclineReason::PayAtTill,
+        DeclineReason::CardOfflineLimit,
+    ];
 }
 
 /// The receipt of an approved payment.

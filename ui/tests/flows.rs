@@ -354,3 +354,51 @@ fn every_touch_control_is_labelled_large_and_inside_at_800x480() {
         "compact sizes (16 px rem) at 480 px high, got {height}"
     );
 }
+
+/// The texts drawn now.
+fn drawn_texts(d: &Daemon) -> std::collections::BTreeSet<String> {
+    ElementQuery::from_root(d.ui.window())
+        .match_descendants()
+        .match_accessible_role(AccessibleRole::Text)
+        .find_all()
+        .into_iter()
+        .filter_map(|e| e.accessible_label().map(|l| l.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_decline_reason_has_its_own_words_in_both_languages() {
+    let mut d = start();
+    d.scan(BREAD);
+    for language in ["English", "Deutsch"] {
+        let mut seen: Vec<(DeclineReason, std::collections::BTreeSet<String>)> = Vec::new();
+        for reason in DeclineReason::ALL {
+            d.decline(reason);
+            let texts = drawn_texts(&d);
+            assert!(texts.len() >= 2, "{reason:?} in {language}: {texts:?}");
+            for (other, other_texts) in &seen {
+                assert_ne!(
+                    &texts, other_texts,
+                    "{reason:?} and {other:?} read the same in {language}"
+                );
+            }
+            seen.push((reason, texts));
+        }
+        // The next round in German: switch on the shopping list.
+        d.ui.update(ui::ViewUpdate::Screen(ui::Screen::Shopping));
+        if language == "English" {
+            tap(&mut d, "Deutsch");
+        }
+    }
+    d.decline(DeclineReason::CardUnreadable);
+    assert!(shows(&d, "Karte konnte nicht gelesen werden"));
+    assert!(
+        !shows(&d, "Zahlung abgelehnt"),
+        "an unread card is no decline"
+    );
+    d.decline(DeclineReason::PayAtTill);
+    assert!(shows(
+        &d,
+        "Der Wagen nimmt erst wieder Kartenzahlungen an, wenn er online ist. Bitte zahlen Sie an einer Kasse oder versuchen Sie es, wenn der Wagen wieder online ist."
+    ));
+}

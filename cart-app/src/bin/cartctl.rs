@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cart_app::catalog::Catalog;
-use cart_app::config::Config;
+use cart_app::config::{Config, LoadOptions};
 use cart_app::control::{self, CartStatus, ControlError, Reply, Request, Snapshot, SnapshotError};
 use cart_app::daemon::control_server::redact;
 use cart_app::daemon::parts::cert_status;
@@ -111,7 +111,13 @@ impl From<ControlError> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = if cli.config.exists() {
-        match Config::load(&cli.config) {
+        // The daemon's layers; a technician who may not read the cart's own
+        // settings still gets the image's defaults (the socket, the paths).
+        let opts = LoadOptions {
+            skip_unreadable_local: true,
+            ..LoadOptions::default()
+        };
+        match Config::load_with(&cli.config, opts) {
             Ok(l) => l.config,
             Err(e) => {
                 eprintln!("cartctl: {e}");

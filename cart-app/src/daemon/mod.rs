@@ -551,6 +551,13 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let _ = lock(&session_tx).send(Msg::Exit);
+            // A stop can come before the event loop first turns (a cart
+            // that provisions itself faster than the window comes up, as
+            // under QEMU's TCG): a quit sent then is lost, a quit queued
+            // into the loop is not.
+            let _ = ui::slint::invoke_from_event_loop(|| {
+                let _ = ui::slint::quit_event_loop();
+            });
             let _ = ui::slint::quit_event_loop();
         });
     }
@@ -604,6 +611,7 @@ fn open_scanner(config: &Config) -> Result<Option<Box<dyn Scanner>>, DaemonError
 fn reload(path: &std::path::Path, ledger: &SharedLedger) {
     match Config::load(path) {
         Ok(l) => {
+            l.log_notes();
             let mut g = lock(ledger);
             let now = Timestamp::now();
             let limits = g.apply_limits_update(&l.config.offline, now);

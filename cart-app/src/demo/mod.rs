@@ -76,6 +76,8 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let link_control = rig.link_control();
     let stop = StopHandle::new();
     let frame = Arc::new(Mutex::new(None::<ui::headless::Frame>));
+    let failure = Arc::new(Mutex::new(None::<String>));
+    let script_failure = failure.clone();
     let script = Script {
         scanner: Mutex::new(rig.scanner_writer()?),
         reader: rig.reader.commands(),
@@ -107,6 +109,8 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
             std::thread::spawn(move || {
                 if let Err(e) = script.scripted(&tap) {
                     say(&format!("demo script failed: {e:#}"));
+                    *script_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("{e:#}"));
                 }
                 script.stop.stop();
             });
@@ -121,6 +125,9 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         c.payments, c.charged, c.payment_duplicates, c.telemetry_events
     ));
     rig.shutdown();
+    if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        bail!("the scripted demo did not go as expected: {e}");
+    }
     step("Done");
     Ok(())
 }
@@ -181,8 +188,43 @@ impl Script {
             .sum()
     }
 
+    /// Pays with `card` and waits for the decision, which must be `expect`
+    /// (a ledger state); anything else fails the script.
+    fn pay(&self, tap: &TapControl, card: &str, expect: &str) -> anyhow::Result<()> {
+        let state = self.pay_any(tap, card)?;
+        if state != expect {
+            bail!(
+                "paying with {card}: expected {}, got {}",
+                describe(expect),
+                describe(&state)
+            );
+        }
+        Ok(())
+    }
+
+    /// Taps Pay where the cart must refuse before reading a card (no card
+    /// is offered): nothing may be recorded.
+    fn pay_refused(&self, tap: &TapControl) -> anyhow::Result<()> {
+        let before = self.status()?;
+        say("  tap Pay");
+        tap(ui::UiEvent::Pay);
+        // Nothing happens is the expected outcome: give a wrong decision
+        // time to show up.
+        std::thread::sleep(Duration::from_secs(2));
+        let after = self.status()?;
+        if after.ledger.payments != before.ledger.payments {
+            bail!(
+                "expected a refusal before the card, but the ledger changed: {:?} -> {:?}",
+                before.ledger.payments,
+                after.ledger.payments
+            );
+        }
+        say("  => refused before the card was read: above what the cart may accept offline");
+        Ok(())
+    }
+
     /// Pays with `card` and waits for the decision; returns the new state.
-    fn pay(&self, tap: &TapControl, card: &str) -> anyhow::Result<String> {
+    fn pay_any(&self, tap: &TapControl, card: &str) -> anyhow::Result<String> {
         let before = self.status()?;
         self.card(card);
         say(&format!("  tap Pay (test card {card})"));
@@ -248,7 +290,7 @@ impl Script {
         self.snap("shopping");
         tap(ui::UiEvent::Checkout);
         self.snap("checkout");
-        self.pay(tap, "chip-approve")?;
+        self.pay(tap, "chip-approve", "online_approved")?;
         self.snap("approved-online");
         tap(ui::UiEvent::Done);
 
@@ -260,22 +302,25 @@ impl Script {
             self.scan(c)?;
         }
         self.snap("offline-shopping");
-        self.pay(tap, "contactless-approve")?;
+        self.pay(tap, "contactless-approve", "offline_approved")?;
         self.snap("approved-offline");
         tap(ui::UiEvent::Done);
 
-        step("3. Over the offline limit: declined");
+        step("3. Over the offline limit: refused before the card is read");
         self.scan("4012345000016")?;
-        self.pay(tap, "chip-approve")?;
+        self.pay_refused(tap)?;
         self.snap("declined-over-limit");
         say("  (the shopper puts the machine back)");
-        tap(ui::UiEvent::Done);
+        tap(ui::UiEvent::BackToCart);
+        // Lines are numbered from 1 for the daemon's life: highlighter and
+        // Gouda (step 1), water and highlighter (step 2), the machine.
+        tap(ui::UiEvent::RemoveLine { line_id: 5 });
 
         step("4. An age-restricted item: staff check, then offline approval");
         self.scan("5000267024202")?;
         self.snap("age-check");
         self.scan("STAFF:0042")?;
-        self.pay(tap, "chip-pin-approve")?;
+        self.pay(tap, "chip-pin-approve", "offline_approved")?;
         self.snap("approved-after-age-check");
         tap(ui::UiEvent::Done);
 
@@ -321,6 +366,9 @@ impl Script {
             ));
         }
         self.snap("link-back");
+        if !confirmed {
+            bail!("the offline payments were not confirmed within 30 s of the link's return");
+        }
         Ok(())
     }
 

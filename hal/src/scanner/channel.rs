@@ -6,6 +6,7 @@
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::addon::AddOnJoiner;
 use super::decode::{Decoder, year_of};
 use super::state::{DeviceState, StateHandle};
 use super::{Scan, Scanner, ScannerError};
@@ -27,6 +28,7 @@ impl ScanFeeder {
 pub struct ChannelScanner {
     rx: Receiver<Vec<u8>>,
     decoder: Decoder,
+    add_on: AddOnJoiner,
     state: StateHandle,
 }
 
@@ -35,29 +37,58 @@ impl ChannelScanner {
     pub fn new(decoder: Decoder) -> (Self, ScanFeeder) {
         let (tx, rx) = mpsc::channel();
         let state = StateHandle::new(DeviceState::Connected);
-        (Self { rx, decoder, state }, ScanFeeder(tx))
+        let add_on = AddOnJoiner::new(decoder.config().add_on.clone());
+        (
+            Self {
+                rx,
+                decoder,
+                add_on,
+                state,
+            },
+            ScanFeeder(tx),
+        )
     }
 }
 
 impl Scanner for ChannelScanner {
     fn next_scan(&mut self, timeout: Duration) -> Result<Option<Scan>, ScannerError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(line) => {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = Instant::now();
+            if let Some(line) = self.add_on.pop(now) {
                 let at = SystemTime::now();
                 let content = self.decoder.decode(&line, year_of(at));
-                Ok(Some(Scan {
+                return Ok(Some(Scan {
                     at,
                     monotonic: Instant::now(),
                     content,
-                }))
+                }));
             }
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.state.set(DeviceState::Gone);
-                Err(ScannerError::Gone {
-                    device: "channel".to_owned(),
-                    attempts: 0,
-                })
+            if now >= deadline {
+                return Ok(None);
+            }
+            // Wake up for a held main code's window too.
+            let wake = self.add_on.deadline().map_or(deadline, |d| d.min(deadline));
+            match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(line) => self.add_on.push(line, Instant::now()),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.add_on.flush();
+                    if let Some(line) = self.add_on.pop(now) {
+                        let at = SystemTime::now();
+                        let content = self.decoder.decode(&line, year_of(at));
+                        return Ok(Some(Scan {
+                            at,
+                            monotonic: Instant::now(),
+                            content,
+                        }));
+                    }
+                    self.state.set(DeviceState::Gone);
+                    return Err(ScannerError::Gone {
+                        device: "channel".to_owned(),
+                        attempts: 0,
+                    });
+                }
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::addon::AddOnConfig;
 use super::aim::{AimId, Payload, Symbology};
 use super::gs1::{self, GS};
 use super::gtin::{AddOn, Gtin, expand_upce, split_add_on};
@@ -25,6 +26,8 @@ pub struct DecoderConfig {
     pub accept_wifi: bool,
     /// The market's in-store variable-measure layouts.
     pub variable_measure: VariableMeasureConfig,
+    /// Joining add-ons that the scanner sends as their own packet.
+    pub add_on: AddOnConfig,
 }
 
 impl Default for DecoderConfig {
@@ -33,6 +36,7 @@ impl Default for DecoderConfig {
             badge_prefix: Some("STAFF:".to_owned()),
             accept_wifi: true,
             variable_measure: VariableMeasureConfig::default(),
+            add_on: AddOnConfig::default(),
         }
     }
 }
@@ -140,6 +144,12 @@ impl Decoder {
         add_on: Option<AddOn>,
     ) -> Result<Product, RejectReason> {
         let gtin = Gtin::parse(gtin_digits)?;
+        if let Some(reason) = gtin.not_for_sale() {
+            return Err(reason);
+        }
+        if gtin.is_variable_measure() {
+            return Err(RejectReason::NeedsMeasure);
+        }
         // Restricted-circulation (in-store) numbers exist only as EAN-13
         // and UPC-A; an ITF-14 or EAN-8 with such digits is an ordinary GTIN.
         let in_store = matches!(symbology, Symbology::Ean13 | Symbology::UpcA) && add_on.is_none();
@@ -157,6 +167,7 @@ impl Decoder {
             aim: None,
             raw: raw.to_owned(),
             gtin,
+            alternative: None,
             content,
         })
     }
@@ -189,10 +200,10 @@ impl Decoder {
             len => return Err(RejectReason::BadLength { len }),
         };
         let (main, add_on) = split_add_on(text, main_len)?;
-        let symbology = if main_len == 8 {
-            Symbology::Ean8
-        } else {
-            Symbology::Ean13
+        let symbology = match main_len {
+            8 => Symbology::Ean8,
+            _ if main.starts_with('0') => Symbology::UpcA,
+            _ => Symbology::Ean13,
         };
         self.retail(symbology, text, main, add_on)
     }
@@ -209,13 +220,21 @@ impl Decoder {
 
     fn gs1(&self, symbology: Symbology, data: &[u8], year: u16) -> Result<Product, RejectReason> {
         let es = gs1::parse(data, year)?;
+        if es.get("255").is_some() {
+            // A GS1 coupon code (GCN).
+            return Err(RejectReason::Coupon);
+        }
         let gtin = es.gtin().ok_or(RejectReason::NoGtin)?;
+        if let Some(reason) = gtin.not_for_sale() {
+            return Err(reason);
+        }
         let raw = String::from_utf8_lossy(data).into_owned();
         Ok(Product {
             symbology,
             aim: None,
             raw,
             gtin,
+            alternative: None,
             content: ProductContent::Gs1(es),
         })
     }
@@ -229,27 +248,58 @@ impl Decoder {
             let es = gs1::hri_to_element_string(text).ok_or(RejectReason::Unrecognised)?;
             return self.gs1(Symbology::Unknown, &es, year);
         }
-        if !text.bytes().all(|b| b.is_ascii_digit()) {
+        let all_digits = text.bytes().all(|b| b.is_ascii_digit());
+        if (!all_digits || text.len() >= 16) && looks_like_element_string(text) {
+            // A GS1 element string from a scanner with AIM identifiers
+            // switched off (the leading FNC1 is not transmitted), unless
+            // 18 digits read as EAN-13 with a 5-digit add-on.
+            if let Some(p) = (all_digits && text.len() == 18)
+                .then(|| self.with_add_on(text).ok())
+                .flatten()
+            {
+                return Ok(p);
+            }
+            return self.gs1(Symbology::Unknown, data, year);
+        }
+        if !all_digits {
             return Err(RejectReason::Unrecognised);
         }
         match text.len() {
-            // EAN-8 and UPC-E are both 8 digits. UPC-E starts with its
-            // number system 0 or 1, where EAN-8 has restricted (0) or rare
-            // (1) prefixes: such a code is read as UPC-E when it expands
-            // correctly, else as EAN-8; any other 8 digits are EAN-8.
-            8 if matches!(text.as_bytes()[0], b'0' | b'1') => self
-                .upce(text)
-                .or_else(|_| self.retail(Symbology::Ean8, text, text, None)),
-            8 => self.retail(Symbology::Ean8, text, text, None),
+            // EAN-8 and UPC-E are both 8 digits, and some codes are valid
+            // as both. The reading as UPC-E comes first when it is valid
+            // (number system 0 or 1 and its check digit), the EAN-8 reading
+            // is kept as the alternative: the catalog decides which item
+            // exists.
+            8 => match (
+                self.upce(text),
+                self.retail(Symbology::Ean8, text, text, None),
+            ) {
+                (Ok(mut upce), Ok(ean8)) => {
+                    upce.alternative = Some(ean8.gtin);
+                    Ok(upce)
+                }
+                (Ok(upce), Err(_)) => Ok(upce),
+                (Err(_), ean8) => ean8,
+            },
             12 => self.retail(Symbology::UpcA, text, text, None),
             13 if text.starts_with('0') => self.retail(Symbology::UpcA, text, text, None),
             13 => self.retail(Symbology::Ean13, text, text, None),
             14 => self.retail(Symbology::Itf14, text, text, None),
             15 | 18 => self.with_add_on(text),
-            n if n >= 16 && text.starts_with("01") => self.gs1(Symbology::Unknown, data, year),
             len => Err(RejectReason::BadLength { len }),
         }
     }
+}
+
+/// Whether text without a symbology identifier starts like a GS1 element
+/// string of a trade item or logistic unit: AI 01 or 02 and 14 digits, or
+/// AI 00 and 18 digits.
+fn looks_like_element_string(text: &str) -> bool {
+    let digits_after = |ai: &str, n: usize| {
+        text.strip_prefix(ai)
+            .is_some_and(|rest| rest.len() >= n && rest.bytes().take(n).all(|b| b.is_ascii_digit()))
+    };
+    digits_after("01", 14) || digits_after("02", 14) || digits_after("00", 18)
 }
 
 #[cfg(test)]

@@ -44,6 +44,29 @@ impl Gtin {
         (self.0[0] == b'0').then(|| &self.as_str()[1..])
     }
 
+    /// Why this GTIN names no item for sale: a coupon (GS1 prefixes 981 to
+    /// 984 and 99 for coupons, UPC number system 5, GTIN-13 prefix 05) or
+    /// a refund receipt (980). `None` for an ordinary trade item.
+    pub fn not_for_sale(&self) -> Option<RejectReason> {
+        let g13 = self.to_gtin13()?;
+        if g13.starts_with("980") {
+            Some(RejectReason::RefundReceipt)
+        } else if ["981", "982", "983", "984", "99", "05"]
+            .iter()
+            .any(|p| g13.starts_with(p))
+        {
+            Some(RejectReason::Coupon)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the indicator digit is 9: a variable-measure trade item,
+    /// which needs its measure (weight, count) beside the GTIN.
+    pub fn is_variable_measure(&self) -> bool {
+        self.0[0] == b'9'
+    }
+
     /// The GS1 prefix's first two digits of the GTIN-13 form (`"20"` to
     /// `"29"` for in-store variable-measure codes).
     pub fn prefix2(&self) -> &str {

@@ -12,6 +12,7 @@
 //! - [`gtin`]: the GTIN-14 type, EAN/UPC forms, UPC-E expansion, add-ons.
 //! - [`gs1`]: GS1 element strings: AIs, lengths, dates, separators, pairing rules.
 //! - [`variable`]: in-store variable-measure codes, layout per market.
+//! - [`addon`]: joins an add-on sent as its own packet to its main code.
 //! - [`aim`]: AIM symbology identifiers and the [`Symbology`] enum.
 //! - [`nonproduct`]: `WIFI:` provisioning codes and staff badges.
 //! - [`decode`]: line in, typed content out.
@@ -24,6 +25,7 @@
 //!   of the code that consumes scans.
 //! - [`reject`]: the rejection reasons.
 
+pub mod addon;
 pub mod aim;
 pub mod channel;
 pub mod check;
@@ -44,6 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 
+pub use addon::{AddOnConfig, AddOnJoiner};
 pub use aim::{AimId, Symbology};
 pub use channel::{ChannelScanner, ScanFeeder};
 pub use decode::{Decoder, DecoderConfig};
@@ -90,6 +93,10 @@ pub struct Product {
     /// The GTIN-14 that identifies the item (for a variable-measure code,
     /// the code as scanned; see [`VariableMeasure::lookup_gtin`]).
     pub gtin: Gtin,
+    /// Another reading of the same digits, when they are valid as two
+    /// symbologies (8 digits without AIM identifier: UPC-E and EAN-8). The
+    /// catalog decides: the item that exists is the one scanned.
+    pub alternative: Option<Gtin>,
     /// The parsed content.
     pub content: ProductContent,
 }

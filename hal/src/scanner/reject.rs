@@ -74,6 +74,18 @@ pub enum RejectReason {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A coupon (GS1 prefixes 981-984 and 99, UPC number system 5, or a
+    /// GS1 coupon code, AI 255): redeemed at a till, not sold.
+    #[error("coupons are redeemed at a till")]
+    Coupon,
+    /// A refund receipt (GS1 prefix 980), as printed by bottle-return
+    /// machines: cashed at a till, not sold.
+    #[error("refund receipts are cashed at a till")]
+    RefundReceipt,
+    /// A GTIN with indicator digit 9 (a variable-measure trade item) read
+    /// without its measure.
+    #[error("this code needs its weight or count: please weigh it at the scale")]
+    NeedsMeasure,
     /// A code that is neither a product, a provisioning code nor a badge.
     #[error("this code is not a product")]
     Unrecognised,
@@ -139,6 +151,10 @@ pub enum Gs1Error {
         /// The AI it may not appear with.
         b: String,
     },
+    /// A GTIN with indicator digit 9 (a variable-measure trade item) without
+    /// the AI that says how much (net weight, count, ...).
+    #[error("AI (01) with indicator digit 9 needs a measure")]
+    NoMeasure,
     /// An AI used without one of the AIs it requires.
     #[error("AI ({ai}) requires one of {requires}")]
     MissingAssociation {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serialport::{SerialPort, TTYPort};
 use zeroize::Zeroize;
 
+use super::addon::AddOnJoiner;
 use super::decode::{Decoder, year_of};
 use super::line::{Frame, LineFramer};
 use super::reject::RejectReason;
@@ -102,6 +103,9 @@ pub struct SerialScanner {
     // One owner: the scanner's thread. A serial fd is not shared.
     link: Link<TTYPort>,
     framer: LineFramer,
+    add_on: AddOnJoiner,
+    /// A line too long, kept until the add-on joiner released what it held.
+    too_long: Option<usize>,
     read_buf: [u8; 256],
 }
 
@@ -138,6 +142,8 @@ impl SerialScanner {
         };
         Ok(Self {
             framer,
+            add_on: AddOnJoiner::new(decoder.config().add_on.clone()),
+            too_long: None,
             link: Link::new(config.port.clone(), config.backoff),
             decoder,
             config,
@@ -149,26 +155,48 @@ impl SerialScanner {
         self.link.lost(cause);
         // A partial line from before the loss must not join the next scan.
         self.framer.reset();
+        self.add_on.flush();
     }
 
-    fn frame_to_scan(&self, frame: Frame) -> Scan {
-        let at = SystemTime::now();
-        let monotonic = Instant::now();
-        let content = match frame {
-            Frame::Line(mut line) => {
-                let content = self.decoder.decode(&line, year_of(at));
+    /// The next scan ready now: framed lines go through the add-on joiner
+    /// (which may hold a main code briefly for its add-on packet).
+    fn ready_scan(&mut self, now: Instant) -> Option<Scan> {
+        loop {
+            if let Some(mut line) = self.add_on.pop(now) {
+                let scan = self.line_to_scan(&line);
                 line.zeroize();
-                content
+                return Some(scan);
             }
-            Frame::TooLong { max } => {
-                ScanContent::Rejected(Rejection::new(RejectReason::TooLong { max }, None, b""))
+            if let Some(max) = self.too_long.take() {
+                return Some(stamp(ScanContent::Rejected(Rejection::new(
+                    RejectReason::TooLong { max },
+                    None,
+                    b"",
+                ))));
             }
-        };
-        Scan {
-            at,
-            monotonic,
-            content,
+            match self.framer.pop()? {
+                Frame::Line(line) => self.add_on.push(line, now),
+                Frame::TooLong { max } => {
+                    self.add_on.flush();
+                    self.too_long = Some(max);
+                }
+            }
         }
+    }
+
+    fn line_to_scan(&self, line: &[u8]) -> Scan {
+        let at = SystemTime::now();
+        let mut scan = stamp(self.decoder.decode(line, year_of(at)));
+        scan.at = at;
+        scan
+    }
+}
+
+fn stamp(content: ScanContent) -> Scan {
+    Scan {
+        at: SystemTime::now(),
+        monotonic: Instant::now(),
+        content,
     }
 }
 
@@ -176,13 +204,16 @@ impl Scanner for SerialScanner {
     fn next_scan(&mut self, timeout: Duration) -> Result<Option<Scan>, ScannerError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(frame) = self.framer.pop() {
-                return Ok(Some(self.frame_to_scan(frame)));
-            }
             let now = Instant::now();
+            if let Some(scan) = self.ready_scan(now) {
+                return Ok(Some(scan));
+            }
             if now >= deadline {
                 return Ok(None);
             }
+            // Wake up for a held main code's window too.
+            let deadline = self.add_on.deadline().map_or(deadline, |d| d.min(deadline));
+            let now = Instant::now().min(deadline);
             let config = &self.config;
             let Some(port) = self.link.get_or_open(now, || open_port(config))? else {
                 let pause = self.link.wait(now).min(deadline - now);
@@ -199,7 +230,7 @@ impl Scanner for SerialScanner {
                     self.framer.push(&self.read_buf[..n]);
                     self.read_buf[..n].zeroize();
                 }
-                Err(e) if e.kind() == ErrorKind::TimedOut => return Ok(None),
+                Err(e) if e.kind() == ErrorKind::TimedOut => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => self.lost(&e),
             }

@@ -219,3 +219,113 @@ fn year_of_known_instants() {
         2025
     );
 }
+
+fn check(body: &str) -> String {
+    crate::scanner::gtin::with_check_digit(body).expect("digits")
+}
+
+#[test]
+fn coupons_and_refund_receipts_are_not_products() {
+    for (body, want) in [
+        ("980123456789", RejectReason::RefundReceipt),
+        ("981123456789", RejectReason::Coupon),
+        ("984123456789", RejectReason::Coupon),
+        ("991234567890", RejectReason::Coupon),
+        // UPC-A number system 5 (manufacturer coupons), 12 and 13 digits.
+        ("51234567890", RejectReason::Coupon),
+        ("051234567890", RejectReason::Coupon),
+    ] {
+        let code = check(body);
+        assert_eq!(reason(code.as_bytes()), want, "{code}");
+        assert_eq!(reason(format!("]E0{code}").as_bytes()), want, "{code}");
+    }
+    // A GS1 coupon code (AI 255) and a GTIN with a coupon prefix in AI 01.
+    assert_eq!(
+        reason(format!("]C1255{}", check("981123456789")).as_bytes()),
+        RejectReason::Coupon
+    );
+    assert_eq!(
+        reason(format!("]C101{}", check("0991234567890")).as_bytes()),
+        RejectReason::Coupon
+    );
+    // Books and periodicals (977-979) stay products.
+    assert_eq!(product(b"9780201379624").gtin.to_string(), "09780201379624");
+}
+
+#[test]
+fn indicator_nine_without_measure_is_refused() {
+    assert_eq!(
+        reason(b"]I195012345678903"),
+        RejectReason::NeedsMeasure,
+        "ITF-14"
+    );
+    assert_eq!(reason(b"95012345678903"), RejectReason::NeedsMeasure);
+    assert_eq!(
+        reason(b"]C10195012345678903"),
+        RejectReason::Gs1(crate::scanner::Gs1Error::NoMeasure)
+    );
+    let p = product(b"]C101950123456789033103000123");
+    assert_eq!(p.gtin.to_string(), "95012345678903");
+}
+
+#[test]
+fn gs1_element_strings_without_aim_identifiers() {
+    // A GS1-128 or DataBar scanner with AIM identifiers off sends the
+    // element string without its leading FNC1: letters, separators,
+    // dates and batches after the GTIN.
+    for line in [
+        &b"010950110153000317140704\x1d10AB-123"[..],
+        b"010950110153000310AB-123",
+        b"0109501101530003",
+        b"01095011015300031714070410ABC",
+        b"0109501101530003\x1d21SERIAL1",
+        b"001061414112345678970209501101530003371000",
+    ] {
+        let p = product(line);
+        assert_eq!(p.gtin.to_string(), "09501101530003", "{line:?}");
+        assert!(matches!(p.content, ProductContent::Gs1(_)), "{line:?}");
+    }
+    assert_eq!(reason(b"00106141411234567897"), RejectReason::NoGtin);
+    assert_eq!(
+        reason(b"0109501101530003\x1d70112612311"),
+        RejectReason::Gs1(Gs1Error::TooShort { ai: "7011".into() })
+    );
+    // 18 digits that read as EAN-13 with a 5-digit add-on stay that.
+    assert_eq!(
+        product(b"978020137962490000").gtin.to_string(),
+        "09780201379624"
+    );
+    assert_eq!(reason(b"hello world"), RejectReason::Unrecognised);
+}
+
+#[test]
+fn eight_digits_valid_as_upc_e_and_ean_8_keep_both_readings() {
+    // Find an 8-digit code valid both ways, and one valid only as EAN-8.
+    let mut both = None;
+    let mut ean8_only = None;
+    for n in 0..200_000u32 {
+        let body = format!("0{n:06}");
+        let code = check(&body);
+        let upce = crate::scanner::gtin::expand_upce(&code).is_ok();
+        match (upce, both.is_none(), ean8_only.is_none()) {
+            (true, true, _) => both = Some(code),
+            (false, _, true) => ean8_only = Some(code),
+            _ => {}
+        }
+        if both.is_some() && ean8_only.is_some() {
+            break;
+        }
+    }
+    let both = both.expect("a code valid as both");
+    let p = product(both.as_bytes());
+    assert_eq!(p.symbology, Symbology::UpcE);
+    assert_eq!(
+        p.alternative.map(|g| g.to_string()),
+        Some(format!("000000{both}"))
+    );
+    let only = ean8_only.expect("a code valid only as EAN-8");
+    let p = product(only.as_bytes());
+    assert_eq!((p.symbology, p.alternative), (Symbology::Ean8, None));
+    // With AIM identifiers the symbology is known: no alternative.
+    assert_eq!(product(format!("]E4{both}").as_bytes()).alternative, None);
+}

@@ -115,6 +115,49 @@ impl ElementString {
     }
 }
 
+/// One Application Identifier the decoder knows, as test generators and
+/// tools see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownAi {
+    /// The AI's digits (each member of a family listed on its own).
+    pub ai: String,
+    /// Whether the AI has a predefined length (no separator after it).
+    pub fixed: bool,
+    /// The shortest valid data field.
+    pub min_len: usize,
+    /// The longest valid data field.
+    pub max_len: usize,
+    /// Whether the whole field is digits only.
+    pub numeric: bool,
+}
+
+/// Every AI of the decoder's table, families expanded.
+pub fn known_ais() -> Vec<KnownAi> {
+    let mut out = Vec::new();
+    for def in table::AIS {
+        let min_len = def
+            .parts
+            .iter()
+            .filter(|p| !p.optional)
+            .map(|p| p.min)
+            .sum();
+        let max_len = def.parts.iter().map(|p| p.max).sum();
+        let numeric = def.parts.iter().all(|p| p.cset == Cset::N);
+        let ais: Vec<String> = match def.family {
+            None => vec![def.ai.to_owned()],
+            Some(last) => (0..=last).map(|d| format!("{}{d}", def.ai)).collect(),
+        };
+        out.extend(ais.into_iter().map(|ai| KnownAi {
+            ai,
+            fixed: def.fixed,
+            min_len,
+            max_len,
+            numeric,
+        }));
+    }
+    out
+}
+
 /// Parses and validates a GS1 element string (without symbology
 /// identifier; a leading FNC1/GS is skipped). `year` is the current year,
 /// for the century of two-digit years.
@@ -210,7 +253,12 @@ fn ascii(b: &[u8]) -> String {
 
 fn check_field(ai: &str, def: &AiDef, field: &[u8], year: u16) -> Result<Gs1Value, Gs1Error> {
     let too_short = || Gs1Error::TooShort { ai: ai.to_owned() };
-    let min: usize = def.parts.iter().map(|p| p.min).sum();
+    let min: usize = def
+        .parts
+        .iter()
+        .filter(|p| !p.optional)
+        .map(|p| p.min)
+        .sum();
     let max: usize = def.parts.iter().map(|p| p.max).sum();
     if field.len() < min {
         return Err(too_short());
@@ -221,6 +269,10 @@ fn check_field(ai: &str, def: &AiDef, field: &[u8], year: u16) -> Result<Gs1Valu
     let mut rest = field;
     let mut date = None;
     for part in def.parts {
+        if part.optional && rest.is_empty() {
+            // An optional part is absent, or present in full (below).
+            continue;
+        }
         let take = part.max.min(rest.len());
         if take < part.min {
             return Err(too_short());
@@ -244,11 +296,10 @@ fn check_field(ai: &str, def: &AiDef, field: &[u8], year: u16) -> Result<Gs1Valu
             Lint::Csum => return Err(Gs1Error::BadCheckDigit { ai: ai.to_owned() }),
             Lint::YymmD0 => date = Some(parse_date(comp, true, year).ok_or_else(bad_date)?),
             Lint::Yymmdd => date = Some(parse_date(comp, false, year).ok_or_else(bad_date)?),
-            Lint::Hhmm => {
-                if num(&comp[..2]) > 23 || num(&comp[2..]) > 59 {
-                    return Err(bad_date());
-                }
-            }
+            Lint::Hhmm => match comp {
+                [h1, h2, m1, m2] if num(&[*h1, *h2]) <= 23 && num(&[*m1, *m2]) <= 59 => {}
+                _ => return Err(bad_date()),
+            },
         }
     }
     let last_digit = ai.as_bytes().last().map_or(0, |d| d.saturating_sub(b'0'));
@@ -263,11 +314,14 @@ fn check_field(ai: &str, def: &AiDef, field: &[u8], year: u16) -> Result<Gs1Valu
             digits: num(field),
             decimals: last_digit,
         },
-        Meaning::Currency => Gs1Value::Currency {
-            currency: ascii(&field[..3]),
-            digits: num(&field[3..]),
-            decimals: last_digit,
-        },
+        Meaning::Currency => {
+            let (currency, amount) = field.split_at_checked(3).ok_or_else(too_short)?;
+            Gs1Value::Currency {
+                currency: ascii(currency),
+                digits: num(amount),
+                decimals: last_digit,
+            }
+        }
     })
 }
 
@@ -280,9 +334,12 @@ fn num(digits: &[u8]) -> u64 {
 }
 
 fn parse_date(d: &[u8], day_zero_ok: bool, year: u16) -> Option<Gs1Date> {
-    let yy = num(&d[..2]) as u16;
-    let month = num(&d[2..4]) as u8;
-    let day = num(&d[4..6]) as u8;
+    let [y1, y2, m1, m2, d1, d2] = *d else {
+        return None;
+    };
+    let yy = num(&[y1, y2]) as u16;
+    let month = num(&[m1, m2]) as u8;
+    let day = num(&[d1, d2]) as u8;
     let full = century_window(yy, year);
     if !(1..=12).contains(&month) {
         return None;
@@ -327,7 +384,21 @@ fn days_in_month(year: u16, month: u8) -> u8 {
     }
 }
 
+/// The AIs that give a variable-measure trade item (GTIN with indicator
+/// digit 9) its measure (GS1 General Specifications 3.3.2 and 3.6.2).
+const MEASURE_AIS: &[&str] = &["30", "31nn", "32nn", "35nn", "36nn", "8001"];
+
 fn check_associations(elements: &[Element]) -> Result<(), Gs1Error> {
+    let variable_measure = elements
+        .iter()
+        .any(|e| e.ai == "01" && e.raw.starts_with('9'));
+    if variable_measure
+        && !elements
+            .iter()
+            .any(|o| MEASURE_AIS.iter().any(|p| table::matches(p, &o.ai)))
+    {
+        return Err(Gs1Error::NoMeasure);
+    }
     for el in elements {
         let Some((_, def)) = table::lookup(el.ai.as_bytes()) else {
             continue;

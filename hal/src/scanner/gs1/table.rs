@@ -35,6 +35,9 @@ pub(crate) struct Part {
     pub min: usize,
     pub max: usize,
     pub lint: Lint,
+    /// An optional trailing part: absent, or present with `min..=max`
+    /// characters (a part of fixed length is absent or exactly that long).
+    pub optional: bool,
 }
 
 const fn n(len: usize) -> Part {
@@ -43,6 +46,7 @@ const fn n(len: usize) -> Part {
         min: len,
         max: len,
         lint: Lint::None,
+        optional: false,
     }
 }
 const fn nv(max: usize) -> Part {
@@ -51,6 +55,7 @@ const fn nv(max: usize) -> Part {
         min: 1,
         max,
         lint: Lint::None,
+        optional: false,
     }
 }
 const fn csum(len: usize) -> Part {
@@ -59,6 +64,7 @@ const fn csum(len: usize) -> Part {
         min: len,
         max: len,
         lint: Lint::Csum,
+        optional: false,
     }
 }
 const fn xv(max: usize) -> Part {
@@ -67,28 +73,35 @@ const fn xv(max: usize) -> Part {
         min: 1,
         max,
         lint: Lint::None,
+        optional: false,
     }
 }
 const fn opt(p: Part) -> Part {
-    Part { min: 0, ..p }
+    Part {
+        optional: true,
+        ..p
+    }
 }
 const D0: Part = Part {
     cset: Cset::N,
     min: 6,
     max: 6,
     lint: Lint::YymmD0,
+    optional: false,
 };
 const DATE: Part = Part {
     cset: Cset::N,
     min: 6,
     max: 6,
     lint: Lint::Yymmdd,
+    optional: false,
 };
 const HHMM: Part = Part {
     cset: Cset::N,
     min: 4,
     max: 4,
     lint: Lint::Hhmm,
+    optional: false,
 };
 
 /// What the value means, for the typed result.

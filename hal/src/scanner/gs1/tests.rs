@@ -203,3 +203,53 @@ fn hri_form_round_trips() {
     assert_eq!(hri_to_element_string("01)x"), None);
     assert_eq!(hri_to_element_string("(5)x"), None);
 }
+
+#[test]
+fn optional_parts_short_values_are_refused_not_a_panic() {
+    // Regression: AI 7011 with a 7-character value (a date and one digit of
+    // the optional time) reached the HHMM check with one digit and panicked
+    // the scanner thread.
+    let too_short = |ai: &str| Err(Gs1Error::TooShort { ai: ai.to_owned() });
+    assert_eq!(
+        parse(b"0109501101530003\x1d70112612311", YEAR),
+        too_short("7011")
+    );
+    for n in 1..4 {
+        let data = format!("0109501101530003\x1d7011261231{}", &"1200"[..n]);
+        assert_eq!(parse(data.as_bytes(), YEAR), too_short("7011"), "{n}");
+    }
+    let es = parse(b"0109501101530003\x1d70112612311200", YEAR).expect("date and time");
+    assert_eq!(es.get("7011").map(|e| e.raw.as_str()), Some("2612311200"));
+    let es = parse(b"0109501101530003\x1d7011261231", YEAR).expect("date alone");
+    assert_eq!(es.get("7011").map(|e| e.raw.as_str()), Some("261231"));
+    // AI 7007: a harvest date, or a range of two; anything between is short.
+    for n in 1..6 {
+        let data = format!("0109501101530003\x1d7007261201{}", &"261231"[..n]);
+        assert_eq!(parse(data.as_bytes(), YEAR), too_short("7007"), "{n}");
+    }
+    assert!(parse(b"0109501101530003\x1d7007261201261231", YEAR).is_ok());
+    assert!(parse(b"0109501101530003\x1d7007261201", YEAR).is_ok());
+    assert_eq!(
+        parse(b"0109501101530003\x1d7011261231ab12", YEAR),
+        Err(Gs1Error::BadCharacter { ai: "7011".into() })
+    );
+    assert_eq!(
+        parse(b"0109501101530003\x1d70112612312460", YEAR),
+        Err(Gs1Error::BadDate { ai: "7011".into() })
+    );
+}
+
+#[test]
+fn indicator_nine_needs_a_measure() {
+    // (01)95012345678903 is a variable-measure trade item.
+    assert_eq!(parse(b"0195012345678903", YEAR), Err(Gs1Error::NoMeasure));
+    assert_eq!(
+        parse(b"019501234567890310ABC", YEAR),
+        Err(Gs1Error::NoMeasure)
+    );
+    assert!(parse(b"01950123456789033103000123", YEAR).is_ok());
+    assert!(parse(b"019501234567890330\x1d", YEAR).is_err());
+    assert!(parse(b"01950123456789033012", YEAR).is_ok());
+    // Indicator 0 to 8 need none.
+    assert!(parse(b"0109501101530003", YEAR).is_ok());
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Builds the QEMU suite's guest: a Debian bookworm root made by debootstrap
+# (systemd, udev, the Debian kernel), with the cart installed from
+# packaging/files.list by packaging/install.sh, exactly as the image's recipe
+# installs it; then one GPT disk laid out as the image's (.wks): boot,
+# root_a, root_b, data. docs/qemu.md explains the guest.
+#
+#   tests/qemu/build-guest.sh            build (or reuse) the guest
+#   CART_BIN_DIR=DIR                     where cart-app and cartctl are
+#                                        (default: target/release, the one
+#                                        release build CI makes)
+#   DEBIAN_MIRROR=URL                    default: the first deb.debian.org-style
+#                                        URI in apt's sources on this machine
+#
+# Output, cached under target/qemu and reused while the inputs are the same:
+#   target/qemu/guest/disk.img   raw GPT disk (root_a has the cart; data empty)
+#   target/qemu/guest/vmlinuz, initrd.img, cmdline, layout.json, files.txt
+# Needs (as root): debootstrap, sfdisk (fdisk), mkfs.ext4 (e2fsprogs),
+# mkfs.fat (dosfstools); scripts/setup.sh installs them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+top=$PWD
+
+[ "$(id -u)" -eq 0 ] || { echo "build-guest: run as root (debootstrap needs it)" >&2; exit 1; }
+for t in debootstrap sfdisk mkfs.ext4 mkfs.fat; do
+  command -v "$t" >/dev/null || { echo "build-guest: $t missing: run scripts/setup.sh (Debian packages debootstrap fdisk e2fsprogs dosfstools)" >&2; exit 1; }
+done
+
+bin_dir=${CART_BIN_DIR:-$top/target/release}
+for b in cart-app cartctl; do
+  [ -x "$bin_dir/$b" ] || { echo "build-guest: $bin_dir/$b missing: make the image's release build first (scripts/build-recipe-offline.sh)" >&2; exit 1; }
+done
+
+# What the guest has besides the cart: systemd and udev (as the image), the
+# Debian kernel, the guest agent the suite asserts through, tpm2-tools (as
+# the image, for field diagnosis), and the cart's run-time libraries (the
+# image's RDEPENDS: TPM2 TSS, libinput, xkbcommon + xkb data, libseat,
+# fontconfig and DejaVu).
+packages=(
+  systemd-sysv udev dbus iproute2 kmod procps util-linux
+  linux-image-amd64 qemu-guest-agent tpm2-tools
+  libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-tcti-device0
+  libinput10 libxkbcommon0 xkb-data libudev1
+  libfontconfig1 fontconfig fonts-dejavu-core ca-certificates
+)
+
+mirror=${DEBIAN_MIRROR:-}
+if [ -z "$mirror" ]; then
+  mirror=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+    grep -v security | sed -E 's/^URIs:[[:space:]]*//; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//' |
+    awk 'NR == 1 {print $1}' || true)
+fi
+[ -n "$mirror" ] || { echo "build-guest: no Debian mirror in apt's sources; set DEBIAN_MIRROR" >&2; exit 1; }
+
+cache=$top/target/qemu
+mkdir -p "$cache"
+
+# 1. The Debian base, cached by its package list.
+base_key=$(printf '%s\n' bookworm "${packages[@]}" | sha256sum | cut -c1-16)
+base=$cache/base-$base_key
+if [ ! -f "$base/.done" ]; then
+  echo "build-guest: debootstrap bookworm from $mirror (a few minutes, once)"
+  rm -rf "$base"
+  mkdir -p "$base"
+  debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
+    bookworm "$base/root" "$mirror" > "$base/debootstrap.log" 2>&1 ||
+    { tail -20 "$base/debootstrap.log" >&2; echo "build-guest: debootstrap failed (log above)" >&2; exit 1; }
+  rm -rf "$base/root/var/cache/apt/archives/"*.deb "$base/root/var/lib/apt/lists/"*
+  touch "$base/.done"
+fi
+
+# 2. The guest, cached by everything that goes into it.
+key=$( {
+  echo "$base_key"
+  sha256sum tests/qemu/build-guest.sh packaging/files.list
+  find packaging systemd -type f | sort | xargs sha256sum
+  sha256sum "$bin_dir/cart-app" "$bin_dir/cartctl"
+} | sha256sum | cut -c1-16)
+out=$cache/guest-$key
+if [ -f "$out/.done" ]; then
+  ln -sfn "guest-$key" "$cache/guest"
+  echo "build-guest: up to date ($cache/guest)"
+  exit 0
+fi
+echo "build-guest: building guest-$key"
+rm -rf "$out"
+mkdir -p "$out"
+root=$out/root
+cp -a "$base/root" "$root"
+
+# The cart, as the image installs it: users first (the image creates them at
+# build time: its root is read-only), then the one file list.
+systemd-sysusers --root="$root" "$top/packaging/sysusers.d/cart.conf"
+packaging/install.sh "$root" "$bin_dir" --owners
+# No private key in the image: the cart's key lives in its TPM, the claim
+# in the data area (the scenarios check the running cart's writable places).
+if keys=$(grep -rlsI -e 'PRIVATE KEY-----' "$root" 2>/dev/null) && [ -n "$keys" ]; then
+  echo "build-guest: private keys in the root file system:" >&2
+  echo "$keys" | sed "s#^$root##" >&2
+  exit 1
+fi
+# The files the list installed, with modes and owners: the suite compares
+# the booted guest against this.
+# (ids named through the guest's own passwd and group, not the host's).
+grep -v '^[[:space:]]*\(#\|$\)' packaging/files.list | awk '{print $2}' |
+  while read -r p; do stat -c '%n %a %u %g' "$root$p" | sed "s#^$root##"; done |
+  awk -v pw="$root/etc/passwd" -v gr="$root/etc/group" '
+    BEGIN { FS = ":"; while ((getline l < pw) > 0) { split(l, f, ":"); u[f[3]] = f[1] }
+            while ((getline l < gr) > 0) { split(l, f, ":"); g[f[3]] = f[1] }; FS = " " }
+    { print $1, $2, u[$3], g[$4] }' > "$out/files.txt"
+
+# Units: the cart, its data partition, the guest agent. Enabled the way
+# `systemctl enable` would (no running systemd needed).
+systemctl --root="$root" enable cart-app.service data.mount cart-data.service \
+  var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount >/dev/null 2>&1
+# The serial console carries the boot log for the suite; no login on it.
+systemctl --root="$root" mask serial-getty@ttyS0.service getty@tty1.service >/dev/null 2>&1
+
+# /tmp on tmpfs, as the image has it (the root is read-only).
+cp "$root/usr/share/systemd/tmp.mount" "$root/etc/systemd/system/tmp.mount"
+systemctl --root="$root" enable tmp.mount >/dev/null 2>&1
+# The guest's own settings (what the image's distro config gives the image).
+echo cart-guest > "$root/etc/hostname"
+cat > "$root/etc/fstab" <<'FSTAB'
+# Root read-only, as the image's; /data and the bind mounts come from the
+# cart's mount units (packaging/systemd).
+PARTLABEL=root_a / ext4 ro,noatime 0 1
+FSTAB
+# The image's machine-id comes from the data area (docs/image.md); the guest
+# keeps a fixed one so journalctl -b -1 works across its reboots.
+echo 0123456789abcdef0123456789abcdef > "$root/etc/machine-id"
+# User networking: DHCP on the virtio NIC through systemd-networkd.
+mkdir -p "$root/etc/systemd/network"
+cat > "$root/etc/systemd/network/20-wired.network" <<'NET'
+[Match]
+Name=en* eth*
+[Network]
+DHCP=ipv4
+NET
+systemctl --root="$root" enable systemd-networkd.service >/dev/null 2>&1
+# The guest agent starts when its virtio port appears (udev).
+rm -f "$root/etc/resolv.conf"
+echo "nameserver 10.0.2.3" > "$root/etc/resolv.conf"
+
+cp "$root"/boot/vmlinuz-* "$out/vmlinuz"
+cp "$root"/boot/initrd.img-* "$out/initrd.img"
+echo "root=PARTLABEL=root_a ro rootwait console=ttyS0 systemd.show_status=1" > "$out/cmdline"
+
+# 3. The disk: GPT with the image's partition names (yocto-layer's .wks).
+MiB=$((1024 * 1024))
+boot_mb=32 root_mb=1536 data_mb=512
+mkfs.ext4 -q -L root_a -d "$root" "$out/root_a.img" "${root_mb}M" >/dev/null
+truncate -s "${boot_mb}M" "$out/boot.img"
+mkfs.fat -n BOOT "$out/boot.img" >/dev/null
+truncate -s $(( (1 + boot_mb + 2 * root_mb + data_mb + 1) * MiB )) "$out/disk.img"
+sfdisk -q "$out/disk.img" <<SFDISK
+label: gpt
+start=1MiB, size=${boot_mb}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=boot
+size=${root_mb}MiB, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=root_a
+size=${root_mb}MiB, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=root_b
+size=${data_mb}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=data
+SFDISK
+sfdisk --json "$out/disk.img" > "$out/layout.json"
+put() { # image partition-number
+  local start
+  start=$(sfdisk --json "$out/disk.img" | python3 -c "import json,sys; print(json.load(sys.stdin)['partitiontable']['partitions'][$2-1]['start'])")
+  dd if="$1" of="$out/disk.img" bs=512 seek="$start" conv=notrunc,sparse status=none
+}
+put "$out/boot.img" 1
+put "$out/root_a.img" 2
+# root_b stays empty until an update writes it; data is laid out per run
+# (the factory/data area), and by cart-data-init on first boot.
+rm -f "$out/root_a.img" "$out/boot.img"
+rm -rf "$root"
+touch "$out/.done"
+ln -sfn "guest-$key" "$cache/guest"
+# Older builds go: each is a few GB.
+for old in "$cache"/guest-* "$cache"/base-*; do
+  case $old in "$out"|"$base") ;; *) rm -rf "$old" ;; esac
+done
+echo "build-guest: done ($cache/guest)"

@@ -1,0 +1,467 @@
+//! The whole cart in QEMU (docs/qemu.md). One cart's life, scenario after
+//! scenario, booting as few times as they allow; `QEMU_SCENARIOS=1,7`
+//! runs a subset (the first boot, which provisions the cart, always runs:
+//! every other scenario needs a provisioned cart).
+//!
+//! Needs the guest (tests/qemu/build-guest.sh after the image's release
+//! build), qemu-system-x86, swtpm, mosquitto: scripts/test.sh prepares all.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use backend_emulator::CertStatus;
+use common::{CART, Cart, tail};
+use qemu_suite::screen::Rgb;
+use store_and_forward::money::{Currency, Money};
+use store_and_forward::policy::LimitsConfig;
+use store_and_forward::wire::down::{CatalogDelta, CatalogItem};
+
+/// Sourdough bread, EUR 3.49 (within the offline cap below).
+const BREAD: &str = "4006381333931";
+/// A coffee machine, EUR 149.00 (above the offline per-payment cap).
+const MACHINE: &str = "4000000000006";
+
+/// Where the controls are on the 1280x800 screens (docs/screenshots):
+/// Checkout on the basket, Pay on the checkout card, Done on the receipt.
+const CHECKOUT: (u32, u32) = (1070, 711);
+const PAY: (u32, u32) = (755, 539);
+const DONE: (u32, u32) = (1092, 610);
+
+/// The primary buttons' blue (as drawn: #1f5fc1-ish), within a tolerance.
+fn is_primary_blue(screen: &Rgb, (x, y): (u32, u32)) -> bool {
+    let i = ((y * screen.width + x) * 3) as usize;
+    match screen.data.get(i..i + 3) {
+        Some([r, g, b]) => *r < 80 && (70..140).contains(g) && *b > 160,
+        _ => false,
+    }
+}
+
+/// Waits until the primary button at `at` is drawn, then taps it.
+fn tap_when_shown(cart: &mut Cart, name: &str, at: (u32, u32), timeout: Duration) {
+    let dir = cart.art.path().to_owned();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let screen = cart.guest().screen(&dir, name);
+        if is_primary_blue(&screen, at) {
+            break;
+        }
+        if Instant::now() > deadline {
+            cart.fail(&format!(
+                "{name}: the button at {at:?} never showed (screen: {name}.png)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let (w, h) = cart.guest().display;
+    cart.guest().qmp.tap(at.0, at.1, w, h).expect("tap");
+}
+
+/// Scans, checks out and pays through the devices; returns once the
+/// receipt's Done button shows, and taps it.
+fn pay_for(cart: &mut Cart, code: &str, tag: &str) {
+    cart.scanner.scan(code);
+    tap_when_shown(
+        cart,
+        &format!("{tag}-basket"),
+        CHECKOUT,
+        Duration::from_secs(120),
+    );
+    tap_when_shown(
+        cart,
+        &format!("{tag}-checkout"),
+        PAY,
+        Duration::from_secs(60),
+    );
+}
+
+fn wanted(n: u32) -> bool {
+    match std::env::var("QEMU_SCENARIOS") {
+        Ok(list) if !list.trim().is_empty() => list.split(',').any(|s| s.trim() == n.to_string()),
+        _ => true,
+    }
+}
+
+/// The unit's state in the guest: (ActiveState, SubState, MainPID, NRestarts).
+fn unit(cart: &mut Cart) -> (String, String, String, String) {
+    let out = cart
+        .must("systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts cart-app.service");
+    let get = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (
+        get("ActiveState"),
+        get("SubState"),
+        get("MainPID"),
+        get("NRestarts"),
+    )
+}
+
+#[test]
+fn a_cart_in_qemu() {
+    let mut cart = Cart::new("cart");
+    first_boot(&mut cart);
+    if wanted(3) || wanted(4) {
+        stock_the_catalog(&mut cart);
+    }
+    if wanted(3) {
+        checkout(&mut cart);
+    }
+    if wanted(4) {
+        cable_pulled(&mut cart);
+    }
+    if wanted(8) {
+        field_technician(&mut cart);
+    }
+    if wanted(7) {
+        watchdog(&mut cart);
+    }
+    cart.shutdown();
+    for line in &cart.boots {
+        println!("qemu-suite: {line}");
+    }
+}
+
+/// Scenarios 1 and 2: a cart fresh from the factory boots, provisions
+/// itself by claim (its key made in the guest's TPM), restarts with its own
+/// certificate, comes up READY as user `cart` and draws the idle screen.
+fn first_boot(cart: &mut Cart) {
+    let started = Instant::now();
+    cart.boot();
+    let agent_at = started.elapsed();
+
+    // Provisioned: one active certificate for this cart at the backend.
+    let em_active = |cart: &Cart| {
+        cart.cloud
+            .emulator
+            .fleet()
+            .expect("fleet responder")
+            .with_status(CART, CertStatus::Active)
+            .len()
+    };
+    if !qemu_suite::wait_for(Duration::from_secs(300), || em_active(cart) == 1) {
+        let log = cart
+            .guest()
+            .sh("journalctl -b -u cart-app --no-pager | tail -40")
+            .stdout;
+        cart.fail(&format!("the cart never provisioned itself:\n{log}"));
+    }
+    let provisioned_at = started.elapsed();
+
+    // Restarted by systemd with its certificate, READY (Type=notify: active
+    // means READY=1 came), online.
+    let ready = cart.wait_guest(
+        "test \"$(systemctl show -p ActiveState --value cart-app)\" = active && \
+         cartctl status --json | grep -q '\"provisioned\": *true'",
+        Duration::from_secs(300),
+    );
+    if !ready {
+        let log = cart
+            .guest()
+            .sh("journalctl -b -u cart-app --no-pager | tail -60")
+            .stdout;
+        cart.fail(&format!(
+            "the cart is not READY and provisioned after its restart:\n{log}"
+        ));
+    }
+    let ready_at = started.elapsed();
+    let (_, _, pid, _) = unit(cart);
+    let user = cart.must(&format!("ps -o user= -p {pid}"));
+    assert_eq!(user.trim(), "cart", "the daemon runs as user cart");
+
+    // The claim is gone from the factory area; no private key file on any
+    // disk: the device key lives in the TPM, fixedTPM|fixedParent.
+    let claim = cart.must("ls -A /data/factory/claim");
+    assert!(claim.trim().is_empty(), "claim left behind: {claim}");
+    // /usr is the image's read-only content: build-guest.sh checks it
+    // holds no key when it builds the root.
+    let keys = cart.must(
+        "grep -rlsI -e 'PRIVATE KEY-----' /etc /var /data /root /home /srv /opt /tmp 2>/dev/null || true",
+    );
+    if !keys.trim().is_empty() {
+        cart.fail(&format!("private key files on the cart's disk:\n{keys}"));
+    }
+    let public = cart.must("TPM2TOOLS_TCTI=device:/dev/tpmrm0 tpm2_readpublic -c 0x81000100");
+    for attr in ["fixedtpm", "fixedparent", "sensitivedataorigin", "sign"] {
+        assert!(public.contains(attr), "device key lacks {attr}:\n{public}");
+    }
+
+    // The idle screen on the guest's own display (bochs-drm, 1280x800),
+    // drawn by the daemon through DRM: compared with the UI's reference.
+    let dir = cart.art.path().to_owned();
+    let mut last = String::new();
+    let mut frame_at = None;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        let screen = cart.guest().screen(&dir, "idle");
+        match qemu_suite::screen::matches_reference(&screen, "idle", &dir) {
+            Ok(_) => {
+                frame_at = Some(started.elapsed());
+                break;
+            }
+            Err(why) => last = why,
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    if frame_at.is_none() {
+        cart.fail(&format!(
+            "the idle screen never matched its reference: {last}"
+        ));
+    }
+
+    // The image's own checks (the same script its oeqa cases run).
+    let selftest = cart.guest().sh("cart-selftest --wait 60");
+    if !selftest.success() {
+        cart.fail(&format!("cart-selftest failed:\n{}", selftest.stdout));
+    }
+
+    // What the suite tests is what the image ships: every path of
+    // packaging/files.list is in the guest with the mode and owner built.
+    let list = std::fs::read_to_string(qemu_suite::workspace_root().join("packaging/files.list"))
+        .expect("packaging/files.list");
+    let expected: Vec<String> = list
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            format!(
+                "{} {} {} {}",
+                f[1],
+                f[2].trim_start_matches('0'),
+                f[3],
+                f[4]
+            )
+        })
+        .collect();
+    let paths: Vec<&str> = expected
+        .iter()
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let got = cart.must(&format!("stat -c '%n %a %U %G' {}", paths.join(" ")));
+    assert_eq!(
+        got.trim(),
+        expected.join("\n"),
+        "the booted cart's files differ from packaging/files.list"
+    );
+    if let Some(files) = cart.image.files.clone() {
+        let built = std::fs::read_to_string(&files).expect("files.txt");
+        assert_eq!(
+            got.trim(),
+            built.trim(),
+            "the booted cart's files differ from the build's"
+        );
+    }
+
+    cart.boots.push(format!(
+        "first boot: guest agent up {:.1} s, provisioned {:.1} s, READY after the restart {:.1} s, idle screen matched {:.1} s (from QEMU start, TCG)",
+        agent_at.as_secs_f64(),
+        provisioned_at.as_secs_f64(),
+        ready_at.as_secs_f64(),
+        frame_at.map_or(0.0, |d| d.as_secs_f64()),
+    ));
+}
+
+/// The backend stocks the cart's catalog and sets offline limits: EUR 50
+/// per payment, EUR 200 outstanding.
+fn stock_the_catalog(cart: &mut Cart) {
+    let eur = Currency::new("EUR").expect("EUR");
+    let item = |gtin: &str, name: &str, minor: i64| CatalogItem {
+        gtin: format!("0{gtin}"),
+        name: name.into(),
+        price: Money::new(minor, eur),
+        tax_class: "reduced".into(),
+        min_age: None,
+        sold_by_weight: false,
+    };
+    let delta = CatalogDelta {
+        version: 1,
+        base_version: None,
+        upserts: vec![
+            item(BREAD, "Sourdough bread", 349),
+            item(MACHINE, "Espresso machine", 14900),
+        ],
+        removals: vec![],
+    };
+    let mut limits = LimitsConfig {
+        version: 1,
+        ..LimitsConfig::default()
+    };
+    limits.per_payment_cap.insert("EUR".into(), 5000);
+    limits.total_outstanding_cap.insert("EUR".into(), 20000);
+    let em = &cart.cloud.emulator;
+    cart.cloud.rt.block_on(async {
+        em.publish_catalog(CART, delta)
+            .await
+            .expect("publish catalog");
+        em.publish_policy(CART, limits)
+            .await
+            .expect("publish limits");
+    });
+    let applied = qemu_suite::wait_for(Duration::from_secs(120), || {
+        let acks = cart.cloud.emulator.acks();
+        acks.iter().filter(|(c, _)| c == CART).count() >= 2
+    });
+    if !applied {
+        cart.fail("the cart never acknowledged the catalog and the limits");
+    }
+}
+
+/// Scenario 3: a shopper's checkout, all through the devices: a scan on
+/// ttyS1, taps on the screen, a test card on ttyS2; the backend charges
+/// once; the receipt on the display.
+fn checkout(cart: &mut Cart) {
+    let before = cart.cloud.emulator.counts().charged;
+    pay_for(cart, BREAD, "s3");
+    tap_when_shown(cart, "s3-receipt", DONE, Duration::from_secs(120));
+    let charged = qemu_suite::wait_for(Duration::from_secs(60), || {
+        cart.cloud.emulator.counts().charged == before + 1
+    });
+    if !charged {
+        cart.fail(&format!(
+            "the backend did not charge the payment once: {:?}",
+            cart.cloud.emulator.counts()
+        ));
+    }
+    let counts = cart.cloud.emulator.counts();
+    assert_eq!(counts.payment_duplicates, 0, "{counts:?}");
+}
+
+/// Scenario 4: the cable is pulled: an offline approval within the limits,
+/// an over-limit decline, the offline banner; the cable returns, the
+/// offline approval is forwarded and charged exactly once.
+fn cable_pulled(cart: &mut Cart) {
+    let charged_before = cart.cloud.emulator.counts().charged;
+    cart.guest()
+        .qmp
+        .set_link(qemu_suite::guest::NIC, false)
+        .expect("set_link off");
+    pay_for(cart, BREAD, "s4-offline");
+    tap_when_shown(cart, "s4-offline-receipt", DONE, Duration::from_secs(180));
+    let status = cart.must("cartctl status --json");
+    assert!(
+        status.contains("\"outstanding_count\": 1") || status.contains("outstanding"),
+        "{status}"
+    );
+    // Above the per-payment cap: declined while offline (never charged).
+    cart.scanner.scan(MACHINE);
+    let dir = cart.art.path().to_owned();
+    std::thread::sleep(Duration::from_secs(5));
+    let _ = cart.guest().screen(&dir, "s4-over-limit");
+    cart.guest()
+        .qmp
+        .set_link(qemu_suite::guest::NIC, true)
+        .expect("set_link on");
+    let drained = qemu_suite::wait_for(Duration::from_secs(180), || {
+        cart.cloud.emulator.counts().charged == charged_before + 1
+    });
+    if !drained {
+        cart.fail(&format!(
+            "the offline approval was not forwarded and charged once: {:?}",
+            cart.cloud.emulator.counts()
+        ));
+    }
+    let counts = cart.cloud.emulator.counts();
+    assert_eq!(counts.payment_duplicates, 0, "{counts:?}");
+}
+
+/// Scenario 8: the field technician. The journal carries the cart's
+/// fields; cartctl works for a member of cart-tech and is refused for
+/// another user; the unit's exposure score in the guest stays as documented.
+fn field_technician(cart: &mut Cart) {
+    let journal = cart.must("journalctl -u cart-app -o json --no-pager -n 300");
+    assert!(
+        journal.contains(&format!("\"CART_ID\":\"{CART}\"")),
+        "no CART_ID field in the unit's journal:\n{}",
+        tail(&journal, 5)
+    );
+    // Two people for the test, added for this boot only (the root is
+    // read-only: bind mounts over passwd and group, never the image).
+    cart.must(
+        "set -e; cp /etc/passwd /etc/group /run/; \
+         gid=$(getent group cart-tech | cut -d: -f3); \
+         echo \"tech:x:2001:2001::/nonexistent:/usr/sbin/nologin\" >> /run/passwd; \
+         echo \"other:x:2002:2002::/nonexistent:/usr/sbin/nologin\" >> /run/passwd; \
+         sed -i \"s/^cart-tech:x:$gid:.*/&,tech/; s/^cart-tech:x:$gid:,tech/cart-tech:x:$gid:tech/\" /run/group; \
+         echo tech:x:2001: >> /run/group; echo other:x:2002: >> /run/group; \
+         mount --bind /run/passwd /etc/passwd; mount --bind /run/group /etc/group",
+    );
+    let as_user = |cart: &mut Cart, user: &str, cmd: &str| {
+        cart.guest().sh(&format!(
+            "setpriv --reuid={user} --regid={user} --init-groups {cmd}"
+        ))
+    };
+    let st = as_user(cart, "tech", "cartctl status --json");
+    if !st.success() || !st.stdout.contains("\"source\": \"daemon\"") {
+        cart.fail(&format!(
+            "cartctl status for a cart-tech member: exit {}\n{}{}",
+            st.code, st.stdout, st.stderr
+        ));
+    }
+    let sync = as_user(cart, "tech", "cartctl sync");
+    assert!(
+        sync.success(),
+        "cartctl sync for cart-tech: {}{}",
+        sync.stdout,
+        sync.stderr
+    );
+    let diag = as_user(cart, "tech", "cartctl diag --out /tmp/diag.json");
+    assert!(
+        diag.success(),
+        "cartctl diag for cart-tech: {}{}",
+        diag.stdout,
+        diag.stderr
+    );
+    let other = as_user(cart, "other", "cartctl status --json");
+    assert!(
+        !other.success(),
+        "cartctl status must be refused for a user outside cart-tech: {}",
+        other.stdout
+    );
+
+    // The exposure score in the guest (systemd 252) while the daemon runs
+    // with the TPM, DRM, input and serial devices.
+    let score = cart.must("systemd-analyze security cart-app.service --no-pager | tail -1");
+    let value: f64 = score
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or(99.0);
+    assert!(value <= 2.5, "exposure in the guest: {score}");
+    cart.boots.push(format!(
+        "technician: exposure in the guest {}",
+        score.trim()
+    ));
+}
+
+/// Scenario 7: the daemon stops responding (SIGSTOP); systemd's watchdog
+/// kills it after WatchdogSec and starts it again; the journal says why;
+/// the cart is READY again.
+fn watchdog(cart: &mut Cart) {
+    let (_, _, pid, restarts) = unit(cart);
+    let t = Instant::now();
+    cart.must(&format!("kill -STOP {pid}"));
+    let back = cart.wait_guest(
+        &format!(
+            "test \"$(systemctl show -p MainPID --value cart-app)\" != {pid} && \
+             test \"$(systemctl show -p ActiveState --value cart-app)\" = active"
+        ),
+        Duration::from_secs(240),
+    );
+    if !back {
+        cart.fail("the watchdog did not restart the stopped daemon");
+    }
+    let journal = cart.must("journalctl -b -u cart-app --no-pager");
+    assert!(
+        journal.contains("Watchdog timeout"),
+        "the journal does not say why: {}",
+        tail(&journal, 20)
+    );
+    let (_, _, _, restarts_after) = unit(cart);
+    assert_ne!(restarts, restarts_after, "NRestarts counts the restart");
+    cart.boots.push(format!(
+        "watchdog: stopped daemon replaced and READY in {:.1} s (WatchdogSec=30)",
+        t.elapsed().as_secs_f64()
+    ));
+}
