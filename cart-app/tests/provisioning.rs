@@ -213,6 +213,14 @@ async fn provisions_from_a_wifi_qr_code_then_rotates_and_talks_with_the_new_key(
         !text.contains(WIFI_PASSWORD),
         "the Wi-Fi password was logged"
     );
+    // rotation_complete reached the backend (PUBACK) before the old key
+    // was evicted: until then the old pair is the fallback.
+    let published = text.find("certificate rotation complete");
+    let evicted = text.find("old device key evicted");
+    assert!(
+        matches!((published, evicted), (Some(p), Some(e)) if p < e),
+        "rotation_complete before the eviction: {published:?} {evicted:?}"
+    );
     em.shutdown().await;
 }
 

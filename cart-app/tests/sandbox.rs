@@ -336,3 +336,116 @@ fn catalog_import_writes_as_the_daemon_user_never_root() {
         "Pens, blue \"fine\""
     );
 }
+
+/// The whole provisioning pipeline as the unit runs it: the config folder
+/// read-only, the claim in a writable folder of its own on the data area
+/// (deleted there once provisioned), the daemon as `cart` with no
+/// capabilities; then a restart with the device certificate goes online.
+#[test]
+fn provisioning_under_the_sandbox_deletes_the_claim_from_the_data_area() {
+    use backend_emulator::CertStatus;
+    let broker = mqtt_harness::Broker::start();
+    let tpm = Swtpm::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let em = rt.block_on(support::emulator(
+        &broker,
+        std::time::Duration::from_secs(3600),
+    ));
+    let mut cart = Cart::new();
+    // The claim's folder (the image's /data/factory/claim): the cart's.
+    let claim = cart.path("claim");
+    std::fs::create_dir(&claim).unwrap();
+    let (c, k) = broker.pki().claim_cert();
+    std::fs::copy(c, claim.join("claim.pem")).unwrap();
+    std::fs::copy(k, claim.join("claim.key")).unwrap();
+    for p in [
+        claim.clone(),
+        claim.join("claim.pem"),
+        claim.join("claim.key"),
+    ] {
+        nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(CART_UID)), None).unwrap();
+    }
+    cart.sandbox.bind(&claim, true);
+    // The broker's CA with the read-only config.
+    let ca = cart.path("etc/broker-ca.pem");
+    std::fs::copy(broker.ca_pem_path(), &ca).unwrap();
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+    cart.write_config(&format!(
+        r#"[tpm]
+tcti = "{tcti}"
+[link]
+host = "127.0.0.1"
+port = {port}
+backoff_base_ms = 100
+backoff_max_ms = 1000
+ca_file = "{ca}"
+server_name = "localhost"
+[provisioning]
+template = "{template}"
+claim_cert = "{claim}/claim.pem"
+claim_key = "{claim}/claim.key"
+certificate = "{state}/device.pem"
+response_timeout_secs = 20
+connect_timeout_secs = 20
+[provisioning.wifi]
+enabled = false
+"#,
+        tcti = tpm.tcti(),
+        port = broker.port(),
+        ca = ca.display(),
+        template = support::TEMPLATE,
+        claim = claim.display(),
+        state = cart.path("state").display(),
+    ));
+    // The config folder is read-only inside: the daemon cannot write there.
+    let log1 = cart.path("first.log");
+    let mut first = cart.daemon(&log1);
+    assert!(
+        wait_until(90, || first.exited()),
+        "the first boot did not finish provisioning: {}",
+        read(&log1)
+    );
+    let code = first.0.wait().unwrap();
+    assert!(code.success(), "{code:?}: {}", read(&log1));
+    assert!(
+        read(&log1).contains("provisioned: restarting"),
+        "{}",
+        read(&log1)
+    );
+    assert!(
+        !claim.join("claim.pem").exists() && !claim.join("claim.key").exists(),
+        "the claim is deleted from its folder: {}",
+        read(&log1)
+    );
+    let active = em.fleet().unwrap().with_status(CART, CertStatus::Active);
+    assert_eq!(active.len(), 1, "one active certificate");
+    let device = std::fs::metadata(cart.path("state/device.pem")).unwrap();
+    assert_eq!(device.uid(), CART_UID);
+
+    // The restart: provisioned, online, seen by a technician.
+    let log2 = cart.path("second.log");
+    let _second = cart.daemon(&log2);
+    assert!(
+        wait_until(60, || {
+            let (code, out, _) = cart.cartctl(As::Tech, &["status", "--json"]);
+            code == 0
+                && serde_json::from_str::<serde_json::Value>(&out)
+                    .is_ok_and(|st| st["source"] == "daemon" && st["link"]["up"] == true)
+        }),
+        "never online: {}",
+        read(&log2)
+    );
+    let (_, out, _) = cart.cartctl(As::Tech, &["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["provisioning_detail"]["provisioned"], true, "{st}");
+    assert_eq!(
+        st["provisioning_detail"]["certificate_id"],
+        active[0].id.as_str(),
+        "{st}"
+    );
+    rt.block_on(em.shutdown());
+}

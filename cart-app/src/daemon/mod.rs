@@ -24,6 +24,7 @@
 //! - [`parts`]: opening the identity, the ledger, the certificate, the link.
 //! - [`identity`]: provisioning while not provisioned; certificate rotation.
 //! - [`threads`]: the session, payment and scanner threads.
+//! - [`supervise`]: a device thread's panic costs one step, not the daemon.
 //! - [`control_server`]: the control socket `cartctl` talks to.
 //! - [`maintenance`]: the ledger's maintenance, at start and on a schedule.
 
@@ -32,6 +33,7 @@ pub mod identity;
 pub mod maintenance;
 pub mod parts;
 pub mod settings;
+pub mod supervise;
 pub mod threads;
 
 use std::path::PathBuf;

@@ -327,7 +327,12 @@ pub fn spawn_scanner(
         .name("scanner".into())
         .spawn(move || {
             let mut was_up = None;
-            while !stop.load(Ordering::SeqCst) {
+            // A panic costs one scan (super::supervise); too many stop the
+            // heart, and the watchdog restarts the daemon.
+            super::supervise::run("scanner", RestartPolicy::default(), || {
+                if stop.load(Ordering::SeqCst) {
+                    return false;
+                }
                 heart.beat();
                 match scanner.next_scan(Duration::from_millis(250)) {
                     Ok(Some(scan)) => {
@@ -349,10 +354,13 @@ pub fn spawn_scanner(
                     }
                     let _ = session.send(Msg::Device { scanner: true, up });
                 }
-            }
+                true
+            });
         })?;
     Ok((handle, state))
 }
+
+use super::supervise::RestartPolicy;
 
 fn lock(l: &SharedLedger) -> std::sync::MutexGuard<'_, store_and_forward::Ledger> {
     l.lock().unwrap_or_else(|p| p.into_inner())

@@ -14,7 +14,8 @@ use super::ProvisionError;
 pub struct ProvisioningConfig {
     /// The AWS IoT fleet-provisioning template (RegisterThing).
     pub template: String,
-    /// The claim certificate shipped in the image (PEM).
+    /// The claim certificate (PEM), on the factory/data area: deleted there
+    /// once provisioned, so never on the read-only root file system.
     pub claim_cert: PathBuf,
     /// The claim certificate's private key (PEM).
     pub claim_key: PathBuf,
@@ -40,8 +41,8 @@ impl Default for ProvisioningConfig {
     fn default() -> Self {
         ProvisioningConfig {
             template: "cart-fleet".into(),
-            claim_cert: "/etc/cart/claim/claim.pem".into(),
-            claim_key: "/etc/cart/claim/claim.key".into(),
+            claim_cert: "/data/factory/claim/claim.pem".into(),
+            claim_key: "/data/factory/claim/claim.key".into(),
             certificate: "/var/lib/cart/device.pem".into(),
             delete_claim: true,
             response_timeout_secs: 30,

@@ -8,8 +8,11 @@
 //! | `started` | intent recorded | old pair active | new key at the other handle (a leftover there is replaced), CSR |
 //! | `key` | new key and CSR | old pair active | CSR through the certificate topics, RegisterThing (as provisioning, resumable) |
 //! | `registered` | new certificate in `<certificate>.next` | old pair active | swap into the client identity, reconnect: the broker must accept it |
-//! | `switched` | commit: the active handle is the new one | new pair active (the start renames `.next` into place) | rename, evict the old key |
-//! | `evicted` | old key gone | new pair active | `rotation_complete` (PUBACK): the backend deactivates the old certificate |
+//! | `switched` | commit: the active handle is the new one | new pair active (the start renames `.next` into place) | rename, `rotation_complete` (PUBACK): the backend deactivates the old certificate |
+//! | `published` | the backend knows the new pair | new pair active, old key still in the TPM | evict the old key |
+//!
+//! `rotation_complete` goes out before the old key is evicted: until the
+//! backend has it, the old pair is the fallback if the new one is refused.
 //! | `done` | | new pair active | nothing |
 //!
 //! The two key handles alternate (a TPM cannot move a persistent key to
@@ -31,7 +34,7 @@ use super::{
 
 /// The rotation's `cart_state` keys.
 pub mod keys {
-    /// `started`, `key`, `registered`, `switched`, `evicted`, `done`.
+    /// `started`, `key`, `registered`, `switched`, `published`, `done`.
     pub const STATE: &str = "rotation.state";
     /// `lifetime`, `request` or `manual`.
     pub const REASON: &str = "rotation.reason";
@@ -77,8 +80,8 @@ pub const FAILPOINTS: &[&str] = &[
     "rotation.tested",
     "rotation.switched",
     "rotation.renamed",
-    "rotation.evicted",
     "rotation.complete_acked",
+    "rotation.evicted",
 ];
 
 /// Why a rotation runs.
@@ -169,8 +172,16 @@ pub async fn rotate(
             "started" => new_key(ctx).await?,
             "key" => new_certificate(ctx, client).await?,
             "registered" => test_and_switch(ctx, link, cert).await?,
-            "switched" => finish_switch(ctx).await?,
-            "evicted" => complete(ctx, link).await?,
+            "switched" => {
+                rename_next(ctx)?;
+                complete(ctx, link).await?
+            }
+            "published" => evict_old(ctx).await?,
+            // A rotation recorded by an older binary (evicted, then published).
+            "evicted" => {
+                complete(ctx, link).await?;
+                state::record(ctx.ledger, &[(keys::STATE, Some("done"))])?
+            }
             _ => return active(ctx).await,
         }
     }
@@ -292,19 +303,31 @@ async fn test_and_switch(
     Ok(())
 }
 
-/// After the switch: the new certificate into place, the old key evicted.
-async fn finish_switch(ctx: &Context<'_>) -> Result<(), ProvisionError> {
+/// After the switch: the new certificate into place.
+fn rename_next(ctx: &Context<'_>) -> Result<(), ProvisionError> {
     let next_file = ctx.config.next_certificate();
     if next_file.exists() {
         cert::rename(&next_file, &ctx.config.certificate)?;
     }
     failpoint("rotation.renamed");
+    Ok(())
+}
+
+/// Once the backend has `rotation_complete`: the old key evicted.
+async fn evict_old(ctx: &Context<'_>) -> Result<(), ProvisionError> {
     let old = key::other_handle(ctx, key::active_handle(ctx)?);
     let tpm = ctx.tpm.tpm().clone();
     blocking(move || Ok(tpm.evict(old)?)).await?;
     failpoint("rotation.evicted");
     tracing::info!(handle = %state::handle_text(old), "old device key evicted");
-    state::record(ctx.ledger, &[(keys::STATE, Some("evicted"))])
+    let now = Timestamp::now().0.to_string();
+    state::record(
+        ctx.ledger,
+        &[
+            (keys::STATE, Some("done")),
+            (keys::COMPLETED_MS, Some(&now)),
+        ],
+    )
 }
 
 async fn complete(ctx: &Context<'_>, link: &LinkHandle) -> Result<(), ProvisionError> {
@@ -334,25 +357,19 @@ async fn complete(ctx: &Context<'_>, link: &LinkHandle) -> Result<(), ProvisionE
     );
     publish::publish_up(link, ctx.cart_id, Kind::RotationComplete, payload).await?;
     failpoint("rotation.complete_acked");
-    let now = Timestamp::now().0.to_string();
-    state::record(
-        ctx.ledger,
-        &[
-            (keys::STATE, Some("done")),
-            (keys::COMPLETED_MS, Some(&now)),
-        ],
-    )?;
+    state::record(ctx.ledger, &[(keys::STATE, Some("published"))])?;
     tracing::info!(certificate = %new_id, old = %body.old_certificate_id, "certificate rotation complete");
     Ok(())
 }
 
 /// At start, before the identity is loaded: a rotation that crashed after
-/// its switch is finished (the new certificate renamed into place, the
-/// old key evicted) so the loaded pair is the new one. Earlier states need
-/// nothing: the old pair is still the active one.
+/// its switch gets the new certificate renamed into place, so the loaded
+/// pair is the new one (`rotation_complete` and the eviction follow once
+/// the link is up: [`due`] resumes it). Earlier states need nothing: the
+/// old pair is still the active one.
 pub async fn recover(ctx: &Context<'_>) -> Result<(), ProvisionError> {
     if state::get(ctx.ledger, keys::STATE)?.as_deref() == Some("switched") {
-        finish_switch(ctx).await?;
+        rename_next(ctx)?;
     }
     Ok(())
 }

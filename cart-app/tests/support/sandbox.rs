@@ -172,6 +172,12 @@ impl Drop for Sandboxed {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+            // bwrap ends once it has reaped the process inside (every
+            // thread gone, its sockets closed); then it is safe to go on.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             let _ = self.0.kill();
             let _ = self.0.wait();
         }

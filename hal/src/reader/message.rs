@@ -119,18 +119,27 @@ pub enum Cvm {
     Pin,
 }
 
-/// A PAN with all but the first six and last four digits replaced by `*`.
+/// A PAN with all but the last four (and optionally the first six) digits
+/// replaced by `*`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MaskedPan(String);
 
 impl MaskedPan {
-    /// Accepts only the masked form (digits, at least 4 `*`, 12..=19 chars),
-    /// so a full PAN can never be stored in one by mistake.
+    /// Accepts only the masked form, the length of a PAN (12..=19): the
+    /// last four digits in clear, optionally the first six (the BIN), every
+    /// other position `*` (`411111******1111`, `************1111`). Nothing
+    /// else, so neither a full PAN nor more of one can be stored in it.
     pub fn new(s: &str) -> Option<Self> {
-        let ok_len = (12..=19).contains(&s.len());
-        let ok_chars = s.bytes().all(|b| b.is_ascii_digit() || b == b'*');
-        let stars = s.bytes().filter(|&b| b == b'*').count();
-        (ok_len && ok_chars && stars >= 4).then(|| MaskedPan(s.to_owned()))
+        let b = s.as_bytes();
+        if !(12..=19).contains(&b.len()) {
+            return None;
+        }
+        let (head, tail) = b.split_at(b.len() - 4);
+        let digits = |x: &[u8]| x.iter().all(u8::is_ascii_digit);
+        let stars = |x: &[u8]| !x.is_empty() && x.iter().all(|&c| c == b'*');
+        let ok = digits(tail)
+            && (stars(head) || (head.len() > 6 && digits(&head[..6]) && stars(&head[6..])));
+        ok.then(|| MaskedPan(s.to_owned()))
     }
 
     /// The masked text, e.g. `411111******1111`.
@@ -396,6 +405,39 @@ impl Message {
             Message::CardRead(_) => "CARD_READ",
             Message::PaymentError { .. } => "PAYMENT_ERROR",
             Message::StatusReply(_) => "STATUS_REPLY",
+        }
+    }
+}
+
+#[cfg(test)]
+mod masked_pan_tests {
+    use super::MaskedPan;
+
+    #[test]
+    fn only_last_four_optionally_first_six() {
+        for ok in [
+            "411111******1111",
+            "************1111",
+            "378282*****0005",
+            "555555**4444",
+            "411111*********1111",
+        ] {
+            assert!(MaskedPan::new(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "4111111111111111",       // a full PAN
+            "4111********1111",       // first four: not a masked form
+            "4111111*****1111",       // first seven
+            "411111******11111",      // last five
+            "411111*****1*1111",      // a digit in the middle
+            "41111*******1111",       // first five
+            "************111",        // last three
+            "****1111",               // too short
+            "411111******111a",       // not a digit
+            "411111************1111", // too long (22)
+            "",
+        ] {
+            assert!(MaskedPan::new(bad).is_none(), "{bad}");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! A BER-TLV walker for the EMV data of a card-read result, so the cart can
 //! check that it carries no card data in clear (docs/reader-protocol.md,
-//! section 7.3) before the data goes anywhere near its disk.
+//! section 7.3) before the data goes anywhere near its disk. The check
+//! walks into constructed objects (templates such as 70, 77, 61, A5, BF0C),
+//! so a PAN nested in a READ RECORD or GPO response template is caught.
 
 /// Tags that would put card data in clear on the cart: PAN (5A), track 1
 /// (56), track 2 equivalent (57), cardholder name (5F20), expiry (5F24),
@@ -38,13 +40,30 @@ pub struct Tlv<'a> {
     pub value: &'a [u8],
 }
 
+/// How deep templates may nest (EMV uses two or three levels): deeper is
+/// refused as malformed, so a crafted blob cannot exhaust the stack.
+pub const MAX_DEPTH: usize = 8;
+
+impl Tlv<'_> {
+    /// A constructed object (bit 6 of the first tag byte): its value is
+    /// itself a sequence of data objects.
+    pub fn constructed(&self) -> bool {
+        self.tag.first().is_some_and(|t| t & 0x20 != 0)
+    }
+}
+
 /// Splits `data` into top-level data objects.
 pub fn parse(data: &[u8]) -> Result<Vec<Tlv<'_>>, TlvError> {
+    parse_at(data, 0)
+}
+
+/// [`parse`], with error offsets counted from `base`.
+fn parse_at(data: &[u8], base: usize) -> Result<Vec<Tlv<'_>>, TlvError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < data.len() {
         let start = i;
-        let bad = || TlvError::Malformed(start);
+        let bad = || TlvError::Malformed(base + start);
         // Tag: low five bits all set means more tag bytes follow; each
         // further byte has bit 8 set while another follows (at most 3 bytes).
         let first = *data.get(i).ok_or_else(bad)?;
@@ -87,11 +106,24 @@ pub fn parse(data: &[u8]) -> Result<Vec<Tlv<'_>>, TlvError> {
     Ok(out)
 }
 
-/// Checks that `data` is well-formed and free of [`FORBIDDEN_TAGS`].
+/// Checks that `data` is well-formed and free of [`FORBIDDEN_TAGS`] at any
+/// depth: constructed objects are walked into.
 pub fn check_no_card_data(data: &[u8]) -> Result<(), TlvError> {
-    for obj in parse(data)? {
+    check_at(data, 0, 0)
+}
+
+fn check_at(data: &[u8], base: usize, depth: usize) -> Result<(), TlvError> {
+    if depth > MAX_DEPTH {
+        return Err(TlvError::Malformed(base));
+    }
+    for obj in parse_at(data, base)? {
         if FORBIDDEN_TAGS.contains(&obj.tag) {
             return Err(TlvError::Forbidden(hex::encode_upper(obj.tag)));
+        }
+        if obj.constructed() {
+            // The value's offset inside `data` (both are slices of it).
+            let at = base + (obj.value.as_ptr() as usize - data.as_ptr() as usize);
+            check_at(obj.value, at, depth + 1)?;
         }
     }
     Ok(())
@@ -129,6 +161,51 @@ mod tests {
             check_no_card_data(&[0x5F, 0x24, 0x03, 0x30, 0x12, 0x31]),
             Err(TlvError::Forbidden("5F24".into()))
         );
+    }
+
+    #[test]
+    fn finds_a_pan_nested_in_templates() {
+        let pan = [0x5A, 0x08, 0x41, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11];
+        for template in [0x70u8, 0x77] {
+            let mut d = vec![0x82, 0x02, 0x19, 0x80, template, pan.len() as u8];
+            d.extend(pan);
+            assert_eq!(
+                check_no_card_data(&d),
+                Err(TlvError::Forbidden("5A".into())),
+                "{template:02X}"
+            );
+        }
+        // Two levels down: FCI template 6F > A5 > track 2 equivalent 57.
+        let d = [0x6F, 0x06, 0xA5, 0x04, 0x57, 0x02, 0x41, 0x11];
+        assert_eq!(
+            check_no_card_data(&d),
+            Err(TlvError::Forbidden("57".into()))
+        );
+        // A template with harmless contents passes.
+        let d = [0x77, 0x04, 0x82, 0x02, 0x19, 0x80];
+        assert_eq!(check_no_card_data(&d), Ok(()));
+        // A primitive object whose value happens to look like a PAN TLV is
+        // not walked into (95, TVR, is primitive).
+        let d = [0x95, 0x03, 0x5A, 0x01, 0x41];
+        assert_eq!(check_no_card_data(&d), Ok(()));
+    }
+
+    #[test]
+    fn malformed_nesting_is_refused_with_its_offset() {
+        // 70 claims 4 bytes holding a truncated object.
+        let d = [0x82, 0x02, 0x19, 0x80, 0x70, 0x03, 0x9F, 0x02, 0x06];
+        assert_eq!(check_no_card_data(&d), Err(TlvError::Malformed(6)));
+        // Nesting deeper than MAX_DEPTH.
+        let mut d: Vec<u8> = vec![0x82, 0x00];
+        for _ in 0..=MAX_DEPTH + 1 {
+            let mut outer = vec![0x70, d.len() as u8];
+            outer.extend(&d);
+            d = outer;
+        }
+        assert!(matches!(
+            check_no_card_data(&d),
+            Err(TlvError::Malformed(_))
+        ));
     }
 
     #[test]
