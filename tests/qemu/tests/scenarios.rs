@@ -26,22 +26,51 @@ const MACHINE: &str = "4000000000006";
 /// Checkout on the basket, Pay on the checkout card, Done on the receipt.
 /// Each: where to tap (the middle) and a pixel of the button's own blue,
 /// clear of its label, that says the button is drawn.
+/// A banner (offline, a notice) moves the content down: the button is
+/// found in the probe's column, offset from where its reference has it.
 struct Control {
     tap: (u32, u32),
     probe: (u32, u32),
+    reference: &'static str,
 }
 const CHECKOUT: Control = Control {
     tap: (1070, 711),
     probe: (915, 676),
+    reference: "shopping-1280x800.png",
 };
 const PAY: Control = Control {
     tap: (755, 539),
     probe: (652, 503),
+    reference: "checkout-1280x800.png",
 };
 const DONE: Control = Control {
     tap: (1092, 610),
     probe: (958, 586),
+    reference: "approved-offline-1280x800.png",
 };
+
+/// The first row, from `from` down, where column `x` is the primary blue.
+fn first_blue(screen: &Rgb, x: u32, from: u32) -> Option<u32> {
+    (from..screen.height).find(|y| is_primary_blue(screen, (x, *y)))
+}
+
+/// Where `control` is on `screen`: its probe and tap points, moved by the
+/// offset between its top edge here and in its reference screen.
+fn locate(screen: &Rgb, control: &Control) -> Option<((u32, u32), (u32, u32))> {
+    let reference = Rgb::read_png(
+        &qemu_suite::workspace_root()
+            .join("docs/screenshots")
+            .join(control.reference),
+    )
+    .ok()?;
+    let from = control.probe.1.saturating_sub(60);
+    let edge_ref = first_blue(&reference, control.probe.0, from)?;
+    let edge = first_blue(screen, control.probe.0, from)?;
+    let dy = i64::from(edge) - i64::from(edge_ref);
+    let shift = |(x, y): (u32, u32)| (x, (i64::from(y) + dy).max(0) as u32);
+    let probe = shift(control.probe);
+    is_primary_blue(screen, probe).then(|| (probe, shift(control.tap)))
+}
 
 /// The primary buttons' blue (as drawn: #1f5fc1-ish), within a tolerance.
 fn is_primary_blue(screen: &Rgb, (x, y): (u32, u32)) -> bool {
@@ -54,23 +83,22 @@ fn is_primary_blue(screen: &Rgb, (x, y): (u32, u32)) -> bool {
 
 /// Waits until the primary button at `at` is drawn, then taps it.
 fn tap_when_shown(cart: &mut Cart, name: &str, control: Control, timeout: Duration) {
-    let at = control.probe;
     let dir = cart.art.path().to_owned();
     let deadline = Instant::now() + timeout;
-    loop {
+    let (x, y) = loop {
         let screen = cart.guest().screen(&dir, name);
-        if is_primary_blue(&screen, at) {
-            break;
+        if let Some((_, tap)) = locate(&screen, &control) {
+            break tap;
         }
         if Instant::now() > deadline {
             cart.fail(&format!(
-                "{name}: the button at {at:?} never showed (screen: {name}.png)"
+                "{name}: the button of {} never showed (screen: {name}.png)",
+                control.reference
             ));
         }
         std::thread::sleep(Duration::from_millis(700));
-    }
+    };
     let (w, h) = cart.guest().display;
-    let (x, y) = control.tap;
     cart.guest().qmp.tap(x, y, w, h).expect("tap");
 }
 
