@@ -16,8 +16,13 @@
 #   meta-openembedded    (branch wrynose)
 #   meta-security        (branch wrynose)
 # Each is put at the commit kas/common.yml pins (`git checkout --detach`);
-# the commit must be in the clone. The build folder is
-# target/yocto-check-MACHINE. Host tools bitbake's sanity check wants:
+# the commit must be in the clone. The build folder is YOCTO_BUILD (default
+# ${TMPDIR:-/tmp}/cart-yocto-check-MACHINE), outside the checkout: bitbake
+# parses a snapshot of this checkout's files (tracked and untracked, not
+# ignored) there, as cart-app's externalsrc. (externalsrc hashes a source
+# tree through git unless the build folder is in the same repository; then
+# it reads every file under it, target/ included.) Host tools bitbake's
+# sanity check wants:
 # chrpath cpio diffstat gawk lz4 zstd file, and an en_US.UTF-8 locale.
 # bitbake refuses to run as root: as root the script runs it as the user
 # YOCTO_USER (default cart-yocto, created if missing).
@@ -29,7 +34,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 machine=${1:-qemux86-64}
 sources=$(realpath -m "${YOCTO_SOURCES:-target/yocto-sources}")
-build=$repo/target/yocto-check-$machine
+build=$(realpath -m "${YOCTO_BUILD:-${TMPDIR:-/tmp}/cart-yocto-check-$machine}")
 
 for tool in chrpath cpio diffstat gawk lz4 zstd file git python3; do
   command -v "$tool" >/dev/null || { echo "check-yocto: $tool missing (apt-get install $tool)" >&2; exit 1; }
@@ -60,6 +65,12 @@ while read -r name commit; do
 done <<< "$pins"
 
 mkdir -p "$build/conf"
+# The checkout as it is now (the layer and cart-app's source).
+snapshot=$build/cart-src
+rm -rf "$snapshot"
+mkdir -p "$snapshot"
+git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c '[ -e "{}" ] && printf "%s\0" "{}"' _ |
+  tar --null -T - -cf - | tar -xf - -C "$snapshot"
 cat > "$build/conf/bblayers.conf" <<EOF
 BBPATH = "\${TOPDIR}"
 BBFILES ?= ""
@@ -69,7 +80,7 @@ BBLAYERS = " \\
   $sources/meta-openembedded/meta-python \\
   $sources/meta-openembedded/meta-networking \\
   $sources/meta-security/meta-tpm \\
-  $repo/yocto-layer \\
+  $snapshot/yocto-layer \\
 "
 EOF
 # What kas/cart-$machine.yml and kas/dev.yml put in local.conf, offline.
