@@ -40,7 +40,7 @@ packages=(
   systemd-sysv udev dbus iproute2 kmod procps util-linux
   linux-image-amd64 qemu-guest-agent tpm2-tools
   libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-tcti-device0
-  libinput10 libxkbcommon0 xkb-data libudev1
+  libinput10 libxkbcommon0 xkb-data libudev1 libsqlite3-0 libzstd1
   libfontconfig1 fontconfig fonts-dejavu-core ca-certificates
 )
 
