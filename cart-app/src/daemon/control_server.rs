@@ -423,7 +423,7 @@ async fn serve_one(
                             message: format!("nothing quarantined for payment {key}"),
                         },
                         Ok(n) => {
-                            tracing::warn!(uid = cred.uid(), payment = %key, records = n, "quarantined payment released by a technician");
+                            tracing::warn!(uid = cred.uid(), payment_key = %key, records = n, "quarantined payment released by a technician");
                             if let Some(u) = &ctx.uplink {
                                 u.kick();
                             }

@@ -595,7 +595,7 @@ impl Ledger {
         )? as u64;
         self.note_commit();
         if n > 0 {
-            tracing::warn!(payment = %key, records = n, at = now.0, "quarantined payment released: queued again");
+            tracing::warn!(payment_key = %key, records = n, at = now.0, "quarantined payment released: queued again");
         }
         Ok(n)
     }

@@ -555,7 +555,7 @@ impl Ledger {
                 let key = key_from_blob(&r.get::<_, Vec<u8>>(0)?)
                     .map(|k| k.to_string())
                     .unwrap_or_default();
-                warn!(payment = %key, %state, "payment in a state of newer firmware: left alone");
+                warn!(payment_key = %key, %state, "payment in a state of newer firmware: left alone");
                 continue;
             }
             out.push(record_from_row(r)?);
