@@ -509,7 +509,7 @@ impl Ledger {
                     // alarm to the backend in the same commit.
                     let key = key.as_deref().map(key_text).unwrap_or_default();
                     tracing::error!(
-                        payment = %key,
+                        payment_key = %key,
                         record = id,
                         %kind,
                         reason,
