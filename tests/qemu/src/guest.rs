@@ -88,7 +88,7 @@ impl Guest {
             cfg.disk.display()
         ))
         .arg("-chardev")
-        .arg(format!("file,id=con,path={}", console.display()))
+        .arg(format!("file,id=con,path={},append=on", console.display()))
         .args(["-serial", "chardev:con"])
         .arg("-chardev")
         .arg(format!("tty,id=scan,path={}", cfg.scanner_tty.display()))

@@ -60,7 +60,10 @@ impl Agent {
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            r.read_until(b'\n', &mut buf)?;
+            if r.read_until(b'\n', &mut buf)? == 0 {
+                // QEMU closed the socket (powered off): no agent.
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
             let text = String::from_utf8_lossy(&buf);
             let text = text
                 .trim_start_matches('\u{fffd}')
@@ -79,7 +82,9 @@ impl Agent {
             format!("{}\n", json!({"execute": command, "arguments": arguments})).as_bytes(),
         )?;
         let mut line = String::new();
-        r.read_line(&mut line)?;
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         let v: Value = serde_json::from_str(line.trim()).map_err(std::io::Error::other)?;
         if let Some(e) = v.get("error") {
             return Err(std::io::Error::other(format!("guest agent: {e}")));
