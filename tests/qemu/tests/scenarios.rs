@@ -210,20 +210,7 @@ fn first_boot(cart: &mut Cart) {
 
     // Restarted by systemd with its certificate, READY (Type=notify: active
     // means READY=1 came), online.
-    let ready = cart.wait_guest(
-        "test \"$(systemctl show -p ActiveState --value cart-app)\" = active && \
-         cartctl status --json | grep -q '\"provisioned\": *true'",
-        Duration::from_secs(300),
-    );
-    if !ready {
-        let log = cart
-            .guest()
-            .sh("journalctl -b -u cart-app --no-pager | tail -60")
-            .stdout;
-        cart.fail(&format!(
-            "the cart is not READY and provisioned after its restart:\n{log}"
-        ));
-    }
+    wait_ready(cart, "after its restart");
     let ready_at = started.elapsed();
     let (_, _, pid, _) = unit(cart);
     let user = cart.must(&format!("ps -o user= -p {pid}"));
