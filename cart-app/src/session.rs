@@ -178,7 +178,11 @@ impl Session {
             Input::Devices(fault) => self.on_devices(fault, &mut out),
             Input::OutOfService(on) => {
                 self.out_of_service = on;
-                if self.phase == Phase::Checkout {
+                // A payment declined while out of service left its basket
+                // behind a result screen: back in service, that basket is
+                // the shopper's list again (a paid one keeps its receipt).
+                let unpaid_done = self.phase == Phase::Done && self.receipt.is_none();
+                if self.phase == Phase::Checkout || (!on && unpaid_done) {
                     self.phase = Phase::Shopping;
                 }
                 if self.phase != Phase::Paying {

@@ -406,7 +406,11 @@ fn check_controls(cart: &mut Cart, catalog: &Catalog) -> Result<(), TestCaseErro
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    // 300 cases in CI; `PROPTEST_CASES=N` runs a longer search.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn screen_follows_state_and_enabled_controls_work(steps in proptest::collection::vec(step(), 1..40)) {

@@ -231,6 +231,13 @@ fn out_of_service_during_a_payment_lets_it_finish_then_refuses_new_work() {
     assert!(e.is_empty(), "{e:?}");
     let e = s.handle(Input::Ui(UiEvent::Pay), &c);
     assert_eq!(screens(&e), vec![&Screen::OutOfService]);
+    // Back in service, the unpaid basket is the shopper's list again, and
+    // paying works from it.
+    let e = s.handle(Input::OutOfService(false), &c);
+    assert_eq!(screens(&e), vec![&Screen::Shopping]);
+    assert_eq!(s.basket().lines().len(), 1);
+    let e = s.handle(Input::Ui(UiEvent::Pay), &c);
+    assert!(e.iter().any(|x| matches!(x, Effect::StartPayment { .. })));
 }
 
 /// Every reason code a payment can end with, walked to the screen the
