@@ -91,9 +91,14 @@ impl Sandbox {
         for (f, to) in [("passwd", "/etc/passwd"), ("group", "/etc/group")] {
             c.arg("--ro-bind").arg(self.etc.path().join(f)).arg(to);
         }
+        // A workspace checked out under /tmp (the sandbox's /tmp is empty):
+        // the program's own folder, read-only.
+        let mut binds = self.binds.clone();
+        if let Some(dir) = program.parent().filter(|d| d.starts_with("/tmp")) {
+            binds.push((dir.to_path_buf(), false));
+        }
         // bwrap would make a bound folder's missing parents 0700 root.
-        let mut parents: Vec<&Path> = self
-            .binds
+        let mut parents: Vec<&Path> = binds
             .iter()
             .flat_map(|(p, _)| p.ancestors().skip(1))
             .filter(|a| a.starts_with("/tmp") && *a != Path::new("/tmp"))
@@ -104,7 +109,7 @@ impl Sandbox {
         for p in parents {
             c.arg("--dir").arg(p);
         }
-        for (path, writable) in &self.binds {
+        for (path, writable) in &binds {
             c.arg(if *writable { "--bind" } else { "--ro-bind" })
                 .arg(path)
                 .arg(path);
