@@ -3,6 +3,8 @@
 //! card reader by calling its methods.
 #![allow(dead_code)]
 
+pub mod reference;
+
 use std::sync::mpsc;
 
 use ui::{
