@@ -131,6 +131,30 @@ impl Qmp {
         self.execute("device_add", args).map(drop)
     }
 
+    /// Adds a character device on a host tty (e.g. a simulator's pty),
+    /// for a device plugged in later.
+    pub fn chardev_add_tty(&mut self, id: &str, path: &Path) -> Result<(), QmpError> {
+        self.execute(
+            "chardev-add",
+            json!({
+                "id": id,
+                "backend": { "type": "serial", "data": { "device": path.display().to_string() } }
+            }),
+        )
+        .map(drop)
+    }
+
+    /// Whether a `DEVICE_DELETED` event for `id` has arrived (reads the
+    /// events waiting, without blocking for long).
+    pub fn device_deleted(&mut self, id: &str) -> bool {
+        // A no-op command collects the events sent before its answer.
+        let _ = self.execute("query-status", json!({}));
+        self.events.iter().any(|e| {
+            e.get("event").and_then(Value::as_str) == Some("DEVICE_DELETED")
+                && e.pointer("/data/device").and_then(Value::as_str) == Some(id)
+        })
+    }
+
     /// Powers the machine off at once (no guest shutdown).
     pub fn quit(&mut self) -> Result<(), QmpError> {
         self.execute("quit", json!({})).map(drop)

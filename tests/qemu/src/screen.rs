@@ -100,6 +100,39 @@ impl Rgb {
         w.write_image_data(&self.data).map_err(|e| e.to_string())
     }
 
+    /// The pixel at (x, y), when inside.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<[u8; 3]> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let i = ((y * self.width + x) * 3) as usize;
+        self.data.get(i..i + 3).map(|p| [p[0], p[1], p[2]])
+    }
+
+    /// Whether the amber banner (offline, a notice) runs across the screen
+    /// under the header: a band of at least 20 amber rows at the left edge
+    /// and the right edge within the top fifth.
+    pub fn has_banner(&self) -> bool {
+        let amber = |p: [u8; 3]| p[0] > 200 && (150..225).contains(&p[1]) && p[2] < 130;
+        let rows = |x: u32| {
+            (0..self.height / 5)
+                .filter(|y| self.pixel(x, *y).is_some_and(amber))
+                .count()
+        };
+        rows(5) >= 20 && rows(self.width - 5) >= 20
+    }
+
+    /// How many pixels (one in four sampled) are the red of a warning
+    /// heading: the fault screen's "This cart needs help" (or a decline).
+    pub fn red_heading_pixels(&self) -> usize {
+        let red = |p: [u8; 3]| p[0] > 150 && p[1] < 80 && p[2] < 80;
+        (0..self.height)
+            .step_by(2)
+            .flat_map(|y| (0..self.width).step_by(2).map(move |x| (x, y)))
+            .filter(|(x, y)| self.pixel(*x, *y).is_some_and(red))
+            .count()
+    }
+
     /// The fraction of pixels that differ from `other` beyond the tolerance,
     /// and a diff image (differing pixels red on a dimmed copy); `None` when
     /// the sizes differ.
@@ -155,5 +188,33 @@ pub fn matches_reference(screen: &Rgb, name: &str, dir: &Path) -> Result<f64, St
             ))
         }
         Some((fraction, _)) => Ok(fraction),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rgb;
+
+    fn reference(name: &str) -> Rgb {
+        Rgb::read_png(&crate::workspace_root().join("docs/screenshots").join(name))
+            .expect("reference screen")
+    }
+
+    /// The detectors the scenarios use, on the UI's own reference screens.
+    #[test]
+    fn banner_and_red_heading_are_found_where_drawn_and_only_there() {
+        for size in ["1280x800", "800x480"] {
+            assert!(reference(&format!("offline-banner-{size}.png")).has_banner());
+            assert!(!reference(&format!("shopping-{size}.png")).has_banner());
+            assert!(!reference(&format!("idle-{size}.png")).has_banner());
+            assert!(reference(&format!("fault-{size}.png")).red_heading_pixels() > 300);
+            for calm in ["idle", "shopping", "approved", "out-of-service"] {
+                assert_eq!(
+                    reference(&format!("{calm}-{size}.png")).red_heading_pixels(),
+                    0,
+                    "{calm}-{size}"
+                );
+            }
+        }
     }
 }

@@ -97,6 +97,8 @@ server_name = "localhost"
 backoff_base_ms = 200
 backoff_max_ms = 2000
 connect_timeout_secs = 30
+# A pulled cable is noticed within two keep-alives (scenario 4).
+keep_alive_secs = 10
 
 [sync]
 auth_timeout_ms = 10000
@@ -125,6 +127,8 @@ pub struct Cart {
     pub disk: Disk,
     pub scanner: Pty,
     pub reader: SimHandle,
+    /// A second card reader's simulator, for the USB reader scenario (9).
+    pub usb_reader: Option<SimHandle>,
     pub config: GuestConfig,
     pub guest: Option<Guest>,
     /// QEMU start to the first frame and to READY at the first boot.
@@ -173,6 +177,7 @@ impl Cart {
             disk,
             scanner,
             reader,
+            usb_reader: None,
             config,
             guest: None,
             boots: Vec::new(),
@@ -181,8 +186,21 @@ impl Cart {
 
     /// Powers the cart on; returns once the guest agent answers.
     pub fn boot(&mut self) -> &mut Guest {
+        self.boot_with_cable(true)
+    }
+
+    /// Powers the cart on with the network cable in or out from the first
+    /// instant (QEMU's link set before the guest's kernel runs); returns
+    /// once the guest agent answers.
+    pub fn boot_with_cable(&mut self, cable: bool) -> &mut Guest {
         assert!(self.guest.is_none(), "the cart is already on");
-        let guest = Guest::start(&self.config);
+        let mut guest = Guest::start(&self.config);
+        if !cable {
+            guest
+                .qmp
+                .set_link(qemu_suite::guest::NIC, false)
+                .expect("set_link off");
+        }
         let up = guest.wait_agent(Duration::from_secs(300));
         let console = guest.console();
         self.guest = Some(guest);
