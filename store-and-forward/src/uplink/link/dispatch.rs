@@ -157,6 +157,7 @@ mod tests {
             payload: Bytes::from_static(b"x"),
             correlation_data: corr.map(Bytes::from_static),
             response_topic: None,
+            transport_ack: crate::uplink::TransportAck::none(),
         }
     }
 

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::dispatch::Dispatch;
 use super::error::classify;
-use super::{Incoming, LinkConfig, LinkError, Shared};
+use super::{Incoming, LinkConfig, LinkError, Shared, TransportAck};
 use crate::time::Timestamp;
 use crate::uplink::backoff::Backoff;
 
@@ -39,6 +39,9 @@ pub(crate) struct Driver {
     /// the socket looks open (a write blocked on a half-open connection
     /// keeps rumqttc from sending its keep-alive ping).
     stall: Duration,
+    /// The connection incoming messages belong to (their acknowledgements
+    /// go out on it or not at all).
+    connection: u64,
 }
 
 /// What one turn of the loop produced.
@@ -71,7 +74,14 @@ impl Driver {
             stall: config.keep_alive() * 2
                 + Duration::from_secs(config.connect_timeout_secs)
                 + Duration::from_secs(1),
+            connection: 0,
         }
+    }
+
+    /// Feeds one event to the dispatcher (the dispatch lock held).
+    fn apply_event(&self, d: &mut Dispatch, ev: Event) -> Option<Incoming> {
+        let (shared, connection) = (&self.shared, self.connection);
+        apply(d, ev, |pkid| shared.ack_guard(pkid, connection))
     }
 
     pub(crate) async fn run(mut self) {
@@ -144,7 +154,7 @@ impl Driver {
         }
         let forward = {
             let mut d = self.shared.lock();
-            apply(&mut d, ev)
+            self.apply_event(&mut d, ev)
         };
         if let Some(msg) = forward {
             self.forward(msg);
@@ -165,6 +175,7 @@ impl Driver {
             // response or downstream message triggered by our first publish
             // finds the subscription in place.
             let mut d = self.shared.lock();
+            self.connection = self.shared.next_connection();
             if !self.shared.subscriptions.is_empty() {
                 let filters = self
                     .shared
@@ -217,10 +228,13 @@ impl Driver {
             // (a PUBACK read just before the error is a real acknowledgement).
             let stale: Vec<Event> = self.eventloop.state.events.drain(..).collect();
             for ev in stale {
-                if let Some(msg) = apply(&mut d, ev) {
+                if let Some(msg) = self.apply_event(&mut d, ev) {
                     late.push(msg);
                 }
             }
+            // Acknowledgements owed on this connection are dropped from
+            // here on; those already queued go with the queues below.
+            self.connection = self.shared.next_connection();
             // Under the lock: nothing enters rumqttc's channel meanwhile.
             self.eventloop.clean();
             self.eventloop.pending.clear();
@@ -304,7 +318,7 @@ impl Driver {
                 Ok(Ok(ev)) => {
                     let mut d = self.shared.lock();
                     // Late acknowledgements still resolve their callers.
-                    let _ = apply(&mut d, ev);
+                    let _ = self.apply_event(&mut d, ev);
                 }
             }
         }
@@ -346,8 +360,10 @@ async fn forwarder(
 }
 
 /// Feeds one rumqttc event to the dispatcher; returns a message for the
-/// `Incoming` channel if the event was one.
-fn apply(d: &mut Dispatch, ev: Event) -> Option<Incoming> {
+/// `Incoming` channel if the event was one. `guard` makes the
+/// acknowledgement of a QoS 1 message (sent when the message is dropped:
+/// here for a response matched to its request, else by the consumer).
+fn apply(d: &mut Dispatch, ev: Event, guard: impl Fn(u16) -> TransportAck) -> Option<Incoming> {
     match ev {
         Event::Outgoing(Outgoing::Publish(pkid)) => {
             d.on_outgoing_publish(pkid);
@@ -362,12 +378,18 @@ fn apply(d: &mut Dispatch, ev: Event) -> Option<Incoming> {
             d.on_puback(ack.pkid, code, name, text);
             None
         }
-        Event::Incoming(Packet::Publish(p)) => incoming(p).and_then(|m| d.on_incoming(m)),
+        Event::Incoming(Packet::Publish(p)) => {
+            let ack = match p.qos {
+                rumqttc::v5::mqttbytes::QoS::AtMostOnce => TransportAck::none(),
+                _ => guard(p.pkid),
+            };
+            incoming(p, ack).and_then(|m| d.on_incoming(m))
+        }
         _ => None,
     }
 }
 
-fn incoming(p: Publish) -> Option<Incoming> {
+fn incoming(p: Publish, transport_ack: TransportAck) -> Option<Incoming> {
     let topic = match String::from_utf8(p.topic.to_vec()) {
         Ok(t) => t,
         Err(_) => {
@@ -384,6 +406,7 @@ fn incoming(p: Publish) -> Option<Incoming> {
         payload: p.payload,
         correlation_data,
         response_topic,
+        transport_ack,
     })
 }
 

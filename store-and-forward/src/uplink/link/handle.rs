@@ -182,6 +182,15 @@ impl LinkHandle {
         self.shared.state.subscribe()
     }
 
+    /// Incoming QoS 1 messages handed out and not yet acknowledged to the
+    /// broker (dropped by the consumer). Bounded by `receive_maximum` plus
+    /// what arrived on earlier connections and is still held.
+    pub fn unacknowledged(&self) -> usize {
+        self.shared
+            .unacked
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits until the link is up or `timeout` passes; returns whether it is up.
     pub async fn wait_up(&self, timeout: Duration) -> bool {
         let mut rx = self.state();

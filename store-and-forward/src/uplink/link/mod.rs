@@ -9,6 +9,11 @@
 //! - [`LinkHandle::publish`] resolves when the broker's PUBACK for that
 //!   publish arrives; [`LinkHandle::request`] is MQTT 5 request/response.
 //! - [`LinkHandle::state`] is a watch of [`LinkState`] for the UI and CLI.
+//! - Downstream flow control: the CONNECT carries MQTT 5 Receive Maximum
+//!   (`receive_maximum`, default 32) and a QoS 1 message is acknowledged
+//!   to the broker only when the consumer drops its [`Incoming`] (after
+//!   handling it), so the broker never has more than that many
+//!   unacknowledged messages in the cart's memory.
 //!
 //! Files: `config.rs` ([`LinkConfig`]), `error.rs` ([`LinkError`]),
 //! `handle.rs` ([`LinkHandle`]), `driver.rs` (the owner loop),
@@ -20,8 +25,8 @@ mod driver;
 mod error;
 mod handle;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use rumqttc::v5::AsyncClient;
@@ -70,6 +75,62 @@ pub struct Incoming {
     pub correlation_data: Option<Bytes>,
     /// MQTT 5 response topic (set on requests from the cloud).
     pub response_topic: Option<String>,
+    /// The broker's acknowledgement of a QoS 1 message: sent when the last
+    /// copy of this message is dropped, i.e. once the consumer is done.
+    pub transport_ack: TransportAck,
+}
+
+/// The MQTT acknowledgement (PUBACK) owed for one incoming QoS 1 message,
+/// sent when the last clone is dropped. Only on the connection it came in
+/// on: after a reconnect the packet id may name another message, so a late
+/// acknowledgement is dropped (the clean session dropped the message too;
+/// the backend sends again what the cart did not acknowledge in the wire
+/// contract). Compares equal to every other (it is not part of the message).
+#[derive(Clone, Default)]
+pub struct TransportAck(Option<Arc<AckOnDrop>>);
+
+impl TransportAck {
+    /// No acknowledgement owed (QoS 0, or a message made by a test).
+    pub fn none() -> TransportAck {
+        TransportAck(None)
+    }
+
+    /// Whether an acknowledgement is still owed.
+    pub fn owed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl PartialEq for TransportAck {
+    fn eq(&self, _: &TransportAck) -> bool {
+        true
+    }
+}
+
+impl Eq for TransportAck {}
+
+impl std::fmt::Debug for TransportAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(a) => write!(f, "TransportAck(pkid {})", a.pkid),
+            None => f.write_str("TransportAck(none)"),
+        }
+    }
+}
+
+/// Sends its PUBACK when dropped.
+pub(crate) struct AckOnDrop {
+    shared: Weak<Shared>,
+    pkid: u16,
+    connection: u64,
+}
+
+impl Drop for AckOnDrop {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.ack(self.pkid, self.connection);
+        }
+    }
 }
 
 /// The link's state, published on a watch channel for the UI and the CLI.
@@ -105,6 +166,13 @@ pub(crate) struct Shared {
     pub(crate) reconnect: Notify,
     pub(crate) stopping: AtomicBool,
     pub(crate) stopped: watch::Sender<bool>,
+    /// The connection acknowledgements belong to: bumped (under this lock,
+    /// before rumqttc's queues are emptied) whenever a connection ends or
+    /// starts, so an acknowledgement is queued on its own connection or
+    /// not at all. Taken after the dispatch lock, never before it.
+    pub(crate) connection: Mutex<u64>,
+    /// Incoming messages handed out and not yet acknowledged.
+    pub(crate) unacked: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -114,6 +182,46 @@ impl Shared {
         match self.dispatch.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Starts a new connection epoch (acknowledgements owed on the old one
+    /// are dropped from now on).
+    pub(crate) fn next_connection(&self) -> u64 {
+        let mut c = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        *c += 1;
+        *c
+    }
+
+    /// A guard that acknowledges `pkid` (of connection `connection`) when
+    /// the last copy of its message is dropped.
+    pub(crate) fn ack_guard(self: &Arc<Self>, pkid: u16, connection: u64) -> TransportAck {
+        self.unacked
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        TransportAck(Some(Arc::new(AckOnDrop {
+            shared: Arc::downgrade(self),
+            pkid,
+            connection,
+        })))
+    }
+
+    /// Queues the PUBACK for `pkid` if `connection` is still the current
+    /// one.
+    fn ack(&self, pkid: u16, connection: u64) {
+        self.unacked
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let current = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != connection {
+            tracing::debug!(pkid, "acknowledgement for an earlier connection dropped");
+            return;
+        }
+        let mut publish = rumqttc::v5::mqttbytes::v5::Publish::new("", QoS::AtLeastOnce, "", None);
+        publish.pkid = pkid;
+        if let Err(e) = self.client.try_ack(&publish) {
+            // The request channel is full or closed: the broker keeps the
+            // message in flight until the connection ends, then drops it
+            // (clean session) and the backend sends it again.
+            tracing::warn!(pkid, cause = %e, "could not queue an acknowledgement");
         }
     }
 
@@ -162,6 +270,8 @@ pub fn start(
         reconnect: Notify::new(),
         stopping: AtomicBool::new(false),
         stopped,
+        connection: Mutex::new(0),
+        unacked: std::sync::atomic::AtomicUsize::new(0),
     });
     let driver = driver::Driver::new(eventloop, shared.clone(), incoming_tx, &config);
     // The runtime is built on the owner thread itself (a runtime must not
