@@ -83,23 +83,13 @@ fn is_primary_blue(screen: &Rgb, (x, y): (u32, u32)) -> bool {
     }
 }
 
-/// Waits until the primary button at `at` is drawn, then taps it.
+/// Waits until the primary button `control` is drawn, then taps it.
 fn tap_when_shown(cart: &mut Cart, name: &str, control: Control, timeout: Duration) {
-    let dir = cart.art.path().to_owned();
-    let deadline = Instant::now() + timeout;
-    let (x, y) = loop {
-        let screen = cart.guest().screen(&dir, name);
-        if let Some((_, tap)) = locate(&screen, &control) {
-            break tap;
-        }
-        if Instant::now() > deadline {
-            cart.fail(&format!(
-                "{name}: the button of {} never showed (screen: {name}.png)",
-                control.reference
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(700));
-    };
+    let what = format!("{name}: the button of {} never showed", control.reference);
+    let screen = wait_screen(cart, name, &what, timeout, |s| {
+        locate(s, &control).is_some()
+    });
+    let (_, (x, y)) = locate(&screen, &control).expect("located on this screen");
     let (w, h) = cart.guest().display;
     cart.guest().qmp.tap(x, y, w, h).expect("tap");
 }
@@ -764,19 +754,7 @@ fn power_cuts(cart: &mut Cart) {
         }
         wait_ready(cart, &format!("before power cut {}", i + 1));
         let tag = format!("s5-{}", i + 1);
-        cart.scanner.scan(BREAD);
-        tap_when_shown(
-            cart,
-            &format!("{tag}-basket"),
-            CHECKOUT,
-            Duration::from_secs(150),
-        );
-        tap_when_shown(
-            cart,
-            &format!("{tag}-checkout"),
-            PAY,
-            Duration::from_secs(60),
-        );
+        pay_for(cart, BREAD, &tag);
         // A random moment in one of three windows, in turn: while the card
         // is read and authorized, around the decision, after the receipt
         // (a payment took 6-8 s from Pay under TCG here).
