@@ -89,9 +89,10 @@ impl Disk {
         run(Command::new("dd")
             .arg(format!("if={}", self.path.display()))
             .arg(format!("of={}", file.display()))
-            .args(["bs=512", "conv=sparse", "status=none"])
-            .arg(format!("skip={}", p.start))
-            .arg(format!("count={}", p.size)));
+            .args(["bs=1M", "iflag=skip_bytes,count_bytes", "conv=sparse"])
+            .arg("status=none")
+            .arg(format!("skip={}", p.start * 512))
+            .arg(format!("count={}", p.size * 512)));
     }
 
     /// Puts a saved data partition back.
@@ -100,12 +101,15 @@ impl Disk {
         self.put(file, p);
     }
 
+    /// Writes `img` over the partition, every block of it: a sparse copy
+    /// (`conv=sparse`) would skip the image's zero blocks and leave the
+    /// partition's newer blocks there, a mix of two file systems.
     fn put(&self, img: &Path, p: Partition) {
         run(Command::new("dd")
             .arg(format!("if={}", img.display()))
             .arg(format!("of={}", self.path.display()))
-            .args(["bs=512", "conv=notrunc,sparse", "status=none"])
-            .arg(format!("seek={}", p.start)));
+            .args(["bs=1M", "oflag=seek_bytes", "conv=notrunc", "status=none"])
+            .arg(format!("seek={}", p.start * 512)));
     }
 
     /// Copies `path_in_data` (e.g. `cart/ledger.sqlite`) out of the data

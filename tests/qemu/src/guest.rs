@@ -73,6 +73,7 @@ impl Guest {
             .open(&console)
             .expect("console log");
         let _ = writeln!(log, "\n===== qemu-suite: power on =====");
+        crate::step("power on");
         let mut cmd = Command::new(qemu);
         cmd.args([
             "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-smp", "2",
@@ -167,7 +168,9 @@ impl Guest {
 
     /// Waits until the guest agent answers (userspace is up).
     pub fn wait_agent(&self, timeout: Duration) -> bool {
-        crate::wait_for(timeout, || self.agent.ping())
+        let up = crate::wait_for(timeout, || self.agent.ping());
+        crate::step("guest agent answers");
+        up
     }
 
     /// Runs a shell command in the guest; panics when the agent fails.
@@ -193,6 +196,7 @@ impl Guest {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.tpm.stop();
+        crate::step("power cut");
     }
 
     /// A clean shutdown through systemd; waits for QEMU to exit (a power
@@ -205,6 +209,7 @@ impl Guest {
         }
         let _ = self.child.wait();
         self.tpm.stop();
+        crate::step("powered off");
     }
 
     /// Whether QEMU still runs.

@@ -55,6 +55,14 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Prints `what` with the time since the suite's first step: the log of a
+/// run says where its minutes went (boots, payments, shutdowns).
+pub fn step(what: &str) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed();
+    println!("qemu-suite: +{:6.1} s {what}", t.as_secs_f64());
+}
+
 /// The name of a tool's Debian package, for "install it" messages.
 pub fn need(tool: &str, package: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"] {

@@ -92,6 +92,7 @@ fn tap_when_shown(cart: &mut Cart, name: &str, control: Control, timeout: Durati
     let (_, (x, y)) = locate(&screen, &control).expect("located on this screen");
     let (w, h) = cart.guest().display;
     cart.guest().qmp.tap(x, y, w, h).expect("tap");
+    qemu_suite::step(&format!("tapped {name}"));
 }
 
 /// Waits until the display shows what `seen` looks for; the last screen
@@ -164,8 +165,16 @@ fn unit(cart: &mut Cart) -> (String, String, String, String) {
 }
 
 /// Runs one scenario and records how long it took.
-fn timed(cart: &mut Cart, name: &str, scenario: fn(&mut Cart)) {
+fn timed(cart: &mut Cart, name: &str, scenario: impl FnOnce(&mut Cart)) {
+    if let Some(expected) = cart.charged_expected.take() {
+        let counts = cart.cloud.emulator.counts();
+        assert_eq!(
+            counts.charged, expected,
+            "charged after the last scenario: {counts:?}"
+        );
+    }
     let t = Instant::now();
+    qemu_suite::step(&format!("{name} begins"));
     scenario(cart);
     let line = format!("{name}: {:.0} s", t.elapsed().as_secs_f64());
     println!("qemu-suite: {line}");
@@ -194,20 +203,29 @@ fn a_cart_in_qemu() {
     if wanted(7) {
         timed(&mut cart, "scenario 7", watchdog);
     }
-    let stocked = wanted(3) || wanted(4);
-    if wanted(5) {
-        if !stocked {
+    if wanted(5) || wanted(6) {
+        if !(wanted(3) || wanted(4)) {
             timed(&mut cart, "catalog", stock_the_catalog);
         }
-        timed(&mut cart, "scenario 5", power_cuts);
+        let cuts = if wanted(5) {
+            std::env::var("QEMU_POWER_CUTS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(3)
+        } else {
+            0
+        };
+        // Last: the rollback leaves the ledger behind the TPM's counter
+        // (offline approval off until a technician re-binds it).
+        let rollback = wanted(6);
+        timed(&mut cart, "scenarios 5-6", move |cart| {
+            power_cuts_and_rollback(cart, cuts, rollback)
+        });
     }
-    // Last: the rollback leaves the ledger behind the TPM's counter (offline
-    // approval off until a technician re-binds it).
-    if wanted(6) {
-        if !stocked && !wanted(5) {
-            timed(&mut cart, "catalog", stock_the_catalog);
-        }
-        timed(&mut cart, "scenario 6", rollback);
+    if let Some(expected) = cart.charged_expected.take() {
+        std::thread::sleep(Duration::from_secs(10));
+        let counts = cart.cloud.emulator.counts();
+        assert_eq!(counts.charged, expected, "charged at the end: {counts:?}");
     }
     cart.shutdown();
     for line in &cart.boots {
@@ -288,6 +306,17 @@ fn first_boot(cart: &mut Cart) {
             "the idle screen never matched its reference: {last}"
         ));
     }
+
+    // Where the boot's time goes (kept in the run folder; the summary line
+    // in the suite's output).
+    let boot_time = cart.must(
+        "systemd-analyze time 2>&1 | head -1; systemd-analyze blame --no-pager 2>&1 | head -15",
+    );
+    std::fs::write(cart.art.file("boot-blame.txt"), &boot_time).ok();
+    println!(
+        "qemu-suite: {}",
+        boot_time.lines().next().unwrap_or_default()
+    );
 
     // The image's own checks (the same script its oeqa cases run).
     let selftest = cart.guest().sh("cart-selftest --wait 60");
@@ -448,22 +477,13 @@ fn cable_pulled(cart: &mut Cart) {
     // online request times out (auth_timeout_ms) and the offline policy
     // declines. A cable back while it still waits would let the online
     // request through, and the bank would approve it, rightly.
-    let dir = cart.art.path().to_owned();
-    std::thread::sleep(Duration::from_secs(15));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let screen = cart.guest().screen(&dir, "s4-over-limit-decided");
-        let waiting = ["reader-present-card", "reader-processing"]
-            .iter()
-            .any(|r| qemu_suite::screen::matches_reference(&screen, r, &dir).is_ok());
-        if !waiting {
-            break;
-        }
-        if Instant::now() > deadline {
-            cart.fail("the over-limit payment was never decided while the cable was out");
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    wait_screen(
+        cart,
+        "s4-over-limit-decided",
+        "the over-limit payment was never declined while the cable was out",
+        Duration::from_secs(180),
+        |s| s.red_heading_pixels() > 300,
+    );
     cart.guest()
         .qmp
         .set_link(qemu_suite::guest::NIC, true)
@@ -477,13 +497,11 @@ fn cable_pulled(cart: &mut Cart) {
             cart.cloud.emulator.counts()
         ));
     }
-    // Give a wrong second charge the time to show (the drain goes on).
-    std::thread::sleep(Duration::from_secs(10));
-    let counts = cart.cloud.emulator.counts();
     // An online request sent before the cable went and delivered after it
     // came back reaches the backend under the same key as the forward: a
-    // duplicate message, deduplicated, never a second charge.
-    assert_eq!(counts.charged, charged_before + 1, "{counts:?}");
+    // duplicate message, deduplicated, never a second charge. The next
+    // scenario starts with that check, giving a wrong charge time to show.
+    cart.charged_expected = Some(charged_before + 1);
 }
 
 /// Waits until the unit is active (READY) and the cart provisioned.
@@ -500,82 +518,7 @@ fn wait_ready(cart: &mut Cart, what: &str) {
             .stdout;
         cart.fail(&format!("{what}: the cart is not READY:\n{log}"));
     }
-}
-
-/// Scenario 6: a restored older copy of the data partition. An offline
-/// approval is stored, the data partition copied (cart off), another
-/// offline approval made, the old copy put back: at boot the cart finds
-/// its ledger behind the TPM's NV counter, refuses offline approval, says
-/// so in the journal, in `cartctl status` and on the link, and keeps
-/// selling online.
-fn rollback(cart: &mut Cart) {
-    let charged_before = cart.cloud.emulator.counts().charged;
-    if cart.guest.is_none() {
-        cart.boot_with_cable(false);
-        wait_ready(cart, "before the copy");
-    } else {
-        cart.guest()
-            .qmp
-            .set_link(qemu_suite::guest::NIC, false)
-            .expect("cable out");
-    }
-    pay_for(cart, BREAD, "s6-a");
-    tap_when_shown(cart, "s6-a-receipt", DONE, Duration::from_secs(180));
-    cart.shutdown();
-    let copy = cart.art.file("data-copy.img");
-    cart.disk.save_data(&copy);
-
-    // The cable out from power-on: the copied approval stays unforwarded
-    // in this boot too (the copy and the cart agree on what is pending).
-    cart.boot_with_cable(false);
-    wait_ready(cart, "after the copy");
-    pay_for(cart, BREAD, "s6-b");
-    tap_when_shown(cart, "s6-b-receipt", DONE, Duration::from_secs(180));
-    cart.shutdown();
-
-    // The old copy back: the ledger is one offline approval behind the TPM.
-    cart.disk.restore_data(&copy);
-    std::fs::remove_file(&copy).ok();
-    cart.boot();
-    wait_ready(cart, "after the rollback");
-    let journal = cart.must("journalctl -b -u cart-app --no-pager");
-    if !journal.contains("restored older copy") {
-        cart.fail(&format!(
-            "the journal does not report the rollback:\n{}",
-            tail(&journal, 30)
-        ));
-    }
-    let status = cart.must("cartctl status --json");
-    std::fs::write(cart.art.file("s6-status.json"), &status).ok();
-    assert!(
-        status.to_lowercase().contains("rolled"),
-        "cartctl status does not report the rollback: {status}"
-    );
-    let reported = qemu_suite::wait_for(Duration::from_secs(120), || {
-        cart.cloud
-            .emulator
-            .status(CART)
-            .is_some_and(|s| s.integrity == "rolled_back")
-    });
-    if !reported {
-        cart.fail("the cart's status on the link never said rolled_back");
-    }
-    // Still selling online: a payment goes through; the restored offline
-    // approval is forwarded; the one the copy lost never reaches the backend.
-    pay_for(cart, BREAD, "s6-online");
-    tap_when_shown(cart, "s6-online-receipt", DONE, Duration::from_secs(180));
-    let charged = qemu_suite::wait_for(Duration::from_secs(180), || {
-        cart.cloud.emulator.counts().charged == charged_before + 2
-    });
-    if !charged {
-        cart.fail(&format!(
-            "after the rollback: expected the restored offline approval and the online payment charged: {:?}",
-            cart.cloud.emulator.counts()
-        ));
-    }
-    cart.boots.push(
-        "rollback: detected through the TPM counter, offline approval off, selling online".into(),
-    );
+    qemu_suite::step(&format!("ready ({what})"));
 }
 
 /// Scenario 9: a USB card reader unplugged and plugged back. The board's
@@ -727,61 +670,119 @@ fn payment_states(cart: &mut Cart) -> std::collections::BTreeMap<String, u64> {
     serde_json::from_value(v["ledger"]["payments"].clone()).unwrap_or_default()
 }
 
-/// Scenario 5: power cuts. QEMU is killed (SIGKILL, no shutdown) at a
-/// random moment of a payment, online and offline in turn, N times
-/// (`QEMU_POWER_CUTS`, 3 by default). After the last boot and a drain:
-/// every payment the shopper saw approved reaches the backend exactly once,
-/// nothing declined is charged, the ledger's integrity check passes and no
-/// payment stays in doubt. The last boot uses the 800x480 panel: its idle
-/// screen is compared with that reference.
-fn power_cuts(cart: &mut Cart) {
-    let cuts: u32 = std::env::var("QEMU_POWER_CUTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+/// Waits for the receipt of the payment under way (its Done button) and
+/// reports whether it came. The screen is kept as `<tag>-receipt.png`.
+fn receipt_shown(cart: &mut Cart, tag: &str) -> bool {
+    let dir = cart.art.path().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        let screen = cart.guest().screen(&dir, &format!("{tag}-receipt"));
+        if locate(&screen, &DONE).is_some() {
+            qemu_suite::step(&format!("receipt shown ({tag})"));
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    false
+}
+
+/// Scenarios 5 and 6, on shared boots: power cuts, then a rollback.
+///
+/// Scenario 5: QEMU is killed (SIGKILL, no shutdown) at a random moment of
+/// a payment, offline and online in turn, N times (`QEMU_POWER_CUTS`, 3 by
+/// default). The first cut falls just after an offline receipt, the others
+/// while the card is read, around the decision, after the receipt. After
+/// the last boot and a drain: every payment the shopper saw approved
+/// reaches the backend exactly once, nothing declined is charged, the
+/// ledger's integrity check passes and no payment stays in doubt. The last
+/// boot uses the 800x480 panel: its idle screen is compared with that
+/// reference.
+///
+/// Scenario 6: the data partition is copied while the cart is off after
+/// the first cut (an offline approval pending in it), another offline
+/// approval is made at the next boot, and once everything has drained the
+/// old copy is put back: at boot the cart finds its ledger behind the TPM's
+/// NV counter, refuses offline approval, says so in the journal, in
+/// `cartctl status` and on the link, and keeps selling online. The restored
+/// approval is forwarded again and is not charged twice.
+fn power_cuts_and_rollback(cart: &mut Cart, cuts: u32, rollback: bool) {
+    // The rollback needs a boot after its copy: two cuts at least.
+    let cuts = if rollback { cuts.max(2) } else { cuts.max(1) };
     let mut rng = Rng::new();
     let mut told = 0u32;
     let mut moments = Vec::new();
+    let mut copy = None;
     for i in 0..cuts {
-        let online = i % 2 == 0;
+        // The first cut offline, then online and offline in turn.
+        let online = i % 2 == 1;
+        // The boot after the copy starts with the cable out: one more
+        // offline approval, so the TPM's counter moves past the copy.
+        let after_copy = copy.is_some() && i == 1;
         if cart.guest.is_none() {
-            cart.boot_with_cable(online);
+            cart.boot_with_cable(online && !after_copy);
+            wait_ready(cart, &format!("before power cut {}", i + 1));
         } else {
             cart.guest()
                 .qmp
                 .set_link(qemu_suite::guest::NIC, online)
                 .expect("set_link");
         }
-        wait_ready(cart, &format!("before power cut {}", i + 1));
+        if after_copy {
+            pay_for(cart, BREAD, "s6-after-copy");
+            if !receipt_shown(cart, "s6-after-copy") {
+                cart.fail("the offline approval after the copy never showed its receipt");
+            }
+            told += 1;
+            tap_when_shown(cart, "s6-after-copy-done", DONE, Duration::from_secs(60));
+            cart.guest()
+                .qmp
+                .set_link(qemu_suite::guest::NIC, online)
+                .expect("set_link");
+        }
         let tag = format!("s5-{}", i + 1);
         pay_for(cart, BREAD, &tag);
-        // A random moment in one of three windows, in turn: while the card
-        // is read and authorized, around the decision, after the receipt
-        // (a payment took 6-8 s from Pay under TCG here).
-        let (from, to) = [(500, 5_000), (4_000, 8_000), (7_000, 20_000)][i as usize % 3];
-        let after = Duration::from_millis(from + rng.below(to - from));
-        let cut_at = Instant::now() + after;
-        let dir = cart.art.path().to_owned();
+        // A random moment: just after the receipt (the first cut), while
+        // the card is read and authorized, around the decision, after the
+        // receipt (a payment took 6-8 s from Pay under TCG here).
         let mut approved = false;
-        while Instant::now() < cut_at {
-            let screen = cart.guest().screen(&dir, &format!("{tag}-before-cut"));
-            approved |= locate(&screen, &DONE).is_some();
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        let moment = if i == 0 {
+            if !receipt_shown(cart, &tag) {
+                cart.fail("the first power cut's offline payment never showed its receipt");
+            }
+            approved = true;
+            let after = Duration::from_millis(rng.below(3_000));
+            std::thread::sleep(after);
+            format!("{:.1} s after the receipt", after.as_secs_f64())
+        } else {
+            let (from, to) = [(7_000, 20_000), (500, 5_000), (4_000, 8_000)][i as usize % 3];
+            let after = Duration::from_millis(from + rng.below(to - from));
+            let cut_at = Instant::now() + after;
+            let dir = cart.art.path().to_owned();
+            while Instant::now() < cut_at {
+                let screen = cart.guest().screen(&dir, &format!("{tag}-before-cut"));
+                approved |= locate(&screen, &DONE).is_some();
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            format!("{:.1} s after Pay", after.as_secs_f64())
+        };
         cart.power_cut();
         if approved {
             told += 1;
         }
         moments.push(format!(
-            "{} {:.1} s after Pay{}",
+            "{} {moment}{}",
             if online { "online" } else { "offline" },
-            after.as_secs_f64(),
             if approved {
                 " (approved on screen)"
             } else {
                 ""
             }
         ));
+        if rollback && i == 0 {
+            let file = cart.art.file("data-copy.img");
+            cart.disk.save_data(&file);
+            copy = Some(file);
+        }
     }
 
     // The last boot: the cable in, the small panel.
@@ -810,14 +811,31 @@ fn power_cuts(cart: &mut Cart) {
             "the 800x480 idle screen never matched its reference: {last}"
         ));
     }
+    drain(cart, "after the power cuts");
+    cart.shutdown();
+    cart.config.display = display;
+    let approved_in_ledger = check_ledger(cart, told);
+    cart.boots.push(format!(
+        "power cuts: {cuts} ({}); {told} approvals seen, {approved_in_ledger} approved in the ledger, all charged once; integrity ok",
+        moments.join("; ")
+    ));
+
+    if let Some(copy) = copy {
+        restored_copy(cart, &copy);
+        std::fs::remove_file(&copy).ok();
+    }
+}
+
+/// `cartctl sync`, then waits until every payment is decided and answered:
+/// nothing in doubt, nothing waiting for the bank.
+fn drain(cart: &mut Cart, what: &str) {
     let sync = cart.guest().sh("cartctl sync --timeout 240");
     if !sync.success() {
         cart.fail(&format!(
-            "the outbox never drained: {}{}",
+            "{what}: the outbox never drained: {}{}",
             sync.stdout, sync.stderr
         ));
     }
-    // Decided and answered: nothing in doubt, nothing waiting for the bank.
     let mut states = Default::default();
     let settled = qemu_suite::wait_for(Duration::from_secs(180), || {
         states = payment_states(cart);
@@ -827,13 +845,17 @@ fn power_cuts(cart: &mut Cart) {
     });
     if !settled {
         cart.fail(&format!(
-            "payments still unsettled after the drain: {states:?}"
+            "{what}: payments still unsettled after the drain: {states:?}"
         ));
     }
-    cart.shutdown();
-    cart.config.display = display;
+    qemu_suite::step(&format!("drained ({what})"));
+}
 
-    // The ledger itself, read from the data partition.
+/// The ledger itself, read from the data partition of the cart (off):
+/// its integrity check passes; every payment approved in it is charged at
+/// the backend, nothing else is; at least `told` approvals are in it.
+/// Returns how many it has approved.
+fn check_ledger(cart: &mut Cart, told: u32) -> u32 {
     let ledger = cart.art.file("s5-ledger.sqlite");
     let wal = cart.art.file("s5-ledger.sqlite-wal");
     assert!(
@@ -894,10 +916,52 @@ fn power_cuts(cart: &mut Cart) {
     );
     let counts = cart.cloud.emulator.counts();
     assert_eq!(counts.undecryptable, 0, "{counts:?}");
-    cart.boots.push(format!(
-        "power cuts: {cuts} ({}); {told} approvals seen, {approved_in_ledger} approved in the ledger, all charged once; integrity ok",
-        moments.join("; ")
-    ));
+    approved_in_ledger
+}
+
+/// Scenario 6's second half: the old copy of the data partition back in a
+/// cart whose TPM counter has moved on since.
+fn restored_copy(cart: &mut Cart, copy: &std::path::Path) {
+    let charged_before = cart.cloud.emulator.counts().charged;
+    cart.disk.restore_data(copy);
+    cart.boot();
+    wait_ready(cart, "after the rollback");
+    let journal = cart.must("journalctl -b -u cart-app --no-pager");
+    if !journal.contains("restored older copy") {
+        cart.fail(&format!(
+            "the journal does not report the rollback:\n{}",
+            tail(&journal, 30)
+        ));
+    }
+    let status = cart.must("cartctl status --json");
+    std::fs::write(cart.art.file("s6-status.json"), &status).ok();
+    assert!(
+        status.to_lowercase().contains("rolled"),
+        "cartctl status does not report the rollback: {status}"
+    );
+    let reported = qemu_suite::wait_for(Duration::from_secs(120), || {
+        cart.cloud
+            .emulator
+            .status(CART)
+            .is_some_and(|s| s.integrity == "rolled_back")
+    });
+    if !reported {
+        cart.fail("the cart's status on the link never said rolled_back");
+    }
+    // Still selling online; the copy's offline approval, charged before the
+    // copy went back, is forwarded again under its key: not charged twice.
+    pay_for(cart, BREAD, "s6-online");
+    tap_when_shown(cart, "s6-online-receipt", DONE, Duration::from_secs(180));
+    drain(cart, "after the rollback");
+    let counts = cart.cloud.emulator.counts();
+    if counts.charged != charged_before + 1 {
+        cart.fail(&format!(
+            "after the rollback: expected the online payment charged, and nothing twice: {counts:?}"
+        ));
+    }
+    cart.boots.push(
+        "rollback: detected through the TPM counter, offline approval off, selling online, the restored approval not charged twice".into(),
+    );
 }
 
 /// A payment key as the backend names it (a UUID, hyphenated).

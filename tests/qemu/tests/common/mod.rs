@@ -133,6 +133,9 @@ pub struct Cart {
     pub guest: Option<Guest>,
     /// QEMU start to the first frame and to READY at the first boot.
     pub boots: Vec<String>,
+    /// What the backend must have charged when the next scenario starts
+    /// (a check deferred so that a wrong late charge has time to show).
+    pub charged_expected: Option<u64>,
 }
 
 impl Cart {
@@ -181,6 +184,7 @@ impl Cart {
             config,
             guest: None,
             boots: Vec::new(),
+            charged_expected: None,
         }
     }
 
