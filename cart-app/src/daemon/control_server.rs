@@ -362,7 +362,7 @@ async fn serve_one(
             };
             let deadline = Instant::now() + Duration::from_secs(timeout_secs.max(1));
             loop {
-                uplink.kick();
+                uplink.flush();
                 let st = tokio::task::block_in_place(|| ctx.status());
                 let pending = match st {
                     Ok(st) => st.pending(),

@@ -51,6 +51,11 @@ impl Uplink {
         let mut pass = DrainPass::default();
         let mut inflight: JoinSet<Done> = JoinSet::new();
         let window = self.config.window.max(1);
+        let linger = if self.take_flush() {
+            0
+        } else {
+            self.config.telemetry_linger_secs
+        };
         'classes: for class in OutboxClass::ALL {
             let mut cursor = 0i64;
             let mut hint = 200usize;
@@ -66,7 +71,8 @@ impl Uplink {
                 let Some(last) = records.last() else { break };
                 cursor = last.id;
                 let full_batch = records.len() >= self.config.batch_records.max(1);
-                let (messages, resume) = self.build(class, &records, &mut hint, full_batch, now)?;
+                let (messages, resume) =
+                    self.build(class, &records, &mut hint, full_batch, linger, now)?;
                 if let Some(c) = resume {
                     cursor = c;
                 }
@@ -211,6 +217,7 @@ impl Uplink {
         records: &[OutboxRecord],
         hint: &mut usize,
         more_follow: bool,
+        linger: u64,
         now: Timestamp,
     ) -> Result<(Vec<Outgoing>, Option<i64>), SyncError> {
         let cart = &self.config.cart_id;
@@ -294,7 +301,6 @@ impl Uplink {
             OutboxClass::Telemetry => {
                 let ledger_id = self.ledger().ledger_id().to_owned();
                 let topic = topics::up(cart, Kind::TelemetryBatch);
-                let linger = self.config.telemetry_linger_secs;
                 let stored: Vec<(i64, &[u8])> = records
                     .iter()
                     .map(|r| match &r.body {

@@ -57,7 +57,8 @@ pub struct SyncConfig {
     /// Publishes in flight during a drain.
     pub window: usize,
     /// A telemetry message that does not fill its 5 KB unit waits until its
-    /// oldest event is this old, seconds (0: send at once).
+    /// oldest event is this old, seconds (0: send at once; a flush, as
+    /// `cartctl sync` asks for, does not wait).
     pub telemetry_linger_secs: u64,
     /// Backoff for records whose publish failed.
     pub retry: RetryPolicy,
@@ -117,6 +118,9 @@ pub struct Uplink {
     link: LinkHandle,
     report: Mutex<DeliveryReport>,
     kick: Notify,
+    /// Set by [`Uplink::flush`]: the next drain pass sends telemetry
+    /// without lingering.
+    flush: std::sync::atomic::AtomicBool,
     app: Option<mpsc::Sender<AppEvent>>,
     /// When backend contact was last written to the ledger (ms): written
     /// at most once a second.
@@ -147,6 +151,7 @@ impl Uplink {
             link,
             report: Mutex::new(DeliveryReport::default()),
             kick: Notify::new(),
+            flush: std::sync::atomic::AtomicBool::new(false),
             app,
             contact_noted: std::sync::atomic::AtomicI64::new(0),
         })
@@ -165,6 +170,19 @@ impl Uplink {
     /// Asks for a drain now (new records, or `cartctl sync`).
     pub fn kick(&self) {
         self.kick.notify_one();
+    }
+
+    /// Asks for a drain now that sends everything due, telemetry too
+    /// without waiting `telemetry_linger_secs` to fill its unit (an
+    /// operator's `cartctl sync`: "send it all now").
+    pub fn flush(&self) {
+        self.flush.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.kick.notify_one();
+    }
+
+    /// Whether a flush was asked for since the last drain pass began.
+    pub(crate) fn take_flush(&self) -> bool {
+        self.flush.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {

@@ -282,6 +282,48 @@ fn reading(i: u64) -> TelemetryEvent {
     }
 }
 
+/// Telemetry that does not fill its unit lingers (an hour here) through
+/// every periodic drain; a flush (`cartctl sync`) sends it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_sends_lingering_telemetry_at_once() {
+    init_logs();
+    let broker = Broker::start();
+    let em = emulator(&broker).await;
+    let sync = SyncConfig {
+        telemetry_linger_secs: 3_600,
+        ..fast_sync()
+    };
+    let cart = Cart::start(&broker, broker.port(), "cart-0013", sync, limits(1));
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    cart.ledger
+        .lock()
+        .unwrap()
+        .enqueue_telemetry(&[reading(1), reading(2)], Timestamp::now())
+        .unwrap();
+    let pending = |cart: &Cart| {
+        cart.ledger
+            .lock()
+            .unwrap()
+            .outbox_depth()
+            .unwrap()
+            .iter()
+            .find(|d| d.class == "telemetry")
+            .map_or(0, |d| d.pending)
+    };
+    // Ten periodic drains and a kick: the events linger.
+    cart.uplink.kick();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(pending(&cart), 2, "telemetry lingers until its unit fills");
+    assert_eq!(em.counts().telemetry_events, 0);
+    cart.uplink.flush();
+    eventually(20, "telemetry flushed", || pending(&cart) == 0).await;
+    eventually(20, "the backend has both events", || {
+        em.counts().telemetry_events == 2
+    })
+    .await;
+    cart.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_outside_the_acl_is_quarantined_with_the_reason() {
     init_logs();
