@@ -468,6 +468,19 @@ pub fn scan_notice(reason: &RejectReason) -> ScanNotice {
 /// a minute apart, so the reference takes the key's random tail. Built
 /// from whole characters, never cut inside one.
 pub fn offline_reference(key: &store_and_forward::PaymentKey) -> String {
+    format!("OFF-{}", key_tail(key))
+}
+
+/// The receipt's number under its QR code: `R-XXXX-XXXX-XXXX`, the same
+/// tail of the payment's key as [`offline_reference`] (the QR code carries
+/// the whole key). Short enough to stand whole on an 800x480 panel, where
+/// the whole key was cut off.
+pub fn receipt_number(key: &store_and_forward::PaymentKey) -> String {
+    format!("R-{}", key_tail(key))
+}
+
+/// The key's last 12 hex digits, upper case, in groups of four.
+fn key_tail(key: &store_and_forward::PaymentKey) -> String {
     let hex: Vec<char> = key
         .0
         .simple()
@@ -477,7 +490,7 @@ pub fn offline_reference(key: &store_and_forward::PaymentKey) -> String {
         .collect();
     let tail = &hex[hex.len().saturating_sub(12)..];
     let groups: Vec<String> = tail.chunks(4).map(|c| c.iter().collect()).collect();
-    format!("OFF-{}", groups.join("-"))
+    groups.join("-")
 }
 
 /// A basket as the UI's view model; `line_id` names the line at an index.
@@ -511,7 +524,8 @@ pub fn result_screen(res: &PayResult, cart: CartView) -> Screen {
         Screen::Approved(ReceiptView {
             cart: cart.clone(),
             payment_reference: reference,
-            receipt_reference: res.key.to_string(),
+            receipt_reference: receipt_number(&res.key),
+            receipt_code: res.key.to_string(),
             masked_pan: res.masked_pan.clone().unwrap_or_default(),
             offline,
         })

@@ -93,6 +93,11 @@ fn scan_checkout_pay_receipt_done() {
     };
     assert_eq!(r.payment_reference, "ONL-1");
     assert_eq!(r.cart.total_minor, 588);
+    // The receipt's number is short and readable; its QR code carries the
+    // whole payment key.
+    let key = store_and_forward::PaymentKey::parse(&r.receipt_code).expect("the key");
+    assert_eq!(r.receipt_reference, receipt_number(&key));
+    assert_eq!(r.receipt_reference.len(), 16, "{}", r.receipt_reference);
     let e = s.handle(Input::Ui(UiEvent::Done), &c);
     assert!(e.iter().any(|x| matches!(
         x,

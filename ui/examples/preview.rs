@@ -39,7 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let receipt = |offline| ReceiptView {
         cart: sample_cart(),
         payment_reference: "PAY-7F3A-19C2".into(),
-        receipt_reference: "R-2026-000123".into(),
+        receipt_reference: "R-9AB1-6C2D-0E4F".into(),
+        receipt_code: "01a2385e-2640-761f-9ab1-6c2d0e4f5a6b".into(),
         masked_pan: "**** 4242".into(),
         offline,
     };

@@ -149,7 +149,8 @@ fn receipt_has_totals_references_and_a_qr_code() {
     let p = c.apply(ViewUpdate::Screen(Screen::Approved(ReceiptView {
         cart: cart(),
         payment_reference: "PAY-1".into(),
-        receipt_reference: "R-2026-000123".into(),
+        receipt_reference: "R-9AB1-6C2D-0E4F".into(),
+        receipt_code: "01a2385e-2640-761f-9ab1-6c2d0e4f5a6b".into(),
         masked_pan: "**** 4242".into(),
         offline: true,
     })));
@@ -160,7 +161,9 @@ fn receipt_has_totals_references_and_a_qr_code() {
     assert_eq!(r.total, "EUR 4.84");
     assert_eq!(r.payment_reference, "PAY-1");
     assert!(r.offline);
-    assert_eq!(r.qr.as_ref().map(|q| q.size()), Some(21));
+    assert_eq!(r.receipt_reference, "R-9AB1-6C2D-0E4F");
+    // The code carries the whole key (36 characters: version 3).
+    assert_eq!(r.qr.as_ref().map(|q| q.size()), Some(29));
 }
 
 #[test]

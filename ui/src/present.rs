@@ -122,7 +122,7 @@ fn present_receipt(receipt: &crate::view::ReceiptView, language: Language) -> Re
         payment_reference: receipt.payment_reference.clone(),
         receipt_reference: receipt.receipt_reference.clone(),
         offline: receipt.offline,
-        qr: QrMatrix::encode(&receipt.receipt_reference).ok(),
+        qr: QrMatrix::encode(&receipt.receipt_code).ok(),
     }
 }
 

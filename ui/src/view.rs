@@ -155,8 +155,12 @@ pub struct ReceiptView {
     pub cart: CartView,
     /// The payment's reference, shown to the shopper.
     pub payment_reference: String,
-    /// The receipt's reference; the QR code encodes it.
+    /// The receipt's number as the shopper reads it (short, whole on the
+    /// narrowest panel, e.g. `R-9AB1-6C2D-0E4F`).
     pub receipt_reference: String,
+    /// What the receipt's QR code carries: the payment's key, by which the
+    /// backend finds the receipt.
+    pub receipt_code: String,
     /// The masked card number from the reader (e.g. `**** 4242`).
     pub masked_pan: String,
     /// Approved offline, within limits: the shopper sees a discreet note.

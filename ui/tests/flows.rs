@@ -82,7 +82,7 @@ fn scan_pay_and_get_the_receipt() {
     d.approve(false);
     assert!(shows(&d, "Payment approved"));
     assert!(shows(&d, "Card **** 4242  -  reference PAY-7F3A-19C2"));
-    assert!(shows(&d, "R-2026-000123"));
+    assert!(shows(&d, "R-9AB1-6C2D-0E4F"));
     let qr = find(&d, "Receipt QR code");
     assert_eq!(qr.len(), 1, "the receipt has a QR code");
     assert!(
