@@ -8,6 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# A full run writes ~10 GB under target/ (the debug build 3.5 GB, the release
+# build, the QEMU guest and its run folders); a disk that fills mid-link fails
+# with a linker bus error that names nothing. Say it up front instead.
+need_gb=${CART_TEST_FREE_GB:-12}
+mkdir -p target
+free_gb=$(( $(df -Pk target | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "test.sh: only ${free_gb} GB free under target/, a full run needs about ${need_gb} GB:" >&2
+  echo "  free some (cargo clean; rm -rf target/qemu/runs) or set CART_TEST_FREE_GB" >&2
+  exit 1
+fi
 # One clean build: incremental caches would only cost time and disk here.
 export CARGO_INCREMENTAL=0
 cargo fmt --all --check
