@@ -236,6 +236,10 @@ impl Uplink {
             }
         });
         let mut state = self.link.state();
+        // The first connection is no return from an outage (what was
+        // queued before a restart is older than its linger anyway).
+        let mut was_up = self.link.state().borrow().up;
+        let mut connected_before = was_up;
         let mut tick =
             tokio::time::interval(Duration::from_millis(self.config.drain_interval_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,7 +249,17 @@ impl Uplink {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => if *shutdown.borrow() { break },
-                _ = state.changed() => {}
+                _ = state.changed() => {
+                    // Back online: what waited through the outage goes at
+                    // once, telemetry too (its linger counts from when it
+                    // was queued, not from the reconnect).
+                    let up = state.borrow().up;
+                    if up && !was_up && connected_before {
+                        self.flush.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    connected_before |= up;
+                    was_up = up;
+                }
                 _ = self.kick.notified() => {}
                 _ = tick.tick() => {}
                 _ = status.tick() => {

@@ -283,7 +283,8 @@ fn reading(i: u64) -> TelemetryEvent {
 }
 
 /// Telemetry that does not fill its unit lingers (an hour here) through
-/// every periodic drain; a flush (`cartctl sync`) sends it at once.
+/// every periodic drain; a flush (`cartctl sync`) sends it at once, and so
+/// does the link's return after an outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_sends_lingering_telemetry_at_once() {
     init_logs();
@@ -293,7 +294,8 @@ async fn a_flush_sends_lingering_telemetry_at_once() {
         telemetry_linger_secs: 3_600,
         ..fast_sync()
     };
-    let cart = Cart::start(&broker, broker.port(), "cart-0013", sync, limits(1));
+    let proxy = broker.fault_proxy();
+    let cart = Cart::start(&broker, proxy.port(), "cart-0013", sync, limits(1));
     assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
     cart.ledger
         .lock()
@@ -319,6 +321,26 @@ async fn a_flush_sends_lingering_telemetry_at_once() {
     eventually(20, "telemetry flushed", || pending(&cart) == 0).await;
     eventually(20, "the backend has both events", || {
         em.counts().telemetry_events == 2
+    })
+    .await;
+
+    // An outage: what was queued during it goes when the link returns,
+    // without a flush and without waiting out its linger.
+    proxy.set_blackhole(true);
+    proxy.cut_all();
+    let mut state = cart.uplink.link().state();
+    tokio::time::timeout(Duration::from_secs(20), state.wait_for(|s| !s.up))
+        .await
+        .expect("the cart sees the broker gone")
+        .unwrap();
+    cart.ledger
+        .lock()
+        .unwrap()
+        .enqueue_telemetry(&[reading(3)], Timestamp::now())
+        .unwrap();
+    proxy.set_blackhole(false);
+    eventually(60, "the outage's telemetry sent on reconnect", || {
+        pending(&cart) == 0 && em.counts().telemetry_events == 3
     })
     .await;
     cart.stop().await;
