@@ -426,14 +426,24 @@ async fn tls_failures_are_clear_and_mark_nothing_delivered() {
     let id = "cart-0012";
     let mut wrong_ca = link_config(&broker, broker.port(), id);
     wrong_ca.ca_file = Some(broker.pki().foreign_ca_pem_path());
-    nothing_delivered_with(wrong_ca, broker.client_cert(id), "tls").await;
+    nothing_delivered_with(
+        wrong_ca,
+        broker.client_cert(id),
+        "server certificate not signed by a trusted ca",
+    )
+    .await;
     let mut wrong_name = link_config(&broker, broker.port(), id);
     wrong_name.server_name = Some("payments.example.com".into());
-    nothing_delivered_with(wrong_name, broker.client_cert(id), "tls").await;
+    nothing_delivered_with(
+        wrong_name,
+        broker.client_cert(id),
+        "server certificate not valid for the server name",
+    )
+    .await;
     nothing_delivered_with(
         link_config(&broker, broker.port(), id),
         broker.pki().expired_client_cert(id),
-        "",
+        "broker rejected the client certificate: alert certificateexpired",
     )
     .await;
 }
