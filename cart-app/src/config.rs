@@ -314,6 +314,84 @@ mod tests {
         assert_eq!(config.ledger.retention_secs, defaults.ledger.retention_secs);
     }
 
+    /// Every `# key = value` line of the reference file, uncommented in
+    /// its table, gives exactly the code's defaults: a documented default
+    /// that drifted from the code fails here, naming the key. A line
+    /// ending in `# example` shows a value for a key without a default
+    /// (caps, the CA file, Wi-Fi) and stays out.
+    #[test]
+    fn reference_file_defaults_are_the_codes_defaults() {
+        let text = include_str!("../config/cart.toml");
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if !rest.ends_with("# example")
+                        && rest.split_once(" = ").is_some_and(|(k, _)| {
+                            !k.is_empty()
+                                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let documented: toml::Value =
+            toml::from_str(&uncommented).expect("the uncommented reference parses");
+        let documented = serde_json::to_value(documented).unwrap();
+        let code = serde_json::to_value(Config::default()).unwrap();
+        let mut drift = Vec::new();
+        fn compare(
+            path: &str,
+            doc: &serde_json::Value,
+            code: &serde_json::Value,
+            drift: &mut Vec<String>,
+        ) {
+            match (doc, code) {
+                (serde_json::Value::Object(d), serde_json::Value::Object(c)) => {
+                    for (k, dv) in d {
+                        let full = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        match c.get(k) {
+                            Some(cv) => compare(&full, dv, cv, drift),
+                            None => drift.push(format!(
+                                "{full}: documented {dv}, not in the code's defaults"
+                            )),
+                        }
+                    }
+                    // A key whose default is "unset" has an example line, or none.
+                    for k in c
+                        .iter()
+                        .filter(|(k, v)| !d.contains_key(*k) && !v.is_null())
+                        .map(|(k, _)| k)
+                    {
+                        let full = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        drift.push(format!("{full}: no documented default"));
+                    }
+                }
+                (serde_json::Value::Number(a), serde_json::Value::Number(b))
+                    if a.as_f64() == b.as_f64() => {}
+                _ if doc == code => {}
+                _ => drift.push(format!("{path}: documented {doc}, the code says {code}")),
+            }
+        }
+        compare("", &documented, &code, &mut drift);
+        assert!(
+            drift.is_empty(),
+            "the reference file's defaults drifted:\n{}",
+            drift.join("\n")
+        );
+    }
+
     #[test]
     fn reference_file_documents_every_key() {
         let text = include_str!("../config/cart.toml");
