@@ -25,6 +25,8 @@ use store_and_forward::{
 };
 use tracing::{info, warn};
 
+use crate::receipt::ReceiptSigner;
+
 /// What the shopper is shown at the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shown {
@@ -76,6 +78,9 @@ pub struct PayResult {
     pub shown: Shown,
     /// The masked PAN, for the receipt.
     pub masked_pan: Option<String>,
+    /// What the receipt's QR code carries, for an approval with a
+    /// configured receipt URL (see [`crate::receipt`]).
+    pub receipt_code: Option<String>,
 }
 
 /// Progress for the UI.
@@ -119,6 +124,8 @@ pub struct Checkout {
     online: Arc<AtomicBool>,
     /// How long the reader waits for a card.
     card_timeout: Duration,
+    /// Signs the receipts of approvals (a configured receipt URL).
+    receipts: Option<ReceiptSigner>,
 }
 
 impl Checkout {
@@ -137,7 +144,15 @@ impl Checkout {
             runtime,
             online: Arc::new(AtomicBool::new(true)),
             card_timeout: Duration::from_secs(60),
+            receipts: None,
         }
+    }
+
+    /// Signs the receipt of every approval with `signer` (after the
+    /// decision is committed, before the shopper sees it).
+    pub fn with_receipts(mut self, signer: ReceiptSigner) -> Checkout {
+        self.receipts = Some(signer);
+        self
     }
 
     /// Sets how long the reader waits for a card.
@@ -190,6 +205,7 @@ impl Checkout {
                     state: None,
                     shown: Shown::RefusedBeforeCard { reasons },
                     masked_pan: None,
+                    receipt_code: None,
                 });
             }
         }
@@ -224,6 +240,7 @@ impl Checkout {
                             state: None,
                             shown: Shown::Cancelled,
                             masked_pan: None,
+                            receipt_code: None,
                         }
                     } else {
                         no_card(key, code)
@@ -297,11 +314,22 @@ impl Checkout {
         if let Some(u) = &self.uplink {
             u.kick();
         }
+        let offline = match shown {
+            Shown::ApprovedOnline { .. } => Some(false),
+            Shown::ApprovedOffline => Some(true),
+            _ => None,
+        };
+        let receipt_code = self
+            .receipts
+            .as_ref()
+            .zip(offline)
+            .map(|(r, offline)| r.code(key, amount, offline));
         Ok(PayResult {
             key,
             state,
             shown,
             masked_pan: Some(card.masked_pan.clone()),
+            receipt_code,
         })
     }
 }
@@ -337,6 +365,7 @@ fn no_card(key: PaymentKey, code: PaymentErrorCode) -> PayResult {
         state: None,
         shown: Shown::NoCard { code },
         masked_pan: None,
+        receipt_code: None,
     }
 }
 

@@ -273,6 +273,17 @@ impl Config {
                 path: origin.to_owned(),
                 source,
             })?;
+        if !config.store.receipt_url.is_empty() {
+            store_and_forward::wire::receipt::check_base(&config.store.receipt_url).map_err(
+                |e| ConfigError::Invalid {
+                    path: origin.to_owned(),
+                    source: PolicyError {
+                        key: "store.receipt_url".into(),
+                        message: e.to_string(),
+                    },
+                },
+            )?;
+        }
         let mut deny_list = Vec::with_capacity(config.deny_list.fingerprints.len());
         for (i, f) in config.deny_list.fingerprints.iter().enumerate() {
             let bytes = hex::decode(f)
@@ -420,6 +431,20 @@ mod tests {
             }
         }
         walk("", &json, text);
+    }
+
+    #[test]
+    fn a_receipt_url_that_is_no_web_address_is_rejected_naming_the_key() {
+        let e = err("[store]\nreceipt_url = \"receipts.example.com\"\n");
+        assert!(
+            e.contains("store.receipt_url") && e.contains("not an absolute URL"),
+            "{e}"
+        );
+        Config::parse(
+            "[store]\nreceipt_url = \"https://receipts.example.com/r\"\n",
+            "cart.toml",
+        )
+        .expect("an https URL is fine");
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   systemd, the control socket's server.
 //! - [`logging`]: the journal with structured fields, or text.
 //! - `demo` (feature `demo`): the whole cart scripted on simulated devices.
+//! - [`receipt`]: the receipt's QR code, an e-receipt URL signed with the
+//!   cart's device key.
 //! - [`session`]: the shopping session as a state machine (scans, taps,
 //!   payments in; screen updates and device requests out).
 //! - [`watchdog`]: sd_notify, and a watchdog fed only by progress.
@@ -32,6 +34,7 @@ pub mod demo;
 pub mod demo_ledger;
 pub mod logging;
 pub mod provision;
+pub mod receipt;
 pub mod session;
 pub mod tpm;
 pub mod watchdog;

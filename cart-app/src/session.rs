@@ -525,7 +525,10 @@ pub fn result_screen(res: &PayResult, cart: CartView) -> Screen {
             cart: cart.clone(),
             payment_reference: reference,
             receipt_reference: receipt_number(&res.key),
-            receipt_code: res.key.to_string(),
+            receipt_code: res
+                .receipt_code
+                .clone()
+                .unwrap_or_else(|| res.key.to_string()),
             masked_pan: res.masked_pan.clone().unwrap_or_default(),
             offline,
         })

@@ -111,6 +111,7 @@ fn paid(kind: u8) -> Result<PayResult, String> {
         state: None,
         shown,
         masked_pan: Some("411111******1111".into()),
+        receipt_code: None,
     })
 }
 

@@ -45,6 +45,7 @@ fn paid(shown: Shown) -> Input {
         state: None,
         shown,
         masked_pan: Some("411111******1111".into()),
+        receipt_code: None,
     }))
 }
 
@@ -336,6 +337,7 @@ fn every_reason_code_reaches_its_own_screen() {
             state: None,
             shown,
             masked_pan: None,
+            receipt_code: None,
         };
         match result_screen(&res, CartView::default()) {
             Screen::Declined(r) => r,
@@ -414,6 +416,33 @@ fn every_reason_code_reaches_its_own_screen() {
         .map(|r| format!("{r:?}"))
         .collect();
     assert_eq!(reached, all, "every screen reason is reached");
+}
+
+#[test]
+fn a_signed_receipt_code_reaches_the_receipt_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = catalog(&dir);
+    let mut s = session();
+    s.handle(scan("4006381333931"), &c);
+    s.handle(Input::Ui(UiEvent::Checkout), &c);
+    s.handle(Input::Ui(UiEvent::Pay), &c);
+    let key = PaymentKey::new();
+    let code = format!("https://r.example/r?v=1&k={key}&s=abc");
+    let e = s.handle(
+        Input::PaymentDone(Ok(PayResult {
+            key,
+            state: None,
+            shown: Shown::ApprovedOffline,
+            masked_pan: None,
+            receipt_code: Some(code.clone()),
+        })),
+        &c,
+    );
+    let Screen::Approved(r) = screens(&e)[0] else {
+        panic!("{e:?}")
+    };
+    assert_eq!(r.receipt_code, code);
+    assert_eq!(r.receipt_reference, receipt_number(&key));
 }
 
 #[test]

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use backend_emulator::{Emulator, EmulatorConfig};
 use cart_app::checkout::{Checkout, PayEvent, Shown};
+use cart_app::receipt::ReceiptSigner;
 use hal::reader::driver::{DriverConfig, SerialReader};
 use hal::reader::message::UiEvent;
 use hal::reader::sim::{SimConfig, SimHandle, spawn_pty};
 use mqtt_harness::Broker;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use store_and_forward::counter::FileCounter;
 use store_and_forward::datakey::FileDataKey;
 use store_and_forward::policy::{LimitsConfig, OfflineReason};
@@ -44,6 +47,8 @@ struct Rig {
     emulator: Emulator,
     ledger: Arc<Mutex<Ledger>>,
     checkout: Checkout,
+    /// The cart's certificate (DER), for the receipts' check.
+    cert_der: Vec<u8>,
     sim: SimHandle,
     reader: SerialReader<serialport::TTYPort>,
 }
@@ -95,6 +100,8 @@ fn rig() -> Rig {
     let cert = Arc::new(SwappableClientCert::new(
         uplink::certified_key_from_pem_files(&c, &k).unwrap(),
     ));
+    let cert_der = CertificateDer::from_pem_file(&c).unwrap().to_vec();
+    let receipts = ReceiptSigner::new(RECEIPTS, id, cert.clone());
     let uplink = {
         let _g = rt.enter();
         let (link, incoming) =
@@ -112,7 +119,8 @@ fn rig() -> Rig {
         u
     };
     assert!(rt.block_on(uplink.link().wait_up(Duration::from_secs(20))));
-    let checkout = Checkout::new(ledger.clone(), Some((uplink, rt.handle().clone())));
+    let checkout =
+        Checkout::new(ledger.clone(), Some((uplink, rt.handle().clone()))).with_receipts(receipts);
     let sim = spawn_pty(SimConfig::from_fixtures(&fixtures()).unwrap()).unwrap();
     let reader = SerialReader::open(sim.path().to_str().unwrap(), DriverConfig::default()).unwrap();
     Rig {
@@ -122,10 +130,13 @@ fn rig() -> Rig {
         emulator,
         ledger,
         checkout,
+        cert_der,
         sim,
         reader,
     }
 }
+
+const RECEIPTS: &str = "https://receipts.example.com/r";
 
 fn eur(minor: i64) -> Money {
     Money::new(minor, Currency::new("EUR").unwrap())
@@ -164,6 +175,22 @@ fn online_offline_over_limit_and_declined_checkouts() {
         "{prompts:?}"
     );
     assert_eq!(res.masked_pan.as_deref(), Some("411111******1111"));
+    // Its receipt: signed by the cart, the payment charged at the backend.
+    let online_receipt = res.receipt_code.clone().expect("an approval has a receipt");
+    assert!(online_receipt.starts_with(RECEIPTS), "{online_receipt}");
+    let verdict = r
+        .emulator
+        .check_receipt(&online_receipt, &r.cert_der)
+        .expect("the receipt verifies");
+    assert!(verdict.charged && !verdict.claim.offline, "{verdict:?}");
+    assert_eq!(verdict.claim.key, res.key);
+    assert_eq!(verdict.claim.amount, eur(2_340));
+    // Changed on the way, it is refused.
+    let forged = online_receipt.replace("a=2340", "a=234");
+    assert!(
+        r.emulator.check_receipt(&forged, &r.cert_der).is_err(),
+        "{forged}"
+    );
 
     // Declined online by the processor.
     r.sim.queue_card("decline-insufficient-funds");
@@ -172,6 +199,7 @@ fn online_offline_over_limit_and_declined_checkouts() {
         .pay(&mut r.reader, eur(1_000), false, &mut |_| {}, &never)
         .unwrap();
     assert!(matches!(res.shown, Shown::DeclinedOnline { .. }), "{res:?}");
+    assert_eq!(res.receipt_code, None, "no receipt for a decline");
 
     // Link cut: approved offline within limits, declined over the cap.
     r.checkout
@@ -183,6 +211,16 @@ fn online_offline_over_limit_and_declined_checkouts() {
         .pay(&mut r.reader, eur(4_500), false, &mut |_| {}, &never)
         .unwrap();
     assert_eq!(offline.shown, Shown::ApprovedOffline);
+    // Signed offline: genuine, not known at the backend yet.
+    let offline_receipt = offline.receipt_code.clone().expect("a receipt");
+    let verdict = r
+        .emulator
+        .check_receipt(&offline_receipt, &r.cert_der)
+        .expect("the offline receipt verifies");
+    assert!(
+        verdict.claim.offline && verdict.payment.is_none(),
+        "{verdict:?}"
+    );
     // Over the per-payment cap while the link is known to be down: refused
     // before the reader is started (no card is asked for, nothing recorded).
     let mut over_prompts = Vec::new();
@@ -230,6 +268,11 @@ fn online_offline_over_limit_and_declined_checkouts() {
     });
     let counts = r.emulator.counts();
     assert_eq!(counts.charged, 2, "{counts:?}");
+    let verdict = r
+        .emulator
+        .check_receipt(&offline_receipt, &r.cert_der)
+        .unwrap();
+    assert!(verdict.charged, "forwarded and charged: {verdict:?}");
     assert_eq!(
         counts.undecryptable, 0,
         "the reader's ciphertext reached the processor"

@@ -334,3 +334,49 @@ fn tls12_connect_with_the_tpm_key() {
     );
     assert_eq!(signs.load(Ordering::SeqCst), 2, "CSR and one handshake");
 }
+
+/// The receipt's QR code is signed in the TPM with the device key the
+/// link presents, and the backend's check verifies it with the cart's
+/// certificate.
+#[test]
+fn receipts_are_signed_in_the_tpm() {
+    use cart_app::receipt::ReceiptSigner;
+    use store_and_forward::{Currency, Money, PaymentKey};
+    let broker = Broker::start();
+    let ca = DeviceCa::trusted_by(&broker);
+    let sim = Swtpm::start();
+    let cart = tpm(&sim);
+    let signs = Arc::new(AtomicUsize::new(0));
+    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
+        inner: Arc::new(cart.identity().expect("device key")),
+        signs: signs.clone(),
+    });
+    let request = csr::build(id.as_ref(), "cart-7").expect("CSR");
+    let cert = ca.certify(&request.der);
+    let key = certified_key(id, vec![cert.clone()]).expect("certified key");
+    let signer = ReceiptSigner::new(
+        "https://receipts.example.com/r",
+        "cart-7",
+        Arc::new(SwappableClientCert::new(key)),
+    );
+    let before = signs.load(Ordering::SeqCst);
+    let payment = PaymentKey::new();
+    let amount = Money::new(1_999, Currency::new("EUR").unwrap());
+    let url = signer.code(payment, amount, true);
+    assert_eq!(
+        signs.load(Ordering::SeqCst),
+        before + 1,
+        "signed in the TPM"
+    );
+    let verdict = backend_emulator::receipts::check(&url, &cert, &[]).expect("verifies");
+    assert_eq!(verdict.claim, signer.claim(payment, amount, true));
+    assert!(verdict.payment.is_none(), "not forwarded yet");
+    // Another cart's certificate does not vouch for it.
+    let other = ca.certify(
+        &csr::build(&*Arc::new(cart.identity().unwrap()), "cart-8")
+            .unwrap()
+            .der,
+    );
+    let e = backend_emulator::receipts::check(&url, &other, &[]).unwrap_err();
+    assert!(e.to_string().contains("cart-8"), "{e}");
+}

@@ -184,9 +184,17 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     let (uplink_stop_tx, uplink_stop_rx) = tokio::sync::watch::channel(false);
     let (rotation_tx, rotation_rx) = tokio::sync::mpsc::channel::<Trigger>(8);
     let mut wifi_tx = None;
+    let mut receipts = None;
     let (uplink, provisioning) = match parts::load_identity(&loaded, &anchors, &ledger, &rt)? {
         parts::Identity::Ready { cert, summary } => {
             let _guard = rt.enter();
+            if !config.store.receipt_url.is_empty() {
+                receipts = Some(crate::receipt::ReceiptSigner::new(
+                    &config.store.receipt_url,
+                    &config.cart_id,
+                    cert.clone(),
+                ));
+            }
             let fleet_api = anchors.tpm.is_some();
             let (link, mut incoming) = parts::start_link(&loaded, cert.clone(), fleet_api)?;
             // The certificate API's answers go to the rotation, the rest to the sync.
@@ -297,11 +305,14 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     ));
     let cancel = Arc::new(AtomicBool::new(false));
     let (job_tx, job_rx) = mpsc::channel();
-    let checkout = Checkout::new(
+    let mut checkout = Checkout::new(
         ledger.clone(),
         uplink.clone().map(|u| (u, rt.handle().clone())),
     )
     .with_card_timeout(checkout_timeout);
+    if let Some(r) = receipts {
+        checkout = checkout.with_receipts(r);
+    }
     let payments = threads::spawn_payments(
         job_rx,
         config.reader.port.clone(),

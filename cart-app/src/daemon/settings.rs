@@ -77,6 +77,11 @@ pub struct StoreSettings {
     /// Tax rates per tax class of the catalog, in basis points (1900 = 19 %);
     /// prices include tax.
     pub tax_rates: TaxTable,
+    /// The store's e-receipt page (an absolute http(s) URL): the receipt's
+    /// QR code is this URL naming the payment and signed by the cart
+    /// (`store_and_forward::wire::receipt`). Empty: the code carries the
+    /// bare payment key.
+    pub receipt_url: String,
 }
 
 impl Default for StoreSettings {
@@ -86,6 +91,7 @@ impl Default for StoreSettings {
             tax_rates: TaxTable(
                 [("standard".to_string(), 1900), ("reduced".to_string(), 700)].into(),
             ),
+            receipt_url: String::new(),
         }
     }
 }

@@ -189,6 +189,9 @@ EUR = 50000
 [catalog]
 path = "{catalog}"
 
+[store]
+receipt_url = "https://receipts.example.com/r"
+
 [link]
 host = "127.0.0.1"
 port = {port}

@@ -11,12 +11,15 @@
 //! - `topics.rs`: topic names.
 //! - [`fleet`]: AWS IoT fleet provisioning's MQTT API (AWS's topics and
 //!   payloads, outside our envelope), spoken by provisioning and rotation.
+//! - [`receipt`]: the receipt's QR code, an e-receipt URL carrying the
+//!   payment and the cart's signature over it (device key).
 //! - `telemetry.rs`: packing telemetry into messages that fill the 5 KB
 //!   metering unit.
 
 pub mod down;
 mod envelope;
 pub mod fleet;
+pub mod receipt;
 pub mod telemetry;
 pub mod topics;
 pub mod up;

@@ -154,6 +154,44 @@ impl Emulator {
             .collect()
     }
 
+    /// The e-receipt page's check of a receipt URL (a receipt's QR code),
+    /// with the certificate of the cart it names (DER): see
+    /// [`crate::receipts`].
+    pub fn check_receipt(
+        &self,
+        url: &str,
+        cart_certificate: &[u8],
+    ) -> Result<crate::receipts::ReceiptVerdict, crate::receipts::ReceiptRefused> {
+        crate::receipts::check(url, cart_certificate, &self.payments())
+    }
+
+    /// The e-receipt page's check of a receipt URL against the
+    /// certificates this backend issued to the cart it names (fleet
+    /// provisioning and rotations; an older key's receipts stay valid).
+    pub fn verify_receipt(
+        &self,
+        url: &str,
+    ) -> Result<crate::receipts::ReceiptVerdict, crate::receipts::ReceiptRefused> {
+        let cart = store_and_forward::wire::receipt::SignedReceipt::parse(url)?
+            .claim
+            .cart_id;
+        let certs = self
+            .fleet()
+            .map(|f| f.certificates(&cart))
+            .unwrap_or_default();
+        let mut last = crate::receipts::ReceiptRefused::NoCertificate(cart);
+        for c in certs
+            .iter()
+            .filter(|c| c.status != crate::fleet::CertStatus::PendingActivation)
+        {
+            match self.check_receipt(url, &c.der) {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Acks received, in order.
     pub fn acks(&self) -> Vec<(String, Ack)> {
         lock(&self.state).acks.clone()

@@ -109,6 +109,9 @@ pub struct CertView {
     pub reported_orphan: bool,
     /// Why it was deleted or deactivated.
     pub because: Option<String>,
+    /// The certificate (DER), to check what the cart signed with it.
+    #[serde(skip)]
+    pub der: Vec<u8>,
 }
 
 struct Cert {
@@ -279,6 +282,7 @@ impl Fleet {
                     not_after,
                     reported_orphan: false,
                     because: None,
+                    der: cert.der().to_vec(),
                 },
                 token: token.clone(),
                 issued: now,

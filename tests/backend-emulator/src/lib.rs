@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`processor`]: card data decryption and the test cards' rules.
 //! - [`emulator`]: the MQTT side: requests in, answers and updates out.
+//! - [`receipts`]: the e-receipt page's check of a receipt URL.
 //! - [`counts`]: what it saw, for tests (API) and scripts (JSON).
 //! - [`fleet`]: AWS IoT fleet provisioning (CreateCertificateFromCsr,
 //!   RegisterThing) and the certificate registry per cart.
@@ -19,7 +20,9 @@ pub mod counts;
 pub mod emulator;
 pub mod fleet;
 pub mod processor;
+pub mod receipts;
 
 pub use counts::{Counts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};
 pub use fleet::{CertStatus, CertView, Fleet, FleetConfig};
+pub use receipts::{ReceiptRefused, ReceiptVerdict};

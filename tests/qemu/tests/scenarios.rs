@@ -437,6 +437,24 @@ fn checkout(cart: &mut Cart) {
     }
     let counts = cart.cloud.emulator.counts();
     assert_eq!(counts.payment_duplicates, 0, "{counts:?}");
+    // The receipt's QR code, signed in the guest's TPM: the journal's
+    // RECEIPT field, checked as the e-receipt page would (the certificate
+    // fleet provisioning issued, the payment charged).
+    let journal =
+        cart.must(r#"journalctl -b -u cart-app -o json --no-pager | grep "\"RECEIPT\"" || true"#);
+    let receipt = journal
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("RECEIPT").and_then(|r| r.as_str()).map(str::to_owned))
+        .next();
+    let Some(receipt) = receipt else {
+        cart.fail("no 'receipt made' line with a RECEIPT field in the journal");
+    };
+    match cart.cloud.emulator.verify_receipt(&receipt) {
+        Ok(v) if v.charged => {}
+        other => cart.fail(&format!("the receipt {receipt} did not check: {other:?}")),
+    }
 }
 
 /// Scenario 4: the cable is pulled: an offline approval within the limits,

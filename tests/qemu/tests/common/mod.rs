@@ -100,6 +100,10 @@ connect_timeout_secs = 30
 # A pulled cable is noticed within two keep-alives (scenario 4).
 keep_alive_secs = 10
 
+[store]
+# The receipt's QR code: this page, the payment, the cart's TPM signature.
+receipt_url = "https://receipts.example.com/r"
+
 [sync]
 auth_timeout_ms = 10000
 status_interval_secs = 30
