@@ -146,6 +146,49 @@ impl Basket {
         })
     }
 
+    /// Whether a line is pieces at the unit price, so the shopper may take
+    /// one less or one more (weighed and price-labelled lines are not).
+    pub fn adjustable(&self, line: usize) -> bool {
+        self.lines.get(line).is_some_and(|l| {
+            l.weight_g.is_none() && l.total.minor == l.unit_price.minor * i64::from(l.quantity)
+        })
+    }
+
+    /// One piece more on a line of pieces, as scanning it again would do
+    /// (an age-restricted item asks for the age check again). `None`: no
+    /// such line, or it is not [`Basket::adjustable`].
+    pub fn one_more(&mut self, line: usize) -> Option<Scanned> {
+        if !self.adjustable(line) {
+            return None;
+        }
+        let l = &mut self.lines[line];
+        l.quantity += 1;
+        l.total.minor += l.unit_price.minor;
+        Some(match l.min_age {
+            Some(age) => {
+                self.age_check = Some(self.age_check.map_or(age, |a| a.max(age)));
+                Scanned::NeedsAgeCheck { line, min_age: age }
+            }
+            None => Scanned::Added { line },
+        })
+    }
+
+    /// One piece less on a line of pieces; the last one removes the line
+    /// (then `Some(true)`). `None`: no such line, or not adjustable.
+    pub fn one_less(&mut self, line: usize) -> Option<bool> {
+        if !self.adjustable(line) {
+            return None;
+        }
+        let l = &mut self.lines[line];
+        if l.quantity <= 1 {
+            self.remove(line);
+            return Some(true);
+        }
+        l.quantity -= 1;
+        l.total.minor -= l.unit_price.minor;
+        Some(false)
+    }
+
     /// Empties the basket (after payment, or the shopper walks away).
     pub fn clear(&mut self) {
         self.lines.clear();
@@ -316,6 +359,42 @@ mod tests {
         let table = TaxTable([("standard".to_string(), 1900)].into());
         assert_eq!(b.tax(&table)["standard"].minor, 60);
         assert!(b.can_pay());
+    }
+
+    #[test]
+    fn one_less_and_one_more_on_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        c.import_csv(CSV).unwrap();
+        let mut b = Basket::new(Currency::new("EUR").unwrap());
+        b.scan(&scan("4006381333931"), &c, true).unwrap();
+        b.scan(&scan("4006381333931"), &c, true).unwrap();
+        assert!(b.adjustable(0));
+        assert_eq!(b.one_less(0), Some(false), "a line of two keeps one");
+        assert_eq!((b.lines()[0].quantity, b.total().minor), (1, 189));
+        assert_eq!(b.one_more(0), Some(Scanned::Added { line: 0 }));
+        assert_eq!((b.lines()[0].quantity, b.total().minor), (2, 378));
+        // An age-restricted piece asks again, as a scan would.
+        b.scan(&scan("5000267024202"), &c, true).unwrap();
+        assert_eq!(
+            b.scan(&scan("]C1STAFF:0042"), &c, true).unwrap(),
+            Scanned::AgeCheckCleared
+        );
+        assert!(b.can_pay());
+        assert_eq!(
+            b.one_more(1),
+            Some(Scanned::NeedsAgeCheck {
+                line: 1,
+                min_age: 18
+            })
+        );
+        assert!(!b.can_pay());
+        // The last one less takes the line (and its age check).
+        assert_eq!(b.one_less(1), Some(false));
+        assert_eq!(b.one_less(1), Some(true));
+        assert_eq!(b.lines().len(), 1);
+        assert!(b.can_pay());
+        assert_eq!(b.one_less(5), None, "no such line");
     }
 
     #[test]

@@ -401,6 +401,40 @@ impl Session {
                     out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
                 }
             }
+            UiEvent::OneMore { line_id } if !matches!(self.phase, Phase::Paying | Phase::Done) => {
+                let Some(i) = self.ids.iter().position(|id| *id == line_id) else {
+                    return;
+                };
+                let Some(scanned) = self.basket.one_more(i) else {
+                    return;
+                };
+                self.phase = Phase::Shopping;
+                out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+                // One more of an age-restricted item asks again, as a scan.
+                let screen = match scanned {
+                    Scanned::NeedsAgeCheck { line, .. } => Screen::AgeCheck(AgeCheckView {
+                        line_id: self.ids[line],
+                        item_name: self.basket.lines()[line].name.clone(),
+                        staff_called: false,
+                    }),
+                    _ => self.resting_screen(),
+                };
+                out.push(Effect::View(ViewUpdate::Screen(screen)));
+            }
+            UiEvent::OneLess { line_id } if !matches!(self.phase, Phase::Paying | Phase::Done) => {
+                let Some(i) = self.ids.iter().position(|id| *id == line_id) else {
+                    return;
+                };
+                let Some(removed) = self.basket.one_less(i) else {
+                    return;
+                };
+                if removed {
+                    self.ids.remove(i);
+                }
+                self.phase = Phase::Shopping;
+                out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
+                out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
+            }
             UiEvent::RequestStaff { line_id }
                 if matches!(self.phase, Phase::Shopping | Phase::Checkout)
                     && self.basket.pending_age_check().is_some() =>
@@ -511,6 +545,7 @@ pub fn cart_view(basket: &Basket, taxes: &TaxTable, line_id: impl Fn(usize) -> u
                 unit_price_minor: l.unit_price.minor,
                 line_total_minor: l.total.minor,
                 age_restricted: l.min_age.is_some(),
+                adjustable: basket.adjustable(i),
             })
             .collect(),
         total_minor: basket.total().minor,

@@ -64,6 +64,8 @@ fn step() -> impl Strategy<Value = Step> {
             Just(UiAction::TryAgain),
             Just(UiAction::Done),
             (0i32..4).prop_map(UiAction::RemoveRow),
+            (0i32..4).prop_map(UiAction::LessRow),
+            (0i32..4).prop_map(UiAction::MoreRow),
             Just(UiAction::CallStaff),
             Just(UiAction::RemoveAgeItem),
             Just(UiAction::SetLanguage("de".into())),
@@ -323,6 +325,25 @@ fn check_controls(cart: &mut Cart, catalog: &Catalog) -> Result<(), TestCaseErro
                 c.ui.screen(),
                 Screen::Shopping | Screen::Idle | Screen::Fault(_)
             ));
+            // Row 0 is the newest line: pieces have − and +.
+            let newest = before - 1;
+            if cart.session.basket().adjustable(newest) {
+                let pieces = |c: &Cart| -> u32 {
+                    c.session.basket().lines().iter().map(|l| l.quantity).sum()
+                };
+                let c = tap(UiAction::MoreRow(0));
+                prop_assert_eq!(pieces(&c), pieces(cart) + 1, "One more");
+                prop_assert!(matches!(
+                    c.ui.screen(),
+                    Screen::Shopping | Screen::AgeCheck(_) | Screen::Fault(_)
+                ));
+                let c = tap(UiAction::LessRow(0));
+                prop_assert_eq!(pieces(&c), pieces(cart) - 1, "One less");
+                prop_assert!(matches!(
+                    c.ui.screen(),
+                    Screen::Shopping | Screen::Idle | Screen::Fault(_)
+                ));
+            }
         }
         Screen::Checkout => {
             let c = tap(UiAction::BackToCart);

@@ -54,6 +54,7 @@ fn main() {
             unit_price_minor: price,
             line_total_minor: price * (1 + (i % 3) as i64),
             age_restricted: i % 17 == 0,
+            adjustable: i % 5 != 0,
         });
         cart.total_minor += price * (1 + (i % 3) as i64);
         cart.tax_minor = cart.total_minor * 7 / 107;

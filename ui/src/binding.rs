@@ -121,6 +121,10 @@ fn wire_callbacks(window: &CheckoutWindow, controller: &Shared) {
     cart.on_back_to_cart(move || a(UiAction::BackToCart));
     let a = Rc::clone(&act);
     cart.on_remove_line(move |index| a(UiAction::RemoveRow(index)));
+    let a = Rc::clone(&act);
+    cart.on_less_line(move |index| a(UiAction::LessRow(index)));
+    let a = Rc::clone(&act);
+    cart.on_more_line(move |index| a(UiAction::MoreRow(index)));
     let pay = window.global::<PaymentAdapter>();
     let a = Rc::clone(&act);
     pay.on_pay(move || a(UiAction::Pay));

@@ -67,6 +67,10 @@ pub enum UiAction {
     Done,
     /// Tapped "Remove" on the shopping list row at this index (newest first).
     RemoveRow(i32),
+    /// Tapped "−" on the row at this index: one piece less.
+    LessRow(i32),
+    /// Tapped "+" on the row at this index: one piece more.
+    MoreRow(i32),
     /// Tapped "Call staff" on the age check.
     CallStaff,
     /// Tapped "Remove item" on the age check.
@@ -171,11 +175,15 @@ impl CheckoutController {
             UiAction::Cancel => UiEvent::CancelPayment,
             UiAction::TryAgain => UiEvent::TryAgain,
             UiAction::Done => UiEvent::Done,
-            UiAction::RemoveRow(index) => {
-                let line_id = usize::try_from(index)
+            UiAction::RemoveRow(index) | UiAction::LessRow(index) | UiAction::MoreRow(index) => {
+                let line_id = *usize::try_from(index)
                     .ok()
                     .and_then(|i| self.line_ids.get(i))?;
-                UiEvent::RemoveLine { line_id: *line_id }
+                match action {
+                    UiAction::LessRow(_) => UiEvent::OneLess { line_id },
+                    UiAction::MoreRow(_) => UiEvent::OneMore { line_id },
+                    _ => UiEvent::RemoveLine { line_id },
+                }
             }
             UiAction::CallStaff | UiAction::RemoveAgeItem => {
                 let Screen::AgeCheck(age) = &self.screen else {

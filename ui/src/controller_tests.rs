@@ -14,6 +14,7 @@ fn line(line_id: u64, name: &str, quantity: Quantity, unit: i64, total: i64) -> 
         unit_price_minor: unit,
         line_total_minor: total,
         age_restricted: false,
+        adjustable: matches!(quantity, Quantity::Units(_)),
     }
 }
 
@@ -61,6 +62,13 @@ fn remove_row_names_the_daemon_line_id() {
     // A stale index (the row is gone) sends nothing.
     c.on_action(UiAction::RemoveRow(7));
     c.on_action(UiAction::RemoveRow(-1));
+    assert!(rx.try_recv().is_err());
+    // One less, one more: the same row's line.
+    c.on_action(UiAction::LessRow(1));
+    assert_eq!(rx.try_recv(), Ok(UiEvent::OneLess { line_id: 10 }));
+    c.on_action(UiAction::MoreRow(1));
+    assert_eq!(rx.try_recv(), Ok(UiEvent::OneMore { line_id: 10 }));
+    c.on_action(UiAction::MoreRow(9));
     assert!(rx.try_recv().is_err());
 }
 

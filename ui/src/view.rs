@@ -56,6 +56,9 @@ pub struct LineView {
     pub line_total_minor: i64,
     /// The item needs a staff member's age check before payment.
     pub age_restricted: bool,
+    /// Pieces at the unit price: the shopper may take one less or one
+    /// more (weighed and price-labelled lines are removed whole).
+    pub adjustable: bool,
 }
 
 /// The cart and its running total.
@@ -262,6 +265,16 @@ pub enum UiEvent {
     Done,
     /// Remove a line from the cart.
     RemoveLine {
+        /// The line's id.
+        line_id: u64,
+    },
+    /// One piece less on a line of pieces (the last one removes the line).
+    OneLess {
+        /// The line's id.
+        line_id: u64,
+    },
+    /// One piece more on a line of pieces.
+    OneMore {
         /// The line's id.
         line_id: u64,
     },

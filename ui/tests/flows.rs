@@ -197,12 +197,25 @@ fn remove_an_item_from_the_list() {
     d.scan(APPLES);
     assert!(shows(&d, "Apples (loose)"));
     assert!(shows(&d, "0.756 kg x EUR 2.99 / kg"));
-    let events = tap(&mut d, "Remove Organic whole milk 1 l");
-    assert!(matches!(events.as_slice(), [UiEvent::RemoveLine { .. }]));
+    // Pieces: one more, one less; the last one less takes the line.
+    assert!(
+        buttons(&d, "Remove Organic whole milk 1 l").is_empty(),
+        "pieces have − and +"
+    );
+    let events = tap(&mut d, "One more Organic whole milk 1 l");
+    assert!(matches!(events.as_slice(), [UiEvent::OneMore { .. }]));
+    assert!(shows(&d, "2 x EUR 1.29"));
+    tap(&mut d, "One less Organic whole milk 1 l");
+    assert!(shows(&d, "1 x EUR 1.29"));
+    let events = tap(&mut d, "One less Organic whole milk 1 l");
+    assert!(matches!(events.as_slice(), [UiEvent::OneLess { .. }]));
     assert_eq!(d.line_count(), 1);
     assert!(!shows(&d, "Organic whole milk 1 l"));
     assert!(shows(&d, "Apples (loose)"));
-    tap(&mut d, "Remove Apples (loose)");
+    // A weighed line is removed whole.
+    assert!(buttons(&d, "One less Apples (loose)").is_empty());
+    let events = tap(&mut d, "Remove Apples (loose)");
+    assert!(matches!(events.as_slice(), [UiEvent::RemoveLine { .. }]));
     assert!(
         shows(&d, "Welcome!"),
         "an empty cart is back to the welcome"

@@ -95,6 +95,7 @@ impl Daemon {
                     unit_price_minor: p.price_minor,
                     line_total_minor: line_total,
                     age_restricted: p.age_restricted,
+                    adjustable: !p.weighed,
                 }
             })
             .collect();
@@ -191,6 +192,25 @@ impl Daemon {
                 }
                 UiEvent::RemoveLine { line_id } => {
                     self.lines.retain(|(id, _, _)| id != line_id);
+                    self.ui.update(ViewUpdate::Cart(self.cart()));
+                    let screen = if self.lines.is_empty() {
+                        Screen::Idle
+                    } else {
+                        Screen::Shopping
+                    };
+                    self.ui.update(ViewUpdate::Screen(screen));
+                }
+                UiEvent::OneMore { line_id } | UiEvent::OneLess { line_id } => {
+                    let more = matches!(event, UiEvent::OneMore { .. });
+                    for (id, _, q) in &mut self.lines {
+                        if id == line_id
+                            && let Quantity::Units(n) = q
+                        {
+                            *n = if more { *n + 1 } else { n.saturating_sub(1) };
+                        }
+                    }
+                    self.lines
+                        .retain(|(_, _, q)| !matches!(q, Quantity::Units(0)));
                     self.ui.update(ViewUpdate::Cart(self.cart()));
                     let screen = if self.lines.is_empty() {
                         Screen::Idle
