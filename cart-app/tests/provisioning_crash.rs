@@ -426,7 +426,13 @@ fn check_rotated(
     assert!(!cart.dir.config.next_certificate().exists());
     // The new key was made inside the TPM, as the first one.
     let public = cart.swtpm.tpm2("tpm2_readpublic", &["-c", &active_handle]);
-    for attr in ["fixedtpm", "fixedparent", "sensitivedataorigin", "sign"] {
+    for attr in [
+        "fixedtpm",
+        "fixedparent",
+        "sensitivedataorigin",
+        "noda",
+        "sign",
+    ] {
         assert!(public.contains(attr), "{attr} missing: {public}");
     }
     cart.check_working_pair(broker, rt);

@@ -30,6 +30,7 @@ fn device_key_attributes_seen_by_tpm2_tools() {
         "fixedparent",
         "sensitivedataorigin",
         "userwithauth",
+        "noda",
         "sign",
     ] {
         assert!(
@@ -177,4 +178,21 @@ fn bad_tcti_and_absent_tpm_are_errors() {
         Tpm::open(&sim.tcti()).and_then(|t| t.identity(0x1234)),
         Err(IdentityError::Tpm { .. } | IdentityError::BadHandle { .. })
     ));
+}
+
+/// Power cuts while the key is in use (an unorderly shutdown after a
+/// DA-protected use counts as a failed authorization): the key keeps
+/// signing. With DA protection it was locked out after a few cuts.
+#[test]
+fn the_key_survives_power_cuts_while_in_use() {
+    let sim = Swtpm::start();
+    for cut in 0..12 {
+        let tpm = Tpm::open(&sim.tcti()).expect("open");
+        let id = tpm.identity(DEVICE_KEY_HANDLE).expect("create or reopen");
+        id.sign_digest(&[cut as u8; 32])
+            .unwrap_or_else(|e| panic!("sign after {cut} power cuts: {e}"));
+        drop(id);
+        drop(tpm);
+        sim.restart(); // killed: no TPM2_Shutdown, as a power cut
+    }
 }

@@ -280,7 +280,13 @@ fn first_boot(cart: &mut Cart) {
         cart.fail(&format!("private key files on the cart's disk:\n{keys}"));
     }
     let public = cart.must("TPM2TOOLS_TCTI=device:/dev/tpmrm0 tpm2_readpublic -c 0x81000100");
-    for attr in ["fixedtpm", "fixedparent", "sensitivedataorigin", "sign"] {
+    for attr in [
+        "fixedtpm",
+        "fixedparent",
+        "sensitivedataorigin",
+        "noda",
+        "sign",
+    ] {
         assert!(public.contains(attr), "device key lacks {attr}:\n{public}");
     }
 

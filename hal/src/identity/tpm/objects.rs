@@ -53,12 +53,39 @@ pub(super) fn srk_template() -> tss_esapi::Result<Public> {
 
 /// The device key's template: ECC P-256, sign only, ECDSA with SHA-256,
 /// fixedTPM, fixedParent, sensitiveDataOrigin (made inside the TPM),
-/// userWithAuth with an empty auth value.
+/// userWithAuth with an empty auth value, and noDA.
+///
+/// noDA because a TPM counts an unorderly shutdown after a DA-protected
+/// use as a failed authorization: a cart that loses power a few times
+/// while its key is in use (every TLS handshake, every signed receipt)
+/// locked its own device key out (`TPM_RC_LOCKOUT`, seen in the QEMU
+/// suite's power cuts) and could not reach the cloud until the lockout
+/// recovery time passed. With an empty auth value there is nothing for a
+/// dictionary attack to guess; the key's protection is fixedTPM.
 pub(super) fn device_key_template() -> tss_esapi::Result<Public> {
-    tss_esapi::utils::create_unrestricted_signing_ecc_public(
-        EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
-        EccCurve::NistP256,
-    )
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_decrypt(false)
+        .with_sign_encrypt(true)
+        .with_restricted(false)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_unrestricted_signing_key(
+                EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)),
+                EccCurve::NistP256,
+            )
+            .build()?,
+        )
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
 }
 
 /// The sealed data object's template: a keyed-hash object with no scheme
