@@ -164,13 +164,7 @@ impl Basket {
         let l = &mut self.lines[line];
         l.quantity += 1;
         l.total.minor += l.unit_price.minor;
-        Some(match l.min_age {
-            Some(age) => {
-                self.age_check = Some(self.age_check.map_or(age, |a| a.max(age)));
-                Scanned::NeedsAgeCheck { line, min_age: age }
-            }
-            None => Scanned::Added { line },
-        })
+        Some(self.added(line))
     }
 
     /// One piece less on a line of pieces; the last one removes the line
@@ -249,13 +243,18 @@ impl Basket {
             _ => {}
         }
         let line = self.add(item, measure);
-        Ok(match self.lines[line].min_age {
+        Ok(self.added(line))
+    }
+
+    /// A piece went onto `line`: an age-restricted item arms the age check.
+    fn added(&mut self, line: usize) -> Scanned {
+        match self.lines[line].min_age {
             Some(age) => {
                 self.age_check = Some(self.age_check.map_or(age, |a| a.max(age)));
                 Scanned::NeedsAgeCheck { line, min_age: age }
             }
             None => Scanned::Added { line },
-        })
+        }
     }
 
     fn add(&mut self, item: Item, measure: Option<Measure>) -> usize {

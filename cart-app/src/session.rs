@@ -116,6 +116,15 @@ impl Session {
         cart_view(&self.basket, &self.taxes, |i| self.ids[i])
     }
 
+    /// The age check for `line`, staff not called yet.
+    fn age_check_screen(&self, line: usize) -> Screen {
+        Screen::AgeCheck(AgeCheckView {
+            line_id: self.ids[line],
+            item_name: self.basket.lines()[line].name.clone(),
+            staff_called: false,
+        })
+    }
+
     fn start_if_idle(&mut self, out: &mut Vec<Effect>) {
         if self.phase == Phase::Idle {
             self.session_no += 1;
@@ -289,13 +298,9 @@ impl Session {
                 out.push(Effect::View(ViewUpdate::Notice(None)));
                 self.phase = Phase::Shopping;
                 out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
-                out.push(Effect::View(ViewUpdate::Screen(Screen::AgeCheck(
-                    AgeCheckView {
-                        line_id: self.ids[line],
-                        item_name: self.basket.lines()[line].name.clone(),
-                        staff_called: false,
-                    },
-                ))));
+                out.push(Effect::View(ViewUpdate::Screen(
+                    self.age_check_screen(line),
+                )));
             }
             Scanned::AgeCheckCleared => {
                 // Back to the list, whichever screen asked for the check
@@ -363,21 +368,10 @@ impl Session {
                     out.push(Effect::StartPayment {
                         amount: self.basket.total(),
                     });
-                } else if let Some((i, l)) = self
-                    .basket
-                    .lines()
-                    .iter()
-                    .enumerate()
-                    .find(|(_, l)| l.min_age.is_some())
+                } else if let Some(i) = self.basket.lines().iter().position(|l| l.min_age.is_some())
                     && self.basket.pending_age_check().is_some()
                 {
-                    out.push(Effect::View(ViewUpdate::Screen(Screen::AgeCheck(
-                        AgeCheckView {
-                            line_id: self.ids[i],
-                            item_name: l.name.clone(),
-                            staff_called: false,
-                        },
-                    ))));
+                    out.push(Effect::View(ViewUpdate::Screen(self.age_check_screen(i))));
                 }
             }
             UiEvent::CancelPayment if self.phase == Phase::Paying => {
@@ -412,11 +406,7 @@ impl Session {
                 out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
                 // One more of an age-restricted item asks again, as a scan.
                 let screen = match scanned {
-                    Scanned::NeedsAgeCheck { line, .. } => Screen::AgeCheck(AgeCheckView {
-                        line_id: self.ids[line],
-                        item_name: self.basket.lines()[line].name.clone(),
-                        staff_called: false,
-                    }),
+                    Scanned::NeedsAgeCheck { line, .. } => self.age_check_screen(line),
                     _ => self.resting_screen(),
                 };
                 out.push(Effect::View(ViewUpdate::Screen(screen)));

@@ -101,6 +101,27 @@ fn link_config(broker: &Broker, cart: &str) -> LinkConfig {
     }
 }
 
+/// The cart's TPM device key, counting its signatures, and its
+/// certificate from `ca` with CN `cn` (the CSR signed in the TPM).
+fn counted_tpm_key(
+    cart: &CartTpm,
+    ca: &DeviceCa,
+    cn: &str,
+) -> (
+    Arc<dyn DeviceIdentity>,
+    Arc<AtomicUsize>,
+    CertificateDer<'static>,
+) {
+    let signs = Arc::new(AtomicUsize::new(0));
+    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
+        inner: Arc::new(cart.identity().expect("device key")),
+        signs: signs.clone(),
+    });
+    let request = csr::build(id.as_ref(), cn).expect("CSR");
+    let cert = ca.certify(&request.der);
+    (id, signs, cert)
+}
+
 fn tpm(sim: &Swtpm) -> CartTpm {
     CartTpm::open(TpmConfig {
         tcti: sim.tcti(),
@@ -115,13 +136,7 @@ async fn mutual_tls_to_mosquitto_with_the_tpm_key() {
     let ca = DeviceCa::trusted_by(&broker);
     let sim = Swtpm::start();
     let cart = tpm(&sim);
-    let signs = Arc::new(AtomicUsize::new(0));
-    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
-        inner: Arc::new(cart.identity().expect("device key")),
-        signs: signs.clone(),
-    });
-    let request = csr::build(id.as_ref(), "cart-7").expect("CSR");
-    let cert = ca.certify(&request.der);
+    let (id, signs, cert) = counted_tpm_key(&cart, &ca, "cart-7");
     let key = certified_key(id.clone(), vec![cert]).expect("certified key");
     let source = Arc::new(SwappableClientCert::new(key));
 
@@ -188,16 +203,11 @@ async fn swap_from_a_file_key_to_the_tpm_key() {
 
     let sim = Swtpm::start();
     let cart = tpm(&sim);
-    let signs = Arc::new(AtomicUsize::new(0));
-    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
-        inner: Arc::new(cart.identity().expect("device key")),
-        signs: signs.clone(),
-    });
-    let request = csr::build(id.as_ref(), "cart-7").expect("CSR");
+    let (id, signs, cert) = counted_tpm_key(&cart, &ca, "cart-7");
     let cert_path = sim.state_dir().join("device.pem");
     let pem = format!(
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        pem_body(&ca.certify(&request.der))
+        pem_body(&cert)
     );
     fs::write(&cert_path, pem).expect("write certificate");
     let tpm_key = certified_key_from_pem_file(id, &cert_path).expect("TPM certified key");
@@ -303,13 +313,8 @@ fn tls12_connect_with_the_tpm_key() {
     let ca = DeviceCa::trusted_by(&broker);
     let sim = Swtpm::start();
     let cart = tpm(&sim);
-    let signs = Arc::new(AtomicUsize::new(0));
-    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
-        inner: Arc::new(cart.identity().expect("device key")),
-        signs: signs.clone(),
-    });
-    let request = csr::build(id.as_ref(), "cart-7").expect("CSR");
-    let key = certified_key(id, vec![ca.certify(&request.der)]).expect("certified key");
+    let (id, signs, cert) = counted_tpm_key(&cart, &ca, "cart-7");
+    let key = certified_key(id, vec![cert]).expect("certified key");
     let roots = root_store_from_pem_file(&broker.ca_pem_path()).expect("roots");
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS12])
@@ -346,13 +351,7 @@ fn receipts_are_signed_in_the_tpm() {
     let ca = DeviceCa::trusted_by(&broker);
     let sim = Swtpm::start();
     let cart = tpm(&sim);
-    let signs = Arc::new(AtomicUsize::new(0));
-    let id: Arc<dyn DeviceIdentity> = Arc::new(Counting {
-        inner: Arc::new(cart.identity().expect("device key")),
-        signs: signs.clone(),
-    });
-    let request = csr::build(id.as_ref(), "cart-7").expect("CSR");
-    let cert = ca.certify(&request.der);
+    let (id, signs, cert) = counted_tpm_key(&cart, &ca, "cart-7");
     let key = certified_key(id, vec![cert.clone()]).expect("certified key");
     let signer = ReceiptSigner::new(
         "https://receipts.example.com/r",
@@ -372,11 +371,7 @@ fn receipts_are_signed_in_the_tpm() {
     assert_eq!(verdict.claim, signer.claim(payment, amount, true));
     assert!(verdict.payment.is_none(), "not forwarded yet");
     // Another cart's certificate does not vouch for it.
-    let other = ca.certify(
-        &csr::build(&*Arc::new(cart.identity().unwrap()), "cart-8")
-            .unwrap()
-            .der,
-    );
+    let (_, _, other) = counted_tpm_key(&cart, &ca, "cart-8");
     let e = backend_emulator::receipts::check(&url, &other, &[]).unwrap_err();
     assert!(e.to_string().contains("cart-8"), "{e}");
 }

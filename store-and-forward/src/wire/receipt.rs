@@ -79,8 +79,12 @@ pub struct SignedReceipt {
 
 /// Checks a configured base: an absolute URL a query can be added to.
 pub fn check_base(base: &str) -> Result<(), ReceiptError> {
+    base_url(base).map(drop)
+}
+
+fn base_url(base: &str) -> Result<url::Url, ReceiptError> {
     match url::Url::parse(base) {
-        Ok(u) if !u.cannot_be_a_base() && matches!(u.scheme(), "https" | "http") => Ok(()),
+        Ok(u) if !u.cannot_be_a_base() && matches!(u.scheme(), "https" | "http") => Ok(u),
         _ => Err(ReceiptError::BadBase(base.to_owned())),
     }
 }
@@ -103,8 +107,7 @@ impl ReceiptClaim {
     /// The receipt URL under `base` (an absolute URL, its own query kept),
     /// with `signature` (`r || s`) when there is one.
     pub fn url(&self, base: &str, signature: Option<&[u8; 64]>) -> Result<String, ReceiptError> {
-        check_base(base)?;
-        let mut url = url::Url::parse(base).map_err(|_| ReceiptError::BadBase(base.to_owned()))?;
+        let mut url = base_url(base)?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("v", &RECEIPT_VERSION.to_string())

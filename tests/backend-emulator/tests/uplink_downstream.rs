@@ -302,23 +302,17 @@ async fn a_flush_sends_lingering_telemetry_at_once() {
         .unwrap()
         .enqueue_telemetry(&[reading(1), reading(2)], Timestamp::now())
         .unwrap();
-    let pending = |cart: &Cart| {
-        cart.ledger
-            .lock()
-            .unwrap()
-            .outbox_depth()
-            .unwrap()
-            .iter()
-            .find(|d| d.class == "telemetry")
-            .map_or(0, |d| d.pending)
-    };
     // Ten periodic drains and a kick: the events linger.
     cart.uplink.kick();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(pending(&cart), 2, "telemetry lingers until its unit fills");
+    assert_eq!(
+        cart.telemetry_pending(),
+        2,
+        "telemetry lingers until its unit fills"
+    );
     assert_eq!(em.counts().telemetry_events, 0);
     cart.uplink.flush();
-    eventually(20, "telemetry flushed", || pending(&cart) == 0).await;
+    eventually(20, "telemetry flushed", || cart.telemetry_pending() == 0).await;
     eventually(20, "the backend has both events", || {
         em.counts().telemetry_events == 2
     })
@@ -340,7 +334,7 @@ async fn a_flush_sends_lingering_telemetry_at_once() {
         .unwrap();
     proxy.set_blackhole(false);
     eventually(60, "the outage's telemetry sent on reconnect", || {
-        pending(&cart) == 0 && em.counts().telemetry_events == 3
+        cart.telemetry_pending() == 0 && em.counts().telemetry_events == 3
     })
     .await;
     cart.stop().await;
@@ -413,9 +407,7 @@ async fn nothing_delivered_with(
     assert!(!s.up, "{expect}: must not connect");
     let err = s.last_error.clone().unwrap_or_default();
     assert!(err.to_lowercase().contains(expect), "{expect}: {err}");
-    let depth = cart.ledger.lock().unwrap().outbox_depth().unwrap();
-    let telemetry = depth.iter().find(|d| d.class == "telemetry").unwrap();
-    assert_eq!(telemetry.pending, 1, "{expect}: still pending");
+    assert_eq!(cart.telemetry_pending(), 1, "{expect}: still pending");
     cart.stop().await;
 }
 

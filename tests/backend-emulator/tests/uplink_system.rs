@@ -275,16 +275,7 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
     );
     assert_eq!(counts.undecryptable, 0);
     // The outcome events reach the backend too.
-    eventually(60, "telemetry drained", || {
-        cart.ledger
-            .lock()
-            .unwrap()
-            .outbox_depth()
-            .unwrap()
-            .iter()
-            .all(|d| d.class != "telemetry" || d.pending == 0)
-    })
-    .await;
+    eventually(60, "telemetry drained", || cart.telemetry_pending() == 0).await;
     let report = cart.uplink.report();
     eprintln!(
         "{n} checkouts, {outages} broker outages, {cuts} cuts; states {by_state:?}; backend {counts:?}; report {report:?}"

@@ -276,6 +276,18 @@ impl Cart {
         }
     }
 
+    /// Telemetry records waiting in the cart's outbox.
+    pub fn telemetry_pending(&self) -> u64 {
+        self.ledger
+            .lock()
+            .unwrap()
+            .outbox_depth()
+            .unwrap()
+            .iter()
+            .find(|d| d.class == "telemetry")
+            .map_or(0, |d| d.pending)
+    }
+
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
