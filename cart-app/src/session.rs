@@ -10,7 +10,7 @@ use store_and_forward::{Currency, Money, Timestamp};
 use tracing::{info, warn};
 use ui::{
     AgeCheckView, CartView, DeclineReason, FaultView, Language, LineView, Quantity, ReaderPrompt,
-    ReceiptView, ScanNotice, Screen, UiEvent, ViewUpdate,
+    ReceiptView, ScanNotice, Screen, SetupView, UiEvent, ViewUpdate,
 };
 
 use crate::basket::{Basket, Scanned, TaxTable};
@@ -33,6 +33,8 @@ pub enum Input {
     /// The cart stops selling (`true`: stopping, not provisioned) or
     /// resumes (`false`).
     OutOfService(bool),
+    /// First-boot setup moved on (shown while out of service).
+    Setup(SetupView),
 }
 
 /// What the daemon must do.
@@ -77,6 +79,8 @@ pub struct Session {
     session_no: u64,
     fault: FaultView,
     out_of_service: bool,
+    /// Where first-boot setup stands (not provisioned).
+    setup: Option<SetupView>,
     /// The receipt of the sale just paid, while it is on screen.
     receipt: Option<Screen>,
     /// The store's language; every session ends back in it.
@@ -95,6 +99,7 @@ impl Session {
             session_no: 0,
             fault: FaultView::default(),
             out_of_service: false,
+            setup: None,
             receipt: None,
             default_language: Language::default(),
         }
@@ -185,6 +190,12 @@ impl Session {
                 }
             }
             Input::Devices(fault) => self.on_devices(fault, &mut out),
+            Input::Setup(view) => {
+                self.setup = Some(view);
+                if self.out_of_service && self.phase != Phase::Paying {
+                    out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
+                }
+            }
             Input::OutOfService(on) => {
                 self.out_of_service = on;
                 // A payment declined while out of service left its basket
@@ -210,7 +221,10 @@ impl Session {
     /// The screen to show when nothing else asks for one.
     fn resting_screen(&self) -> Screen {
         if self.out_of_service {
-            Screen::OutOfService
+            match &self.setup {
+                Some(setup) => Screen::Setup(setup.clone()),
+                None => Screen::OutOfService,
+            }
         } else if self.fault.scanner_missing || self.fault.reader_missing {
             Screen::Fault(self.fault)
         } else if let Some(receipt) = self.receipt.as_ref().filter(|_| self.phase == Phase::Done) {

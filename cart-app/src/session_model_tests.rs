@@ -274,7 +274,7 @@ fn check_screen(cart: &mut Cart) -> Result<(), TestCaseError> {
         ),
         Screen::Reader(_) => prop_assert_eq!(s.phase, Phase::Paying),
         Screen::Fault(f) => prop_assert!(f.scanner_missing || f.reader_missing),
-        Screen::OutOfService => prop_assert!(s.out_of_service),
+        Screen::OutOfService | Screen::Setup(_) => prop_assert!(s.out_of_service),
     }
     if !matches!(shown, Screen::Approved(_)) {
         // The list drawn is the session's basket.
@@ -422,7 +422,11 @@ fn check_controls(cart: &mut Cart, catalog: &Catalog) -> Result<(), TestCaseErro
             let c = tap(UiAction::Cancel);
             prop_assert!(c.effects.iter().any(|e| matches!(e, Effect::CancelPayment)));
         }
-        Screen::Declined(_) | Screen::Idle | Screen::Fault(_) | Screen::OutOfService => {}
+        Screen::Declined(_)
+        | Screen::Idle
+        | Screen::Fault(_)
+        | Screen::OutOfService
+        | Screen::Setup(_) => {}
     }
     Ok(())
 }

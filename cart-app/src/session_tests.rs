@@ -246,6 +246,36 @@ fn out_of_service_during_a_payment_lets_it_finish_then_refuses_new_work() {
     assert!(e.iter().any(|x| matches!(x, Effect::StartPayment { .. })));
 }
 
+/// A cart that is not provisioned shows where its setup stands, whichever
+/// arrives first: the setup's progress or out of service.
+#[test]
+fn an_unprovisioned_cart_shows_its_setup() {
+    use ui::{SetupStep, SetupView};
+    let dir = tempfile::tempdir().unwrap();
+    let c = catalog(&dir);
+    let view = |step| SetupView {
+        step,
+        network: "shop-carts".into(),
+    };
+    let mut s = session();
+    assert!(
+        s.handle(Input::Setup(view(SetupStep::ScanNetworkCode)), &c)
+            .is_empty()
+    );
+    let e = s.handle(Input::OutOfService(true), &c);
+    assert_eq!(
+        screens(&e),
+        vec![&Screen::Setup(view(SetupStep::ScanNetworkCode))]
+    );
+    let e = s.handle(Input::Setup(view(SetupStep::WrongPassword)), &c);
+    assert_eq!(
+        screens(&e),
+        vec![&Screen::Setup(view(SetupStep::WrongPassword))]
+    );
+    // Scans sell nothing meanwhile.
+    assert!(s.handle(scan("4006381333931"), &c).is_empty());
+}
+
 /// Every reason code a payment can end with, walked to the screen the
 /// shopper sees (the UI's own test walks every screen reason to its words
 /// in both languages).

@@ -233,10 +233,19 @@ fn uninterrupted(cart: &Cart, mode: &str) -> (String, Duration) {
     }
 }
 
+/// The pipeline's failpoints a wired cart reaches: the network step's are
+/// crossed in the QEMU suite's guest, which has NetworkManager and a radio
+/// (its first boot is killed in the middle of joining and resumes).
+fn wired_failpoints() -> impl Iterator<Item = &'static &'static str> {
+    provision::FAILPOINTS
+        .iter()
+        .filter(|fp| !fp.starts_with("provision.network."))
+}
+
 /// Provisions a cart killing it at every failpoint in order; returns its
 /// certificate id.
 fn provisioning_at_failpoints(cart: &Cart, expire_a_token: bool, tally: &mut Tally) -> String {
-    for fp in provision::FAILPOINTS {
+    for fp in wired_failpoints() {
         match cart.run("provision", Some(fp), None) {
             Outcome::Killed => {
                 tally.kills += 1;
@@ -348,16 +357,8 @@ fn check_provisioned(
     // TPM: the device key and the data key, nothing else.
     cart.flush_transients();
     assert_eq!(cart.persistent_handles(), [KEY_A, DATA_KEY].into());
-    // Claim gone, Wi-Fi written.
+    // Claim gone.
     assert!(!cart.dir.config.claim_cert.exists() && !cart.dir.config.claim_key.exists());
-    let keyfile = cart
-        .dir
-        .path()
-        .join("system-connections/cart-wifi.nmconnection");
-    let mode = std::fs::metadata(&keyfile).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
-    let text = std::fs::read_to_string(&keyfile).unwrap();
-    assert!(text.contains("ssid=shop-carts\n"), "{text}");
     // Mutual TLS with the issued certificate and the TPM key.
     cart.check_working_pair(broker, rt);
 }
@@ -510,7 +511,7 @@ fn killed_at_every_step_provisioning_and_rotation_end_with_one_working_certifica
         tally.random,
         tally.at_failpoint
     );
-    for fp in provision::FAILPOINTS.iter().chain(rotation::FAILPOINTS) {
+    for fp in wired_failpoints().chain(rotation::FAILPOINTS) {
         assert!(
             tally.at_failpoint.contains_key(*fp),
             "failpoint {fp} was never reached"

@@ -35,13 +35,18 @@ done
 # Debian kernel, the guest agent the suite asserts through, tpm2-tools (as
 # the image, for field diagnosis), and the cart's run-time libraries (the
 # image's RDEPENDS: TPM2 TSS, libinput, xkbcommon + xkb data, libseat,
-# fontconfig and DejaVu).
+# fontconfig and DejaVu), NetworkManager with wpa_supplicant and polkit (as
+# the image: the cart adds its Wi-Fi over D-Bus); and, for the test rig
+# only, a Wi-Fi network inside the guest: hostapd (WPA2) and dnsmasq (DHCP)
+# on the second of two mac80211_hwsim radios.
 packages=(
   systemd-sysv udev dbus iproute2 kmod procps util-linux
   linux-image-amd64 qemu-guest-agent tpm2-tools
   libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-tcti-device0
   libinput10 libxkbcommon0 xkb-data libudev1 libsqlite3-0 libzstd1
   libfontconfig1 fontconfig fonts-dejavu-core ca-certificates
+  network-manager wpasupplicant polkitd
+  hostapd dnsmasq-base
 )
 
 mirror=${DEBIAN_MIRROR:-}
@@ -138,6 +143,60 @@ Name=en* eth*
 DHCP=ipv4
 NET
 systemctl --root="$root" enable systemd-networkd.service >/dev/null 2>&1
+# NetworkManager (as the image) keeps to the Wi-Fi radio the cart uses;
+# the wired NIC stays with networkd (the suite's link), the second radio
+# with the test network. Its own state is on a tmpfs (the root is
+# read-only; the image has /var/lib on its volatile binds).
+cat > "$root/etc/NetworkManager/conf.d/90-qemu-guest.conf" <<'NM'
+# QEMU guest only: NetworkManager manages wlan0, the cart's radio.
+[keyfile]
+unmanaged-devices=except:interface-name:wlan0
+NM
+cat > "$root/etc/systemd/system/var-lib-NetworkManager.mount" <<'MOUNT'
+[Unit]
+Description=NetworkManager's state (QEMU guest: tmpfs on the read-only root)
+Before=NetworkManager.service
+[Mount]
+What=tmpfs
+Where=/var/lib/NetworkManager
+Type=tmpfs
+Options=mode=0700
+[Install]
+WantedBy=local-fs.target
+MOUNT
+systemctl --root="$root" enable var-lib-NetworkManager.mount NetworkManager.service >/dev/null 2>&1
+# The test network, started by the suite (scenario 2), not at boot: two
+# simulated radios, a WPA2 access point on wlan1 and DHCP without a router
+# or DNS (the broker stays on the wired link).
+mkdir -p "$root/etc/cart-test"
+cat > "$root/etc/cart-test/hostapd.conf" <<'AP'
+interface=wlan1
+driver=nl80211
+ssid=shop-carts
+hw_mode=g
+channel=6
+wpa=2
+wpa_key_mgmt=WPA-PSK
+rsn_pairwise=CCMP
+wpa_passphrase=Corr3ct-Horse-Battery
+AP
+cat > "$root/etc/systemd/system/cart-test-wifi.service" <<'UNIT'
+[Unit]
+Description=QEMU guest: the store's Wi-Fi (mac80211_hwsim, hostapd, DHCP)
+[Service]
+ExecStartPre=/usr/sbin/modprobe mac80211_hwsim radios=2
+ExecStartPre=/bin/sh -c 'for i in $(seq 50); do [ -e /sys/class/net/wlan1 ] && exit 0; sleep 0.2; done; exit 1'
+ExecStartPre=/usr/sbin/ip addr add 192.168.77.1/24 dev wlan1
+ExecStart=/usr/sbin/hostapd /etc/cart-test/hostapd.conf
+UNIT
+cat > "$root/etc/systemd/system/cart-test-dhcp.service" <<'UNIT'
+[Unit]
+Description=QEMU guest: DHCP on the store's Wi-Fi
+After=cart-test-wifi.service
+Requires=cart-test-wifi.service
+[Service]
+ExecStart=/usr/sbin/dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --interface=wlan1 --bind-interfaces --dhcp-range=192.168.77.10,192.168.77.50,1h --dhcp-option=3 --dhcp-option=6 --dhcp-leasefile=/run/cart-test-dhcp.leases --user=root --group=root
+UNIT
 # The guest agent starts when its virtio port appears (udev).
 rm -f "$root/etc/resolv.conf"
 echo "nameserver 10.0.2.3" > "$root/etc/resolv.conf"

@@ -188,4 +188,6 @@ fn show(window: &CheckoutWindow, p: &Presentation) {
     service.set_scanner_missing(p.fault.scanner_missing);
     service.set_reader_missing(p.fault.reader_missing);
     service.set_cart_id(p.cart_id.as_str().into());
+    service.set_setup_step(p.setup_step);
+    service.set_setup_network(p.setup_network.as_str().into());
 }

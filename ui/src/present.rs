@@ -1,12 +1,14 @@
 //! From view models to what the adapters show: formatted, ordered, plain
 //! values. Pure functions, tested without a window.
 
-use crate::generated::{DeclineKind, LineData, NoticeKind, ReaderStep, ReceiptLine, ScreenKind};
+use crate::generated::{
+    DeclineKind, LineData, NoticeKind, ReaderStep, ReceiptLine, ScreenKind, SetupStep as SetupKind,
+};
 use crate::money::{format_localized, format_number};
 use crate::qr::QrMatrix;
 use crate::view::{
     CartView, DeclineReason, FaultView, Language, LineView, LinkBanner, Quantity, ReaderPrompt,
-    Screen,
+    Screen, SetupStep,
 };
 
 /// Everything the adapters show, computed from the view state.
@@ -46,6 +48,10 @@ pub struct Presentation {
     pub cart_id: String,
     /// A scan that put nothing in the cart, and why.
     pub notice: NoticeKind,
+    /// First-boot setup: the step (`None`: not setting up).
+    pub setup_step: SetupKind,
+    /// First-boot setup: the Wi-Fi network it is about.
+    pub setup_network: String,
 }
 
 /// The receipt, formatted.
@@ -186,6 +192,8 @@ pub fn present(
         fault: FaultView::default(),
         cart_id: cart_id.to_owned(),
         notice: NoticeKind::None,
+        setup_step: SetupKind::None,
+        setup_network: String::new(),
     };
     p.screen = match screen {
         Screen::Idle => ScreenKind::Idle,
@@ -213,6 +221,23 @@ pub fn present(
             ScreenKind::Fault
         }
         Screen::OutOfService => ScreenKind::OutOfService,
+        Screen::Setup(setup) => {
+            p.setup_step = setup_kind(setup.step);
+            p.setup_network = setup.network.clone();
+            ScreenKind::OutOfService
+        }
     };
     p
+}
+
+fn setup_kind(step: SetupStep) -> SetupKind {
+    match step {
+        SetupStep::ScanNetworkCode => SetupKind::ScanNetworkCode,
+        SetupStep::Joining => SetupKind::Joining,
+        SetupStep::WrongPassword => SetupKind::WrongPassword,
+        SetupStep::NetworkNotFound => SetupKind::NetworkNotFound,
+        SetupStep::NetworkFailed => SetupKind::NetworkFailed,
+        SetupStep::CodeRefused => SetupKind::CodeRefused,
+        SetupStep::Registering => SetupKind::Registering,
+    }
 }

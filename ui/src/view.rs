@@ -246,6 +246,37 @@ pub enum Screen {
     Fault(FaultView),
     /// The cart cannot sell.
     OutOfService,
+    /// The cart cannot sell yet: first-boot setup, with where it stands
+    /// (for the technician setting it up).
+    Setup(SetupView),
+}
+
+/// Where a cart's first-boot setup stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupView {
+    /// The step and its outcome.
+    pub step: SetupStep,
+    /// The Wi-Fi network (SSID) it is about, if any.
+    pub network: String,
+}
+
+/// The setup step shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupStep {
+    /// No network settings yet: scan the store's Wi-Fi code.
+    ScanNetworkCode,
+    /// Joining the network.
+    Joining,
+    /// The network refused the password: scan a new code.
+    WrongPassword,
+    /// The network is not in range; retrying.
+    NetworkNotFound,
+    /// Joining failed for another reason; retrying.
+    NetworkFailed,
+    /// The scanned code cannot be used (WEP, a password of the wrong length).
+    CodeRefused,
+    /// Connected: registering with the store's system.
+    Registering,
 }
 
 /// What a person did, for the daemon to act on.

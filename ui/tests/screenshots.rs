@@ -11,7 +11,9 @@ mod common;
 use common::reference::{SIZES, check};
 use common::{APPLES, BREAD, Daemon, MILK, WINE};
 use ui::headless::Headless;
-use ui::{DeclineReason, FaultView, LinkBanner, ReaderPrompt, Screen, ViewUpdate};
+use ui::{
+    DeclineReason, FaultView, LinkBanner, ReaderPrompt, Screen, SetupStep, SetupView, ViewUpdate,
+};
 
 type Step = fn(&mut Daemon);
 
@@ -71,6 +73,19 @@ fn screens() -> Vec<(&'static str, Step)> {
         }),
         ("out-of-service", |d| {
             d.ui.update(ViewUpdate::Screen(Screen::OutOfService))
+        }),
+        // First-boot setup (the QEMU suite's Wi-Fi onboarding finds these).
+        ("setup-scan-network", |d| {
+            d.ui.update(ViewUpdate::Screen(Screen::Setup(SetupView {
+                step: SetupStep::ScanNetworkCode,
+                network: String::new(),
+            })))
+        }),
+        ("setup-wrong-password", |d| {
+            d.ui.update(ViewUpdate::Screen(Screen::Setup(SetupView {
+                step: SetupStep::WrongPassword,
+                network: "shop-carts".into(),
+            })))
         }),
     ]
 }

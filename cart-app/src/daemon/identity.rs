@@ -17,22 +17,25 @@ use store_and_forward::sync::SharedLedger;
 use store_and_forward::uplink::{Incoming, LinkHandle, SwappableClientCert};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
+use ui::{SetupStep, SetupView};
 
 use crate::config::Config;
 use crate::provision::fleet::FleetClient;
+use crate::provision::network::JoinOutcome;
 use crate::provision::rotation::{self, Trigger};
 use crate::provision::{self, ProvisionError};
 use crate::tpm::CartTpm;
 
 /// Runs provisioning until the cart is provisioned, then asks the daemon
 /// to stop (it restarts with the new identity). `wifi` brings scanned
-/// provisioning codes.
+/// provisioning codes; `show` puts where the setup stands on the screen.
 pub async fn provision_until_done(
     config: Arc<Config>,
     tpm: CartTpm,
     ledger: SharedLedger,
     mut wifi: mpsc::Receiver<WifiCredentials>,
     stop: watch::Sender<bool>,
+    show: impl Fn(SetupView) + Send,
 ) {
     let ctx = provision::Context {
         config: &config.provisioning,
@@ -42,10 +45,89 @@ pub async fn provision_until_done(
         ledger: &ledger,
     };
     let mut stopping = stop.subscribe();
-    let mut scanned = None;
+    let mut scanned: Option<WifiCredentials> = None;
     let mut backoff = Duration::from_secs(5);
+    let step = |step: SetupStep, network: &str| {
+        show(SetupView {
+            step,
+            network: network.to_owned(),
+        })
+    };
     loop {
-        match provision::run(&ctx, scanned.take()).await {
+        // Step 1 first, so the screen can say where it stands.
+        let network = provision::network_pending(&ctx);
+        if let Some(ssid) = scanned.as_ref().map(|c| c.ssid.clone()).or(network.clone()) {
+            step(SetupStep::Joining, &ssid);
+        }
+        // A newer code scanned while joining replaces the network at once.
+        let joined = tokio::select! {
+            r = provision::network(&ctx, scanned.take()) => r,
+            c = wifi.recv() => match c {
+                Some(c) => {
+                    info!(ssid = %c.ssid, "a new provisioning code replaces the network being joined");
+                    scanned = Some(c);
+                    continue;
+                }
+                None => return,
+            },
+            _ = stopping.wait_for(|s| *s) => return,
+        };
+        let result = match joined {
+            Ok(()) => {
+                step(SetupStep::Registering, "");
+                provision::run(&ctx, None).await
+            }
+            Err(e) => Err(e),
+        };
+        let wait_for_code = match &result {
+            Err(ProvisionError::NeedNetwork) => {
+                step(SetupStep::ScanNetworkCode, "");
+                true
+            }
+            Err(e @ ProvisionError::Wifi(_)) => {
+                warn!(cause = %e, "provisioning code refused: scan another");
+                step(SetupStep::CodeRefused, "");
+                true
+            }
+            Err(ProvisionError::WifiJoin { ssid, outcome }) => {
+                let ssid = if ssid.is_empty() {
+                    network.unwrap_or_default()
+                } else {
+                    ssid.clone()
+                };
+                match outcome {
+                    JoinOutcome::WrongPassword => {
+                        warn!(%ssid, "the Wi-Fi refused the password: scan a new provisioning code");
+                        step(SetupStep::WrongPassword, &ssid);
+                        true
+                    }
+                    JoinOutcome::NotFound => {
+                        step(SetupStep::NetworkNotFound, &ssid);
+                        false
+                    }
+                    _ => {
+                        step(SetupStep::NetworkFailed, &ssid);
+                        false
+                    }
+                }
+            }
+            Err(ProvisionError::NetworkManager(_)) => {
+                step(SetupStep::NetworkFailed, &network.unwrap_or_default());
+                false
+            }
+            _ => false,
+        };
+        if wait_for_code {
+            tokio::select! {
+                c = wifi.recv() => match c {
+                    Some(c) => scanned = Some(c),
+                    None => return,
+                },
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            continue;
+        }
+        match result {
             Ok(p) => {
                 info!(
                     certificate_id = %p.certificate_id,
@@ -55,16 +137,6 @@ pub async fn provision_until_done(
                 super::RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
                 stop.send_replace(true);
                 return;
-            }
-            Err(ProvisionError::NeedNetwork) => {
-                warn!("not provisioned: scan the provisioning QR code (Wi-Fi settings)");
-                tokio::select! {
-                    c = wifi.recv() => match c {
-                        Some(c) => scanned = Some(c),
-                        None => return,
-                    },
-                    _ = stopping.wait_for(|s| *s) => return,
-                }
             }
             Err(e @ ProvisionError::Config { .. }) => {
                 error!(cause = %e, "provisioning cannot run with this configuration");

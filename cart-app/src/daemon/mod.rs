@@ -184,6 +184,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     let (uplink_stop_tx, uplink_stop_rx) = tokio::sync::watch::channel(false);
     let (rotation_tx, rotation_rx) = tokio::sync::mpsc::channel::<Trigger>(8);
     let mut wifi_tx = None;
+    let (session_tx, session_rx) = mpsc::channel::<Msg>();
     let mut receipts = None;
     let (uplink, provisioning) = match parts::load_identity(&loaded, &anchors, &ledger, &rt)? {
         parts::Identity::Ready { cert, summary } => {
@@ -237,12 +238,16 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
             if let Some(tpm) = &anchors.tpm {
                 let (tx, rx) = tokio::sync::mpsc::channel(4);
                 wifi_tx = Some(tx);
+                let setup = Mutex::new(session_tx.clone());
                 rt.spawn(identity::provision_until_done(
                     shared_config.clone(),
                     tpm.clone(),
                     ledger.clone(),
                     rx,
                     stop_tx.clone(),
+                    move |view| {
+                        let _ = lock(&setup).send(Msg::Input(Input::Setup(view)));
+                    },
                 ));
             }
             (None, why)
@@ -273,7 +278,6 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
         }
         UiBackend::Auto => None,
     };
-    let (session_tx, session_rx) = mpsc::channel::<Msg>();
     let sink = UiSink(Mutex::new(session_tx.clone()));
     let window = ui::CheckoutUi::new(currency.as_str(), sink)?;
     window.set_receipt_timeout(Duration::from_secs(config.ui.receipt_timeout_secs));

@@ -79,7 +79,10 @@ impl ProvisioningConfig {
         if self.template.is_empty() || self.template.contains(['/', '+', '#']) {
             return Err(bad("provisioning.template", "must be one topic level"));
         }
-        if self.response_timeout_secs == 0 || self.connect_timeout_secs == 0 {
+        if self.response_timeout_secs == 0
+            || self.connect_timeout_secs == 0
+            || self.wifi.join_timeout_secs == 0
+        {
             return Err(bad("provisioning.*_timeout_secs", "must be at least 1"));
         }
         Ok(())
@@ -103,36 +106,45 @@ impl ProvisioningConfig {
     }
 }
 
-/// Network onboarding: a NetworkManager keyfile from the provisioning QR
-/// code (or from these keys).
+/// Network onboarding: the cart's Wi-Fi connection in NetworkManager
+/// (over D-Bus), from the provisioning QR code (or from these keys).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WifiConfig {
     /// `false` for a wired cart: the step is recorded as skipped.
     pub enabled: bool,
-    /// The folder NetworkManager reads keyfiles from.
-    pub connections_dir: PathBuf,
-    /// The connection's name (and file name, `.nmconnection`).
+    /// The connection's name in NetworkManager (its UUID is derived from
+    /// the cart id and this name).
     pub connection_name: String,
+    /// The Wi-Fi interface to use; unset: the first Wi-Fi device.
+    pub interface: Option<String>,
+    /// How long a join may take (association, the passphrase, DHCP)
+    /// before it counts as failed and is retried.
+    pub join_timeout_secs: u64,
     /// A network from the config; a scanned QR code wins over it.
     pub ssid: Option<String>,
     /// Its passphrase. Never printed (`check-config` leaves it out).
     #[serde(skip_serializing)]
     pub password: Option<String>,
-    /// Run after writing the file so NetworkManager reads it; empty: none.
-    pub reload_command: Vec<String>,
 }
 
 impl Default for WifiConfig {
     fn default() -> Self {
         WifiConfig {
             enabled: true,
-            connections_dir: "/etc/NetworkManager/system-connections".into(),
             connection_name: "cart-wifi".into(),
+            interface: None,
+            join_timeout_secs: 90,
             ssid: None,
             password: None,
-            reload_command: vec!["nmcli".into(), "connection".into(), "reload".into()],
         }
+    }
+}
+
+impl WifiConfig {
+    /// The join timeout.
+    pub fn join_timeout(&self) -> Duration {
+        Duration::from_secs(self.join_timeout_secs)
     }
 }
 
@@ -140,11 +152,11 @@ impl fmt::Debug for WifiConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WifiConfig")
             .field("enabled", &self.enabled)
-            .field("connections_dir", &self.connections_dir)
             .field("connection_name", &self.connection_name)
+            .field("interface", &self.interface)
+            .field("join_timeout_secs", &self.join_timeout_secs)
             .field("ssid", &self.ssid)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("reload_command", &self.reload_command)
             .finish()
     }
 }

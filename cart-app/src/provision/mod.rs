@@ -5,7 +5,7 @@
 //! power cut at any point (`docs/provisioning.md` has the failure table):
 //!
 //! 1. network onboarding: the Wi-Fi of the provisioning QR code (or of the
-//!    config) as a NetworkManager keyfile;
+//!    config) added to NetworkManager over D-Bus, done once it is up;
 //! 2. the device key in the TPM and a CSR signed by it (CN = cart id);
 //! 3. AWS IoT fleet provisioning by claim: CreateCertificateFromCsr then
 //!    RegisterThing over a connection with the claim certificate; the
@@ -17,7 +17,8 @@
 //! # Layout
 //! - [`config`]: the `[provisioning]` table.
 //! - [`state`]: the `cart_state` keys, [`ProvisioningStatus`] for `cartctl status`.
-//! - [`network`]: step 1, the NetworkManager keyfile.
+//! - [`network`]: step 1, the Wi-Fi connection's settings and how a join
+//!   ends (sans-IO); [`nm`]: NetworkManager over D-Bus.
 //! - [`key`]: step 2, the key and CSR; which TPM handle is active.
 //! - [`fleet`]: the fleet-provisioning API client (CreateCertificateFromCsr, RegisterThing).
 //! - [`register`]: step 3, a certificate from CSR to registered, resumable
@@ -36,6 +37,7 @@ pub mod config;
 pub mod fleet;
 pub mod key;
 pub mod network;
+pub mod nm;
 pub mod publish;
 pub mod register;
 pub mod rotation;
@@ -155,6 +157,20 @@ pub enum ProvisionError {
     /// [`run`] is called again with it.
     #[error("no network settings: scan the provisioning QR code")]
     NeedNetwork,
+    /// NetworkManager could not be asked (bus, polkit, no Wi-Fi device):
+    /// retried with backoff.
+    #[error(transparent)]
+    NetworkManager(#[from] nm::NmError),
+    /// The Wi-Fi did not come up: a refused passphrase waits for a new
+    /// provisioning code; the others are retried (a new code replaces the
+    /// network).
+    #[error("Wi-Fi \"{ssid}\" not joined: {outcome:?}")]
+    WifiJoin {
+        /// The network.
+        ssid: String,
+        /// How the join ended.
+        outcome: network::JoinOutcome,
+    },
     /// The claim credentials are missing before registration finished:
     /// a technician installs them again.
     #[error("claim credentials missing: {0}")]
@@ -231,9 +247,7 @@ pub async fn run(
         ))
     };
     if state::get(ctx.ledger, keys::STATE)?.as_deref() != Some(Step::Provisioned.as_str()) {
-        if !done(keys::NETWORK)? {
-            network_step(ctx, scanned_wifi)?;
-        }
+        network(ctx, scanned_wifi).await?;
         if !done(keys::KEY)? {
             key::step(ctx).await?;
         }
@@ -250,8 +264,19 @@ pub async fn run(
     ))
 }
 
-fn network_step(ctx: &Context<'_>, scanned: Option<WifiCredentials>) -> Result<(), ProvisionError> {
+/// Step 1 alone (the daemon runs it first, to show its progress): does
+/// nothing once the step is done or skipped. A scanned code replaces the
+/// network even while a join is retried; without one, a restart in the
+/// middle of the step joins with the connection NetworkManager saved.
+pub async fn network(
+    ctx: &Context<'_>,
+    scanned: Option<WifiCredentials>,
+) -> Result<(), ProvisionError> {
     let wifi = &ctx.config.wifi;
+    let step = state::get(ctx.ledger, keys::NETWORK)?;
+    if matches!(step.as_deref(), Some("done" | "skipped")) {
+        return Ok(());
+    }
     if !wifi.enabled {
         return state::record(
             ctx.ledger,
@@ -261,18 +286,43 @@ fn network_step(ctx: &Context<'_>, scanned: Option<WifiCredentials>) -> Result<(
             ],
         );
     }
-    let creds = network::credentials(wifi, scanned).ok_or(ProvisionError::NeedNetwork)?;
-    state::record(
-        ctx.ledger,
-        &[
-            (keys::STATE, Some("network")),
-            (keys::NETWORK, Some("started")),
-        ],
-    )?;
-    failpoint("provision.network.started");
-    network::apply(wifi, ctx.cart_id, &creds)?;
+    let (ssid, outcome) = match network::credentials(wifi, scanned) {
+        Some(creds) => {
+            network::check(&creds)?;
+            state::record(
+                ctx.ledger,
+                &[
+                    (keys::STATE, Some("network")),
+                    (keys::NETWORK, Some("started")),
+                    (keys::NETWORK_SSID, Some(creds.ssid.as_str())),
+                ],
+            )?;
+            failpoint("provision.network.started");
+            let outcome = network::join(wifi, ctx.cart_id, &creds).await?;
+            (creds.ssid.clone(), outcome)
+        }
+        None if step.as_deref() == Some("started") => {
+            match network::rejoin(wifi, ctx.cart_id).await? {
+                Some(outcome) => (network_pending(ctx).unwrap_or_default(), outcome),
+                None => return Err(ProvisionError::NeedNetwork),
+            }
+        }
+        None => return Err(ProvisionError::NeedNetwork),
+    };
+    if outcome != network::JoinOutcome::Up {
+        return Err(ProvisionError::WifiJoin { ssid, outcome });
+    }
     failpoint("provision.network.written");
+    tracing::info!(ssid = %ssid, "Wi-Fi up");
     state::record(ctx.ledger, &[(keys::NETWORK, Some("done"))])
+}
+
+/// The network being joined when step 1 has started and is not done.
+pub fn network_pending(ctx: &Context<'_>) -> Option<String> {
+    match state::get(ctx.ledger, keys::NETWORK) {
+        Ok(Some(s)) if s == "started" => state::get(ctx.ledger, keys::NETWORK_SSID).ok().flatten(),
+        _ => None,
+    }
 }
 
 /// The cart's identity at start: `None` until provisioned. Finishes a

@@ -1,22 +1,24 @@
 //! Step 1, network onboarding: the Wi-Fi settings of the provisioning QR
 //! code (`WIFI:S:<ssid>;T:WPA;P:<password>;;`, parsed by hal's scanner into
-//! a zeroized [`WifiCredentials`]) or of the config, written as a
-//! NetworkManager keyfile: mode 0600 (it holds the passphrase), written
-//! atomically into the configured folder, then NetworkManager reloads.
+//! a zeroized [`WifiCredentials`]) or of the config, handed to
+//! NetworkManager over D-Bus ([`super::nm`]) as the cart's one Wi-Fi
+//! connection, which a newer code replaces. The step is done only once the
+//! connection is up; a refused passphrase asks for a new code.
 //!
-//! The passphrase is never logged, never in an error, and lives only in
-//! zeroized buffers on the way to the file.
+//! This file is sans-IO: the checks, the connection's settings, and
+//! [`JoinFollower`], which reads the Wi-Fi device's state changes into a
+//! [`JoinOutcome`]. The passphrase is never logged and never in an error;
+//! it leaves zeroized memory only in the D-Bus message to NetworkManager.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::process::Command;
+use std::collections::HashMap;
 
 use hal::scanner::{WifiCredentials, WifiSecurity};
 use sha2::{Digest, Sha256};
+use zbus::zvariant::Value;
 use zeroize::Zeroizing;
 
+use super::ProvisionError;
 use super::config::WifiConfig;
-use super::{ProvisionError, cert};
 
 /// Where the credentials come from: a scanned QR code wins over the config.
 pub fn credentials(
@@ -39,65 +41,27 @@ pub fn credentials(
     })
 }
 
-/// The keyfile's path.
-pub fn keyfile_path(config: &WifiConfig) -> PathBuf {
-    config
-        .connections_dir
-        .join(format!("{}.nmconnection", config.connection_name))
+/// The connection's UUID: one per cart and connection name, so a new
+/// provisioning code replaces the cart's network instead of adding one.
+pub fn connection_uuid(config: &WifiConfig, cart_id: &str) -> String {
+    let digest = Sha256::digest(format!("{cart_id}\0{}", config.connection_name).as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
-/// Escapes a keyfile (GKeyFile) string value; control characters are refused.
-fn escape(value: &str, what: &'static str) -> Result<String, ProvisionError> {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            ';' => out.push_str("\\;"),
-            c if c.is_control() => return Err(ProvisionError::Wifi(what)),
-            c => out.push(c),
-        }
-    }
-    if out.starts_with(' ') {
-        out.replace_range(0..1, "\\s");
-    }
-    Ok(out)
-}
-
-/// The keyfile's text. The UUID is derived from the cart and the SSID, so
-/// writing the same network again gives the same file.
-pub fn keyfile(
-    config: &WifiConfig,
-    cart_id: &str,
-    wifi: &WifiCredentials,
-) -> Result<Zeroizing<String>, ProvisionError> {
+/// Refuses settings NetworkManager would refuse or that are unsafe (WEP).
+pub fn check(wifi: &WifiCredentials) -> Result<(), ProvisionError> {
     if wifi.ssid.is_empty() || wifi.ssid.len() > 32 {
         return Err(ProvisionError::Wifi("the SSID must be 1 to 32 bytes"));
     }
-    let digest = Sha256::digest(format!("{cart_id}\0{}", wifi.ssid).as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
-    let mut text = Zeroizing::new(String::new());
-    let t = &mut *text;
-    let _ = write!(
-        t,
-        "[connection]\nid={}\nuuid={uuid}\ntype=wifi\nautoconnect=true\n\n[wifi]\nmode=infrastructure\nssid={}\n",
-        escape(
-            &config.connection_name,
-            "the connection name has control characters"
-        )?,
-        escape(&wifi.ssid, "the SSID has control characters")?
-    );
-    if wifi.hidden {
-        t.push_str("hidden=true\n");
-    }
     match wifi.security {
-        WifiSecurity::Open => {}
-        WifiSecurity::Wep => {
-            return Err(ProvisionError::Wifi(
-                "WEP networks are refused: use WPA2 or WPA3",
-            ));
-        }
+        WifiSecurity::Open => Ok(()),
+        WifiSecurity::Wep => Err(ProvisionError::Wifi(
+            "WEP networks are refused: use WPA2 or WPA3",
+        )),
         WifiSecurity::Wpa => {
             let n = wifi.password.len();
             if !(8..=63).contains(&n) {
@@ -105,48 +69,179 @@ pub fn keyfile(
                     "a WPA passphrase has 8 to 63 characters",
                 ));
             }
-            let psk = Zeroizing::new(escape(
-                &wifi.password,
-                "the passphrase has control characters",
-            )?);
-            t.push_str("\n[wifi-security]\nkey-mgmt=wpa-psk\npsk=");
-            t.push_str(&psk);
-            t.push('\n');
+            if wifi.password.chars().any(char::is_control) {
+                return Err(ProvisionError::Wifi(
+                    "the passphrase has control characters",
+                ));
+            }
+            Ok(())
         }
     }
-    t.push_str("\n[ipv4]\nmethod=auto\n\n[ipv6]\naddr-gen-mode=default\nmethod=auto\n");
-    Ok(text)
 }
 
-/// Writes the keyfile (0600, atomic) and asks NetworkManager to reload.
-pub fn apply(
+/// The connection's settings (`a{sa{sv}}`), as `AddConnection` and
+/// `Update` take them: infrastructure mode, WPA-PSK (or open), DHCP and
+/// IPv6 autoconfiguration, connecting by itself at every boot.
+pub fn settings<'a>(
+    config: &'a WifiConfig,
+    uuid: &'a str,
+    wifi: &'a WifiCredentials,
+) -> Result<HashMap<&'static str, HashMap<&'static str, Value<'a>>>, ProvisionError> {
+    check(wifi)?;
+    let mut all = HashMap::new();
+    all.insert(
+        "connection",
+        HashMap::from([
+            ("id", Value::from(config.connection_name.as_str())),
+            ("uuid", Value::from(uuid)),
+            ("type", Value::from("802-11-wireless")),
+            ("autoconnect", Value::from(true)),
+        ]),
+    );
+    all.insert(
+        "802-11-wireless",
+        HashMap::from([
+            ("ssid", Value::from(wifi.ssid.as_bytes())),
+            ("mode", Value::from("infrastructure")),
+            ("hidden", Value::from(wifi.hidden)),
+        ]),
+    );
+    if wifi.security == WifiSecurity::Wpa {
+        all.insert(
+            "802-11-wireless-security",
+            HashMap::from([
+                ("key-mgmt", Value::from("wpa-psk")),
+                ("psk", Value::from(wifi.password.as_str())),
+            ]),
+        );
+    }
+    all.insert("ipv4", HashMap::from([("method", Value::from("auto"))]));
+    all.insert("ipv6", HashMap::from([("method", Value::from("auto"))]));
+    Ok(all)
+}
+
+/// A `StateChanged` signal of the Wi-Fi device (NetworkManager's
+/// `NMDeviceState` and `NMDeviceStateReason` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceEvent {
+    /// The state entered.
+    pub new_state: u32,
+    /// The state left.
+    pub old_state: u32,
+    /// Why.
+    pub reason: u32,
+}
+
+/// `NM_DEVICE_STATE_*` values the follower reads.
+mod state {
+    pub const DISCONNECTED: u32 = 30;
+    pub const PREPARE: u32 = 40;
+    pub const SECONDARIES: u32 = 90;
+    pub const ACTIVATED: u32 = 100;
+    pub const FAILED: u32 = 120;
+}
+
+/// `NM_DEVICE_STATE_REASON_*` values with their own outcome.
+mod reason {
+    pub const NONE: u32 = 0;
+    pub const NO_SECRETS: u32 = 7;
+    pub const NEW_ACTIVATION: u32 = 39;
+    pub const SSID_NOT_FOUND: u32 = 53;
+}
+
+/// How a join ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// The connection is up (addresses configured).
+    Up,
+    /// The network refused the passphrase (NetworkManager asked for new
+    /// secrets and had none): a new provisioning code is needed.
+    WrongPassword,
+    /// No network with this SSID in range: retried; a new code replaces it.
+    NotFound,
+    /// Another failure, with NetworkManager's reason code: retried.
+    Failed {
+        /// `NMDeviceStateReason`.
+        reason: u32,
+    },
+    /// Neither up nor failed within the join timeout: retried.
+    TimedOut,
+}
+
+/// Follows the Wi-Fi device through one activation.
+#[derive(Debug, Default)]
+pub struct JoinFollower {
+    started: bool,
+}
+
+impl JoinFollower {
+    /// Reads one state change; `Some` once the join has ended.
+    pub fn on(&mut self, e: DeviceEvent) -> Option<JoinOutcome> {
+        let failure = |reason| match reason {
+            reason::NO_SECRETS => JoinOutcome::WrongPassword,
+            reason::SSID_NOT_FOUND => JoinOutcome::NotFound,
+            reason => JoinOutcome::Failed { reason },
+        };
+        match e.new_state {
+            state::ACTIVATED => Some(JoinOutcome::Up),
+            state::FAILED => Some(failure(e.reason)),
+            // Left our activation without FAILED (NetworkManager sometimes
+            // skips it). The connection it replaces going down first
+            // (deactivating, then disconnected for the new activation) is
+            // no failure.
+            state::DISCONNECTED
+                if self.started && !matches!(e.reason, reason::NONE | reason::NEW_ACTIVATION) =>
+            {
+                Some(failure(e.reason))
+            }
+            s => {
+                if (state::PREPARE..=state::SECONDARIES).contains(&s) {
+                    self.started = true;
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Hands the connection to NetworkManager (added, or replacing the cart's
+/// saved one) and waits until it is up or has failed. Recorded as started
+/// in the ledger before this runs, so a restart resumes with the saved
+/// connection ([`rejoin`]).
+pub async fn join(
     config: &WifiConfig,
     cart_id: &str,
     wifi: &WifiCredentials,
-) -> Result<PathBuf, ProvisionError> {
-    let text = keyfile(config, cart_id, wifi)?;
-    let path = keyfile_path(config);
-    std::fs::create_dir_all(&config.connections_dir).map_err(|source| ProvisionError::File {
-        path: config.connections_dir.clone(),
-        source,
-    })?;
-    cert::write_atomic(&path, text.as_bytes(), 0o600)?;
+) -> Result<JoinOutcome, ProvisionError> {
+    let uuid = connection_uuid(config, cart_id);
+    let settings = settings(config, &uuid, wifi)?;
+    let nm = super::nm::NetworkManagerClient::system().await?;
+    let path = nm.save(&uuid, settings).await?;
     tracing::info!(
         ssid = %wifi.ssid,
         security = ?wifi.security,
-        file = %path.display(),
-        "Wi-Fi connection written"
+        connection = %config.connection_name,
+        "Wi-Fi connection saved in NetworkManager; joining"
     );
-    if let Some((program, args)) = config.reload_command.split_first() {
-        match Command::new(program).args(args).status() {
-            Ok(s) if s.success() => {}
-            // The file is in place: NetworkManager reads it at its next
-            // start at the latest. Not an error for the pipeline.
-            Ok(s) => tracing::warn!(command = %program, status = %s, "network reload failed"),
-            Err(e) => tracing::warn!(command = %program, cause = %e, "network reload not run"),
-        }
-    }
-    Ok(path)
+    Ok(nm
+        .join(&path, config.interface.as_deref(), config.join_timeout())
+        .await?)
+}
+
+/// Joins with the connection NetworkManager already saved for the cart
+/// (after a restart in the middle of the step); `None` when it has none.
+pub async fn rejoin(
+    config: &WifiConfig,
+    cart_id: &str,
+) -> Result<Option<JoinOutcome>, ProvisionError> {
+    let nm = super::nm::NetworkManagerClient::system().await?;
+    let Some(path) = nm.connection(&connection_uuid(config, cart_id)).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        nm.join(&path, config.interface.as_deref(), config.join_timeout())
+            .await?,
+    ))
 }
 
 #[cfg(test)]
@@ -163,13 +258,30 @@ mod tests {
     }
 
     #[test]
-    fn keyfile_escapes_and_is_stable() {
+    fn settings_carry_the_network_and_one_uuid_per_cart() {
         let c = WifiConfig::default();
-        let a = keyfile(&c, "cart-1", &wpa("shop;net", "pass\\word1")).unwrap();
-        assert!(a.contains("ssid=shop\\;net\n"), "{}", *a);
-        assert!(a.contains("psk=pass\\\\word1\n"));
-        let b = keyfile(&c, "cart-1", &wpa("shop;net", "pass\\word1")).unwrap();
-        assert_eq!(*a, *b);
+        let uuid = connection_uuid(&c, "cart-1");
+        assert_eq!(uuid, connection_uuid(&c, "cart-1"), "stable");
+        assert_ne!(uuid, connection_uuid(&c, "cart-2"));
+        let w = wpa("shop;net", "pass\\word1");
+        let s = settings(&c, &uuid, &w).unwrap();
+        assert_eq!(s["connection"]["uuid"], Value::from(uuid.as_str()));
+        assert_eq!(s["connection"]["type"], Value::from("802-11-wireless"));
+        assert_eq!(s["802-11-wireless"]["ssid"], Value::from(&b"shop;net"[..]));
+        assert_eq!(
+            s["802-11-wireless-security"]["psk"],
+            Value::from("pass\\word1")
+        );
+        let open = WifiCredentials {
+            security: WifiSecurity::Open,
+            password: Zeroizing::new(String::new()),
+            ..wpa("guest", "")
+        };
+        assert!(
+            !settings(&c, &uuid, &open)
+                .unwrap()
+                .contains_key("802-11-wireless-security")
+        );
     }
 
     #[test]
@@ -185,26 +297,54 @@ mod tests {
         let scanned = credentials(&c, Some(wpa("shop", "scanned-pw"))).unwrap();
         assert_eq!(scanned.ssid, "shop");
         assert!(credentials(&WifiConfig::default(), None).is_none());
-        let dir = tempfile::tempdir().unwrap();
-        let c = WifiConfig {
-            connections_dir: dir.path().join("nm"),
-            reload_command: vec![],
-            ..c
-        };
-        let path = apply(&c, "cart-1", &from_config).unwrap();
-        let text = std::fs::read_to_string(path).unwrap();
-        assert!(text.contains("ssid=backroom\n") && text.contains("psk=configured-pw\n"));
     }
 
     #[test]
     fn bad_credentials_are_refused_without_the_password() {
-        let c = WifiConfig::default();
-        let e = keyfile(&c, "cart-1", &wpa("net", "short")).unwrap_err();
+        let e = check(&wpa("net", "short")).unwrap_err();
         assert!(!e.to_string().contains("short"));
-        let e = keyfile(&c, "cart-1", &wpa("net", "line\nbreak-secret")).unwrap_err();
+        let e = check(&wpa("net", "line\nbreak-secret")).unwrap_err();
         assert!(!e.to_string().contains("secret"));
         let mut wep = wpa("net", "abcdefgh");
         wep.security = WifiSecurity::Wep;
-        assert!(keyfile(&c, "cart-1", &wep).is_err());
+        assert!(check(&wep).is_err());
+        assert!(check(&wpa(&"x".repeat(33), "abcdefgh")).is_err());
+    }
+
+    fn ev(new_state: u32, old_state: u32, reason: u32) -> DeviceEvent {
+        DeviceEvent {
+            new_state,
+            old_state,
+            reason,
+        }
+    }
+
+    #[test]
+    fn the_follower_reads_nm_state_changes() {
+        // Up: disconnected -> prepare -> config -> ip-config -> activated.
+        let mut f = JoinFollower::default();
+        for (n, o) in [(40, 30), (50, 40), (70, 50), (90, 70)] {
+            assert_eq!(f.on(ev(n, o, 0)), None);
+        }
+        assert_eq!(f.on(ev(100, 90, 0)), Some(JoinOutcome::Up));
+        // A wrong passphrase: need-auth, then failed with no-secrets.
+        let mut f = JoinFollower::default();
+        assert_eq!(f.on(ev(50, 40, 0)), None);
+        assert_eq!(f.on(ev(60, 50, 8)), None);
+        assert_eq!(f.on(ev(120, 60, 7)), Some(JoinOutcome::WrongPassword));
+        assert_eq!(
+            JoinFollower::default().on(ev(120, 50, 53)),
+            Some(JoinOutcome::NotFound)
+        );
+        assert_eq!(
+            JoinFollower::default().on(ev(120, 50, 10)),
+            Some(JoinOutcome::Failed { reason: 10 })
+        );
+        // The old connection going down before ours starts is no failure.
+        let mut f = JoinFollower::default();
+        assert_eq!(f.on(ev(110, 100, 39)), None);
+        assert_eq!(f.on(ev(30, 110, 39)), None);
+        assert_eq!(f.on(ev(40, 30, 0)), None);
+        assert_eq!(f.on(ev(30, 40, 7)), Some(JoinOutcome::WrongPassword));
     }
 }

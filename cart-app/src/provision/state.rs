@@ -18,8 +18,11 @@ pub mod keys {
     /// Current step: `network`, `key`, `register`, `first_publish`,
     /// `claim_cleanup`, then `provisioned`.
     pub const STATE: &str = "provision.state";
-    /// Network onboarding: `started`, `done`, `skipped`.
+    /// Network onboarding: `started` (handed to NetworkManager), `done`
+    /// (the connection came up), `skipped` (wired).
     pub const NETWORK: &str = "provision.network";
+    /// The Wi-Fi network (SSID) being joined, for the screen after a restart.
+    pub const NETWORK_SSID: &str = "provision.network.ssid";
     /// Key and CSR: `started`, `done`.
     pub const KEY: &str = "provision.key";
     /// Registration: `started`, `csr_sent`, `issued`, `done`.
@@ -52,7 +55,7 @@ pub mod keys {
 pub enum Step {
     /// Nothing recorded yet.
     NotStarted,
-    /// Writing the Wi-Fi connection.
+    /// Joining the Wi-Fi.
     Network,
     /// Creating the device key in the TPM.
     Key,

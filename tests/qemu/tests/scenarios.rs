@@ -240,6 +240,7 @@ fn first_boot(cart: &mut Cart) {
     let started = Instant::now();
     cart.boot();
     let agent_at = started.elapsed();
+    let joined_by = wifi_onboarding(cart);
 
     // Provisioned: one active certificate for this cart at the backend.
     let em_active = |cart: &Cart| {
@@ -266,6 +267,8 @@ fn first_boot(cart: &mut Cart) {
     let (_, _, pid, _) = unit(cart);
     let user = cart.must(&format!("ps -o user= -p {pid}"));
     assert_eq!(user.trim(), "cart", "the daemon runs as user cart");
+
+    wifi_joined(cart, joined_by);
 
     // The claim is gone from the factory area; no private key file on any
     // disk: the device key lives in the TPM, fixedTPM|fixedParent.
@@ -374,6 +377,131 @@ fn first_boot(cart: &mut Cart) {
         ready_at.as_secs_f64(),
         frame_at.map_or(0.0, |d| d.as_secs_f64()),
     ));
+}
+
+/// The store's Wi-Fi inside the guest (hostapd's WPA2 network on wlan1).
+const WIFI_SSID: &str = "shop-carts";
+const WIFI_PASSWORD: &str = "Corr3ct-Horse-Battery";
+const WIFI_WRONG_PASSWORD: &str = "Wr0ng-Horse-Battery";
+
+/// Waits until the display shows the setup screen `name`: within the
+/// reference's tolerance, and closer to it than to the other setup screens
+/// (their texts differ in few pixels).
+fn wait_setup_screen(cart: &mut Cart, name: &str, timeout: Duration) {
+    use qemu_suite::screen::Rgb;
+    const SETUP: [&str; 2] = ["setup-scan-network", "setup-wrong-password"];
+    let dir = cart.art.path().to_owned();
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let screen = cart.guest().screen(&dir, name);
+        let distance = |n: &str| {
+            let file = format!(
+                "docs/screenshots/{n}-{}x{}.png",
+                screen.width, screen.height
+            );
+            Rgb::read_png(&qemu_suite::workspace_root().join(file))
+                .ok()
+                .and_then(|r| screen.diff(&r))
+                .map_or(1.0, |(f, _)| f)
+        };
+        match qemu_suite::screen::matches_reference(&screen, name, &dir) {
+            Ok(own)
+                if SETUP
+                    .iter()
+                    .filter(|o| **o != name)
+                    .all(|o| distance(o) > own) =>
+            {
+                return;
+            }
+            Ok(own) => last = format!("as close to another setup screen ({own})"),
+            Err(why) => last = why,
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let log = cart.must("journalctl -b -u cart-app --no-pager | tail -30");
+    cart.fail(&format!("the {name} screen never showed: {last}\n{log}"));
+}
+
+/// Scenario 2's network step, under the unit's sandbox: the cart asks for
+/// the store's Wi-Fi code; a wrong password is refused on screen and the
+/// cart waits for a new code; the right one, with the daemon killed while
+/// NetworkManager waits for an address, resumes after the restart with the
+/// connection NetworkManager saved. Returns the PID of the daemon that
+/// must finish the join.
+fn wifi_onboarding(cart: &mut Cart) -> String {
+    // The store's network: WPA2 on the second radio, DHCP.
+    cart.must("systemctl start cart-test-dhcp.service");
+    if !cart.wait_guest(
+        "nmcli -t -f DEVICE,STATE device | grep -q '^wlan0:disconnected'",
+        Duration::from_secs(60),
+    ) {
+        let nm = cart.must("nmcli device; journalctl -b -u NetworkManager --no-pager | tail -20");
+        cart.fail(&format!("NetworkManager never saw the cart's radio:\n{nm}"));
+    }
+    wait_setup_screen(cart, "setup-scan-network", Duration::from_secs(180));
+    cart.scanner.scan(&format!(
+        "WIFI:S:{WIFI_SSID};T:WPA;P:{WIFI_WRONG_PASSWORD};;"
+    ));
+    wait_setup_screen(cart, "setup-wrong-password", Duration::from_secs(120));
+
+    // The right code, with no DHCP yet: the passphrase is accepted and
+    // NetworkManager waits for an address (state 70) when the daemon dies.
+    cart.must("systemctl stop cart-test-dhcp.service");
+    cart.scanner
+        .scan(&format!("WIFI:S:{WIFI_SSID};T:WPA;P:{WIFI_PASSWORD};;"));
+    if !cart.wait_guest(
+        "nmcli -g GENERAL.STATE device show wlan0 | grep -q '^70'",
+        Duration::from_secs(120),
+    ) {
+        let nm = cart.must(
+            "nmcli device; journalctl -b -u cart-app -u NetworkManager --no-pager | tail -30",
+        );
+        cart.fail(&format!(
+            "the right password never reached address configuration:\n{nm}"
+        ));
+    }
+    cart.must("systemctl kill -s KILL cart-app.service");
+    cart.must("systemctl start cart-test-dhcp.service");
+    cart.must("systemctl restart cart-app.service");
+    cart.must("systemctl show -p MainPID --value cart-app.service")
+        .trim()
+        .to_owned()
+}
+
+/// After provisioning: the daemon started after the kill finished the
+/// join; NetworkManager holds one connection for the cart, root's and 0600
+/// on the data partition, up; no password in the journal.
+fn wifi_joined(cart: &mut Cart, pid: String) {
+    let resumed = cart.must(&format!("journalctl _PID={pid} -o cat --no-pager"));
+    assert!(
+        resumed.contains("Wi-Fi up"),
+        "the restarted daemon did not finish the join:\n{resumed}"
+    );
+    let connections = cart.must("nmcli -t -f NAME,TYPE connection show");
+    assert_eq!(
+        connections.trim(),
+        "cart-wifi:802-11-wireless",
+        "NetworkManager's connections"
+    );
+    let file = cart.must("stat -c '%a %U' /data/network/cart-wifi.nmconnection");
+    assert_eq!(
+        file.trim(),
+        "600 root",
+        "the saved connection's mode and owner"
+    );
+    let saved = cart.must("cat /data/network/cart-wifi.nmconnection");
+    assert!(
+        saved.contains(&format!("ssid={WIFI_SSID}"))
+            && saved.contains(&format!("psk={WIFI_PASSWORD}")),
+        "the saved connection:\n{saved}"
+    );
+    let state = cart.must("nmcli -g GENERAL.STATE device show wlan0");
+    assert!(state.starts_with("100"), "wlan0: {state}");
+    let leaks = cart.must(&format!(
+        "journalctl -u cart-app -u NetworkManager -u wpa_supplicant --no-pager -o cat | grep -c -e '{WIFI_PASSWORD}' -e '{WIFI_WRONG_PASSWORD}' || true"
+    ));
+    assert_eq!(leaks.trim(), "0", "a Wi-Fi password in the journal");
 }
 
 /// The backend stocks the cart's catalog and sets offline limits: EUR 50

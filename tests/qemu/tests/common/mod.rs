@@ -114,8 +114,11 @@ response_timeout_secs = 60
 connect_timeout_secs = 120
 
 [provisioning.wifi]
-# The QEMU cart is wired.
-enabled = false
+# The store's Wi-Fi is inside the guest (two mac80211_hwsim radios, hostapd
+# on wlan1): the first boot onboards on wlan0 (scenario 2). The broker stays
+# on the wired link.
+interface = "wlan0"
+join_timeout_secs = 120
 
 [daemon]
 status_interval_secs = 2
