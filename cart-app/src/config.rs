@@ -273,6 +273,15 @@ impl Config {
                 path: origin.to_owned(),
                 source,
             })?;
+        if !(1..=3_600).contains(&config.sync.time_slack_secs) {
+            return Err(ConfigError::Invalid {
+                path: origin.to_owned(),
+                source: PolicyError {
+                    key: "sync.time_slack_secs".into(),
+                    message: format!("{} is outside 1..=3600", config.sync.time_slack_secs),
+                },
+            });
+        }
         if !config.store.receipt_url.is_empty() {
             store_and_forward::wire::receipt::check_base(&config.store.receipt_url).map_err(
                 |e| ConfigError::Invalid {

@@ -331,6 +331,79 @@ fn untrusted_clock_turns_offline_approval_off() {
     );
 }
 
+/// Trusted time from the backend, through the ledger (the real SQLite
+/// file, reopened as after a reboot): a backend clock in step, behind,
+/// ahead within the slack, jumping a day ahead, and a cart switched off
+/// overnight. A far-future backend time never switches offline approval
+/// off.
+#[test]
+fn backend_time_moves_known_good_only_as_far_as_the_cart_vouches() {
+    use store_and_forward::time::{MonoPoint, TimeVerdict};
+    let boot = |id: &str, ms: i64| MonoPoint {
+        boot_id: id.into(),
+        ms,
+    };
+    let fx = Fixture::new();
+    let mut ledger = fx.open();
+    let slack = 300;
+    let known = |l: &store_and_forward::Ledger| l.trust_point().unwrap().unwrap().known_good;
+    // First contact: the wall clock vouches.
+    let v = ledger
+        .record_backend_time(t0(), t0(), Some(&boot("b1", 1_000)), slack)
+        .unwrap();
+    assert_eq!(v, TimeVerdict::Advance(t0()));
+    // An hour later on the cart's own clock, the backend in step.
+    let hour = t0().plus_secs(3_600);
+    let v = ledger
+        .record_backend_time(hour, hour, Some(&boot("b1", 3_601_000)), slack)
+        .unwrap();
+    assert_eq!(v, TimeVerdict::Advance(hour));
+    // Behind: nothing changes.
+    let v = ledger
+        .record_backend_time(t0(), hour, Some(&boot("b1", 3_602_000)), slack)
+        .unwrap();
+    assert_eq!(v, TimeVerdict::Behind);
+    // Jumping a day ahead (with the wall clock): ignored; offline approval
+    // stays on.
+    let jump = hour.plus_secs(86_400);
+    let v = ledger
+        .record_backend_time(jump, hour, Some(&boot("b1", 3_603_000)), slack)
+        .unwrap();
+    assert!(matches!(v, TimeVerdict::Unvouched { .. }), "{v:?}");
+    assert_eq!(known(&ledger), hour);
+    let a = attempt(eur(100), 1);
+    let now = hour.plus_secs(5);
+    ledger.record_card_read(&a, now).unwrap();
+    let d = ledger.decide_offline(&a.key, now).unwrap();
+    assert!(
+        !d.reasons
+            .iter()
+            .any(|r| matches!(r, OfflineReason::ClockUntrusted { .. })),
+        "{:?}",
+        d.reasons
+    );
+    drop(ledger);
+    // Switched off overnight: a new boot, the wall clock ten hours on.
+    let (mut ledger, _) = fx.reopen();
+    let morning = hour.plus_secs(10 * 3_600);
+    let v = ledger
+        .record_backend_time(morning, morning, Some(&boot("b2", 20_000)), slack)
+        .unwrap();
+    assert_eq!(v, TimeVerdict::Advance(morning));
+    let p = ledger.trust_point().unwrap().unwrap();
+    assert_eq!(p.at, Some(boot("b2", 20_000)));
+    // Within the slack ahead on the new boot's clock.
+    let v = ledger
+        .record_backend_time(
+            morning.plus_secs(70),
+            morning,
+            Some(&boot("b2", 80_000)),
+            slack,
+        )
+        .unwrap();
+    assert_eq!(v, TimeVerdict::Advance(morning.plus_secs(70)));
+}
+
 #[test]
 fn crash_before_decision_leaves_attempt_in_doubt_with_an_inquiry() {
     let fx = Fixture::new();

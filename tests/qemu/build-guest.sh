@@ -45,7 +45,7 @@ packages=(
   libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-tcti-device0
   libinput10 libxkbcommon0 xkb-data libudev1 libsqlite3-0 libzstd1
   libfontconfig1 fontconfig fonts-dejavu-core ca-certificates
-  network-manager wpasupplicant polkitd
+  network-manager wpasupplicant polkitd libpam-systemd
   hostapd dnsmasq-base
 )
 

@@ -12,7 +12,9 @@ use super::Ledger;
 use crate::error::LedgerError;
 use crate::money::Currency;
 use crate::policy::{Exposure, LedgerIntegrity, Limits, LimitsConfig};
-use crate::time::{ClockTrust, Timestamp, clock_trust};
+use crate::time::{
+    ClockTrust, MonoPoint, TimeVerdict, Timestamp, TrustPoint, clock_trust, judge_backend_time,
+};
 
 /// Well-known keys of the `meta` and `cart_state` tables.
 pub mod keys {
@@ -28,6 +30,10 @@ pub mod keys {
     pub const COUNTER_BOUND_MS: &str = "counter_bound_ms";
     /// cart_state: the last wall-clock time known to be good (ms).
     pub const LAST_KNOWN_GOOD_MS: &str = "time.last_known_good_ms";
+    /// cart_state: the boot in which it was learnt (the kernel's boot id).
+    pub const KNOWN_GOOD_BOOT_ID: &str = "time.known_good_boot_id";
+    /// cart_state: when, on that boot's elapsed-time clock (ms).
+    pub const KNOWN_GOOD_MONO_MS: &str = "time.known_good_mono_ms";
     /// cart_state: the last successful contact with the backend (ms).
     pub const LAST_BACKEND_CONTACT_MS: &str = "backend.last_contact_ms";
     /// cart_state: the offline limits in force (JSON).
@@ -223,6 +229,64 @@ impl Ledger {
             self.set_state(keys::LAST_KNOWN_GOOD_MS, &good.0.to_string(), now)?;
         }
         Ok(())
+    }
+
+    /// The last known-good time and where on the cart's own clock it was
+    /// learnt.
+    pub fn trust_point(&self) -> Result<Option<TrustPoint>, LedgerError> {
+        let Some(known_good) = read_state_i64(&self.conn, keys::LAST_KNOWN_GOOD_MS)? else {
+            return Ok(None);
+        };
+        let boot_id = read_state(&self.conn, keys::KNOWN_GOOD_BOOT_ID)?;
+        let ms = read_state_i64(&self.conn, keys::KNOWN_GOOD_MONO_MS)?;
+        Ok(Some(TrustPoint {
+            known_good: Timestamp(known_good),
+            at: boot_id
+                .zip(ms)
+                .map(|(boot_id, ms)| MonoPoint { boot_id, ms }),
+        }))
+    }
+
+    /// Judges a time the backend sent ([`judge_backend_time`]) and records
+    /// it as known-good when the cart can vouch for it, with where on the
+    /// cart's own clock (`here`) it was learnt. An unvouched time is
+    /// logged and ignored.
+    pub fn record_backend_time(
+        &mut self,
+        backend: Timestamp,
+        now: Timestamp,
+        here: Option<&MonoPoint>,
+        slack_secs: u64,
+    ) -> Result<TimeVerdict, LedgerError> {
+        let prev = self.trust_point()?;
+        let verdict = judge_backend_time(prev.as_ref(), backend, now, here, slack_secs);
+        match verdict {
+            TimeVerdict::Advance(good) => self.relaxed(|l| {
+                let tx = l.conn.unchecked_transaction()?;
+                write_state(&tx, keys::LAST_KNOWN_GOOD_MS, &good.0.to_string(), now)?;
+                match here {
+                    Some(h) => {
+                        write_state(&tx, keys::KNOWN_GOOD_BOOT_ID, &h.boot_id, now)?;
+                        write_state(&tx, keys::KNOWN_GOOD_MONO_MS, &h.ms.to_string(), now)?;
+                    }
+                    None => {
+                        for key in [keys::KNOWN_GOOD_BOOT_ID, keys::KNOWN_GOOD_MONO_MS] {
+                            tx.execute("DELETE FROM cart_state WHERE key = ?1", [key])?;
+                        }
+                    }
+                }
+                tx.commit()?;
+                l.note_commit();
+                Ok(())
+            })?,
+            TimeVerdict::Unvouched { upper } => warn!(
+                backend_ms = backend.0,
+                upper_ms = upper.0,
+                "backend time further ahead than the cart can vouch for: ignored"
+            ),
+            TimeVerdict::Behind => {}
+        }
+        Ok(verdict)
     }
 
     /// Records a successful contact with the backend at `at` (the cart's

@@ -65,6 +65,10 @@ pub struct SyncConfig {
     /// A forward or inquiry the broker took but the backend has not
     /// answered after this many seconds is sent again.
     pub resend_unanswered_secs: u64,
+    /// How far ahead of what the cart can vouch for (the last known-good
+    /// time plus its own elapsed time) a backend time may be and still be
+    /// trusted, seconds (1 to 3,600): `time::judge_backend_time`.
+    pub time_slack_secs: u64,
 }
 
 impl Default for SyncConfig {
@@ -80,6 +84,7 @@ impl Default for SyncConfig {
             telemetry_linger_secs: 60,
             retry: RetryPolicy::default(),
             resend_unanswered_secs: 300,
+            time_slack_secs: 300,
         }
     }
 }
@@ -199,9 +204,10 @@ impl Uplink {
         }
         self.contact_noted.store(now.0, Ordering::Relaxed);
         let mut ledger = self.ledger();
-        let noted = ledger
-            .record_backend_contact(now)
-            .and_then(|_| ledger.record_known_good_time(backend_ts, now));
+        let here = crate::time::MonoPoint::now();
+        let noted = ledger.record_backend_contact(now).and_then(|_| {
+            ledger.record_backend_time(backend_ts, now, here.as_ref(), self.config.time_slack_secs)
+        });
         if let Err(e) = noted {
             warn!(cause = %e, "backend contact not recorded");
         }

@@ -574,20 +574,30 @@ fn checkout(cart: &mut Cart) {
     // The receipt's QR code, signed in the guest's TPM: the journal's
     // RECEIPT field, checked as the e-receipt page would (the certificate
     // fleet provisioning issued, the payment charged).
-    let journal =
-        cart.must(r#"journalctl -b -u cart-app -o json --no-pager | grep "\"RECEIPT\"" || true"#);
-    let receipt = journal
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.get("RECEIPT").and_then(|r| r.as_str()).map(str::to_owned))
-        .next();
-    let Some(receipt) = receipt else {
-        cart.fail("no 'receipt made' line with a RECEIPT field in the journal");
-    };
+    let (receipt, _) = last_receipt(cart);
     match cart.cloud.emulator.verify_receipt(&receipt) {
         Ok(v) if v.charged => {}
         other => cart.fail(&format!("the receipt {receipt} did not check: {other:?}")),
+    }
+}
+
+/// The last receipt the journal holds: its RECEIPT and PAYMENT_KEY fields.
+fn last_receipt(cart: &mut Cart) -> (String, String) {
+    let journal =
+        cart.must(r#"journalctl -b -u cart-app -o json --no-pager | grep "\"RECEIPT\"" || true"#);
+    let found = journal
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| {
+            let field = |k: &str| v.get(k).and_then(|r| r.as_str()).map(str::to_owned);
+            Some((field("RECEIPT")?, field("PAYMENT_KEY")?))
+        });
+    match found {
+        Some(r) => r,
+        None => {
+            cart.fail("no 'receipt made' line with RECEIPT and PAYMENT_KEY fields in the journal")
+        }
     }
 }
 
@@ -613,6 +623,7 @@ fn cable_pulled(cart: &mut Cart) {
     tap_when_shown(cart, "s4-offline-basket", CHECKOUT, Duration::from_secs(60));
     tap_when_shown(cart, "s4-offline-checkout", PAY, Duration::from_secs(60));
     tap_when_shown(cart, "s4-offline-receipt", DONE, Duration::from_secs(180));
+    let offline_key = last_receipt(cart).1;
     let status = cart.must("cartctl status --json");
     std::fs::write(cart.art.file("s4-status-offline.json"), &status).ok();
     // Above the per-payment cap while the link is down: refused (before the
@@ -647,6 +658,22 @@ fn cable_pulled(cart: &mut Cart) {
         cart.fail(&format!(
             "the offline approval was not forwarded and charged once: {:?}",
             cart.cloud.emulator.counts()
+        ));
+    }
+    // The payment followed through the journal by its key, as a field
+    // technician does (`journalctl PAYMENT_KEY=`): the ledger's offline
+    // approval, the receipt, the backend's outcome applied after the
+    // forward; one field name from every module.
+    let follow = format!(
+        "journalctl -u cart-app PAYMENT_KEY={offline_key} -o cat --no-pager | \
+         grep -e 'approved offline' -e 'receipt made' -e 'backend outcome applied' | sort -u | wc -l | grep -qx 3"
+    );
+    if !cart.wait_guest(&follow, Duration::from_secs(60)) {
+        let lines = cart.must(&format!(
+            "journalctl -u cart-app PAYMENT_KEY={offline_key} -o cat --no-pager"
+        ));
+        cart.fail(&format!(
+            "journalctl PAYMENT_KEY={offline_key} does not follow the payment:\n{lines}"
         ));
     }
     // An online request sent before the cable went and delivered after it
@@ -1228,6 +1255,78 @@ fn watchdog(cart: &mut Cart) {
     cart.boots.push(format!(
         "watchdog: stopped daemon replaced and READY in {:.1} s (WatchdogSec=30)",
         t.elapsed().as_secs_f64()
+    ));
+    restart_loop(cart);
+}
+
+/// Scenario 7, continued: a cart that cannot start keeps trying for ever.
+/// The shipped unit never gives up (`StartLimitIntervalSec=0`) and waits
+/// 30 s between tries (settings systemd 252 and 259 both read); a runtime
+/// drop-in makes every start fail (`ExecStart=/bin/false`) and shortens
+/// the wait to 1 s so that more than ten failures fit in the test, the
+/// start limits staying the shipped unit's.
+fn restart_loop(cart: &mut Cart) {
+    let shipped =
+        cart.must("systemctl show -p Restart -p RestartUSec -p StartLimitIntervalUSec cart-app");
+    for want in [
+        "Restart=always",
+        "RestartUSec=30s",
+        "StartLimitIntervalUSec=0",
+    ] {
+        assert!(
+            shipped.lines().any(|l| l == want),
+            "the unit: {want} missing in\n{shipped}"
+        );
+    }
+    let (_, _, _, before) = unit(cart);
+    let before: u64 = before.trim().parse().unwrap_or(0);
+    cart.must(
+        "set -e; mkdir -p /run/systemd/system/cart-app.service.d; \
+         printf '[Service]\\nExecStart=\\nExecStart=/bin/false\\nRestartSec=1\\n' \
+           > /run/systemd/system/cart-app.service.d/90-test-fail.conf; \
+         systemctl daemon-reload; systemctl restart --no-block cart-app",
+    );
+    let failures = 12;
+    let looped = cart.wait_guest(
+        &format!(
+            "test \"$(systemctl show -p NRestarts --value cart-app)\" -ge {}",
+            before + failures
+        ),
+        Duration::from_secs(180),
+    );
+    let state = cart.must("systemctl show -p ActiveState -p SubState -p NRestarts cart-app");
+    if !looped {
+        cart.fail(&format!(
+            "fewer than {failures} restarts of a failing cart:\n{state}"
+        ));
+    }
+    // Still trying: not failed for good, and the counter goes on.
+    assert!(
+        !state.contains("ActiveState=failed"),
+        "systemd gave up:\n{state}"
+    );
+    let more = cart.wait_guest(
+        &format!(
+            "test \"$(systemctl show -p NRestarts --value cart-app)\" -ge {}",
+            before + failures + 2
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(more, "the restarts stopped after {failures}:\n{state}");
+    let journal =
+        cart.must("journalctl -b -u cart-app --no-pager | grep -c 'Scheduled restart job' || true");
+    assert!(
+        journal.trim().parse::<u64>().unwrap_or(0) >= failures,
+        "the journal does not show the restarts: {journal}"
+    );
+    cart.must(
+        "rm -r /run/systemd/system/cart-app.service.d; systemctl daemon-reload; \
+         systemctl restart --no-block cart-app",
+    );
+    wait_ready(cart, "after the restart loop");
+    cart.boots.push(format!(
+        "restart loop: {failures}+ failed starts, still restarting ({})",
+        state.replace('\n', " ")
     ));
 }
 
