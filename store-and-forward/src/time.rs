@@ -67,7 +67,10 @@ pub enum ClockTrust {
 
 /// A point on the cart's own clock that counts elapsed time within one
 /// boot (`CLOCK_BOOTTIME`: it goes on through suspend, and no one sets
-/// it), with the boot it belongs to: after a reboot it starts again.
+/// it), with the boot it belongs to: after a reboot it starts again. The
+/// boot is the kernel's boot id where procfs shows it; under the unit's
+/// `ProcSubset=pid` it does not, and the id is this process's own (random):
+/// elapsed time then counts within one run of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonoPoint {
     /// The kernel's boot id.
@@ -77,17 +80,18 @@ pub struct MonoPoint {
 }
 
 impl MonoPoint {
-    /// Now, from the kernel; `None` when it cannot tell (no procfs).
+    /// Now, from the kernel; `None` when the clock cannot be read.
     pub fn now() -> Option<MonoPoint> {
-        static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let boot_id = BOOT_ID
             .get_or_init(|| {
                 std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
                     .ok()
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| format!("run-{}", uuid::Uuid::new_v4()))
             })
-            .clone()?;
+            .clone();
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
