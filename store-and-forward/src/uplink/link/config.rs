@@ -31,6 +31,18 @@ pub struct LinkConfig {
     pub backoff_base_ms: u64,
     /// Largest reconnect delay in ms (default 60,000).
     pub backoff_max_ms: u64,
+    /// While the broker cannot be reached at all, a TCP probe (not metered,
+    /// not an MQTT CONNECT) checks this often whether it is back, ms
+    /// (default 1,000; 0: no probe, backoff only).
+    pub probe_interval_ms: u64,
+    /// Up to this much random delay on every probe, and before connecting
+    /// once the broker or the network is back, ms (default 500): carts that
+    /// regain their network at once spread their connects.
+    pub probe_jitter_ms: u64,
+    /// Reconnect at once when the kernel reports a network change (a
+    /// netlink route socket), instead of waiting out the backoff
+    /// (default true).
+    pub watch_network: bool,
     /// QoS 1 publishes in flight on the wire (default 100; the broker's
     /// receive maximum may lower it).
     pub inflight: u16,
@@ -66,6 +78,9 @@ impl Default for LinkConfig {
             keep_alive_secs: 30,
             backoff_base_ms: 500,
             backoff_max_ms: 60_000,
+            probe_interval_ms: 1_000,
+            probe_jitter_ms: 500,
+            watch_network: true,
             inflight: 100,
             max_pending: 1000,
             connect_timeout_secs: 10,
@@ -104,6 +119,14 @@ impl LinkConfig {
         }
         if self.connect_timeout_secs == 0 {
             return Err(LinkError::Config("connect_timeout_secs must be at least 1"));
+        }
+        if self.probe_interval_ms != 0 && !(100..=60_000).contains(&self.probe_interval_ms) {
+            return Err(LinkError::Config(
+                "probe_interval_ms must be 0 (off) or 100 to 60,000",
+            ));
+        }
+        if self.probe_jitter_ms > 60_000 {
+            return Err(LinkError::Config("probe_jitter_ms must be at most 60,000"));
         }
         if self.max_packet_size < 1024 {
             return Err(LinkError::Config("max_packet_size must be at least 1024"));

@@ -21,6 +21,8 @@ use super::{Incoming, LinkConfig, LinkError, Shared, TransportAck};
 use crate::time::Timestamp;
 use crate::uplink::backoff::Backoff;
 
+use super::reach::{NetworkWatch, reachable};
+
 /// How long a graceful DISCONNECT may take.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
@@ -42,6 +44,15 @@ pub(crate) struct Driver {
     /// The connection incoming messages belong to (their acknowledgements
     /// go out on it or not at all).
     connection: u64,
+    /// The broker's address, for the probe.
+    host: String,
+    port: u16,
+    probe_interval: Option<Duration>,
+    probe_jitter: Duration,
+    /// The kernel's network changes (opened on first use; `None` when not
+    /// wanted or not available).
+    network: Option<NetworkWatch>,
+    watch_network: bool,
 }
 
 /// What one turn of the loop produced.
@@ -75,6 +86,13 @@ impl Driver {
                 + Duration::from_secs(config.connect_timeout_secs)
                 + Duration::from_secs(1),
             connection: 0,
+            host: config.host.clone(),
+            port: config.port,
+            probe_interval: (config.probe_interval_ms > 0)
+                .then(|| Duration::from_millis(config.probe_interval_ms)),
+            probe_jitter: Duration::from_millis(config.probe_jitter_ms),
+            network: None,
+            watch_network: config.watch_network,
         }
     }
 
@@ -285,7 +303,9 @@ impl Driver {
         }
     }
 
-    /// Sleeps the backoff delay; false when asked to stop meanwhile.
+    /// Sleeps the backoff delay, cut short when the network changes or,
+    /// if the broker could not be reached at all, when a probe finds it
+    /// again; false when asked to stop meanwhile.
     async fn wait_backoff(&mut self) -> bool {
         let delay = self
             .backoff
@@ -295,11 +315,66 @@ impl Driver {
             attempt = self.backoff.attempt(),
             "reconnecting after backoff"
         );
+        if self.watch_network && self.network.is_none() {
+            match NetworkWatch::open() {
+                Ok(w) => self.network = Some(w),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "no network watch: the backoff alone paces reconnects");
+                    self.watch_network = false;
+                }
+            }
+        }
+        if let Some(w) = &self.network {
+            // Changes while the link was up are not a return.
+            w.clear();
+        }
+        // Probe only a broker that cannot be reached now: one that answers
+        // TCP but refused the connection is paced by the backoff alone.
+        let probe = match self.probe_interval {
+            Some(every) if delay > every => {
+                let timeout = every.min(Duration::from_secs(2));
+                (!reachable(&self.host, self.port, timeout).await).then_some((every, timeout))
+            }
+            _ => None,
+        };
+        let (host, port, jitter) = (self.host.clone(), self.port, self.probe_jitter);
+        let probing = async move {
+            let Some((every, timeout)) = probe else {
+                return std::future::pending::<()>().await;
+            };
+            loop {
+                tokio::time::sleep(every + jitter.mul_f64(rand::random::<f64>())).await;
+                if reachable(&host, port, timeout).await {
+                    return;
+                }
+            }
+        };
+        let network = self.network.as_ref();
+        let changed = async move {
+            match network {
+                Some(w) => w.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        let why = tokio::select! {
+            biased;
+            _ = self.shared.shutdown.notified() => return false,
+            _ = self.shared.reconnect.notified() => return true,
+            _ = tokio::time::sleep(delay) => return true,
+            _ = changed => "the network changed",
+            _ = probing => "the broker answers again",
+        };
+        let spread = self.probe_jitter.mul_f64(rand::random::<f64>());
+        tracing::info!(
+            client_id = %self.shared.client_id,
+            why,
+            in_ms = spread.as_millis() as u64,
+            "reconnecting before the backoff ends"
+        );
         tokio::select! {
             biased;
             _ = self.shared.shutdown.notified() => false,
-            _ = self.shared.reconnect.notified() => true,
-            _ = tokio::time::sleep(delay) => true,
+            _ = tokio::time::sleep(spread) => true,
         }
     }
 

@@ -17,13 +17,15 @@
 //!
 //! Files: `config.rs` ([`LinkConfig`]), `error.rs` ([`LinkError`]),
 //! `handle.rs` ([`LinkHandle`]), `driver.rs` (the owner loop),
-//! `dispatch.rs` (matching acknowledgements and responses).
+//! `dispatch.rs` (matching acknowledgements and responses), `reach.rs`
+//! (the network's and the broker's return: a netlink watch, a TCP probe).
 
 mod config;
 mod dispatch;
 mod driver;
 mod error;
 mod handle;
+mod reach;
 
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, Weak};
