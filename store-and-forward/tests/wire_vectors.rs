@@ -21,7 +21,7 @@ use store_and_forward::policy::{Exposure, LimitsConfig};
 use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::wire::down::{
     AuthResponse, CatalogDelta, CatalogItem, DenyListUpdate, ForwardResult, PolicyUpdate,
-    RotationRequest,
+    RotationRequest, StaffListUpdate,
 };
 use store_and_forward::wire::up::{
     Ack, AckBatch, AckResult, AuthRequest, CardData, CartStatus, Forward, Inquiry,
@@ -134,6 +134,7 @@ fn samples() -> Vec<(String, Vec<u8>)> {
                     limits: 3,
                     deny_list: 12,
                     catalog: 40,
+                    staff_list: 0,
                 },
                 telemetry_dropped: 0,
             },
@@ -337,6 +338,17 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             },
         ),
     );
+    add(
+        Kind::StaffListUpdate,
+        "7",
+        encode(
+            Kind::StaffListUpdate,
+            CART,
+            "7",
+            TS,
+            &staff_list_sample(),
+        ),
+    );
     // Telemetry travels compressed; the uncompressed form decodes too.
     let events: Vec<TelemetryEvent> = vec![
         TelemetryEvent::Reading {
@@ -383,6 +395,11 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         encode_compressed(Kind::TelemetryBatch, CART, id, TS, &body),
     ));
     out
+}
+
+/// Staff list 7: badges `0042` and `E1234` hashed under a fixed salt.
+fn staff_list_sample() -> StaffListUpdate {
+    StaffListUpdate::hashing(7, (0u8..16).collect(), &["0042", "E1234"])
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
@@ -520,4 +537,29 @@ fn newer_backend_fields_are_ignored() {
             }
         })
     );
+}
+
+#[test]
+fn the_staff_list_vector_holds_hashes_the_cart_recomputes() {
+    let bytes = std::fs::read(dir().join("v1/staff_list_update.json")).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let body = &text[text.find("\"body\"").unwrap()..];
+    assert!(
+        !body.contains("0042") && !body.contains("E1234"),
+        "a badge code on the wire: {text}"
+    );
+    let (header, down) = decode_down(&bytes, CART).unwrap();
+    assert_eq!(header.id, "7");
+    let wire::Down::StaffListUpdate(list) = down else {
+        panic!("{down:?}")
+    };
+    assert_eq!(list, staff_list_sample());
+    assert!(matches!(
+        list.check("0042"),
+        store_and_forward::staff::BadgeCheck::Approved(_)
+    ));
+    assert!(matches!(
+        list.check("0043"),
+        store_and_forward::staff::BadgeCheck::NotOnList { list_version: 7 }
+    ));
 }

@@ -34,6 +34,10 @@ pub mod keys {
     pub const LIMITS: &str = "policy.limits";
     /// cart_state: the deny-list version.
     pub const DENY_LIST_VERSION: &str = "policy.deny_list_version";
+    /// cart_state: the staff list version (age checks; absent: no list).
+    pub const STAFF_LIST_VERSION: &str = "staff.list_version";
+    /// cart_state: the staff list's salt (base64).
+    pub const STAFF_LIST_SALT: &str = "staff.list_salt";
     /// cart_state: telemetry events dropped over quota, in all.
     pub const TELEMETRY_DROPPED: &str = "telemetry.dropped";
     /// cart_state prefix for other downstream versions (`downstream.<name>`).
