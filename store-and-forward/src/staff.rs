@@ -137,7 +137,10 @@ impl StaffList {
     /// A list of `badge_ids` hashed under `salt` (the backend's side; the
     /// emulator and tests build lists with it).
     pub fn hashing(version: u64, salt: Vec<u8>, badge_ids: &[&str]) -> StaffList {
-        let badges = badge_ids.iter().map(|id| BadgeHash::of(&salt, id)).collect();
+        let badges = badge_ids
+            .iter()
+            .map(|id| BadgeHash::of(&salt, id))
+            .collect();
         StaffList {
             version,
             salt,

@@ -341,13 +341,7 @@ fn samples() -> Vec<(String, Vec<u8>)> {
     add(
         Kind::StaffListUpdate,
         "7",
-        encode(
-            Kind::StaffListUpdate,
-            CART,
-            "7",
-            TS,
-            &staff_list_sample(),
-        ),
+        encode(Kind::StaffListUpdate, CART, "7", TS, &staff_list_sample()),
     );
     // Telemetry travels compressed; the uncompressed form decodes too.
     let events: Vec<TelemetryEvent> = vec![

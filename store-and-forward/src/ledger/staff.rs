@@ -41,8 +41,18 @@ impl Ledger {
                 insert.execute([b.0.as_slice()])?;
             }
         }
-        write_state(&tx, keys::STAFF_LIST_SALT, &STANDARD.encode(&list.salt), now)?;
-        write_state(&tx, keys::STAFF_LIST_VERSION, &list.version.to_string(), now)?;
+        write_state(
+            &tx,
+            keys::STAFF_LIST_SALT,
+            &STANDARD.encode(&list.salt),
+            now,
+        )?;
+        write_state(
+            &tx,
+            keys::STAFF_LIST_VERSION,
+            &list.version.to_string(),
+            now,
+        )?;
         tx.commit()?;
         self.note_commit();
         info!(
@@ -118,7 +128,9 @@ fn age_check_of(conn: &Connection, key: &PaymentKey) -> Result<Option<StaffAppro
         .prepare_cached(
             "SELECT age_check_badge, age_check_list_version FROM payments WHERE key = ?1",
         )?
-        .query_row([key.0.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([key.0.as_bytes().as_slice()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     match row {
         Some((badge, version)) => approval_from_columns(badge, version),
