@@ -123,7 +123,8 @@ impl Basket {
     /// there are any and none waits for a check: it goes with the sale.
     pub fn age_approval(&self) -> Option<StaffApproval> {
         let restricted = self.lines.iter().any(|l| l.min_age.is_some());
-        self.approval.filter(|_| restricted && self.age_check.is_none())
+        self.approval
+            .filter(|_| restricted && self.age_check.is_none())
     }
 
     /// A staff badge on the list cleared the pending age check: every

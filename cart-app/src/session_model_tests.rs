@@ -442,7 +442,10 @@ fn check_controls(cart: &mut Cart, catalog: &Catalog) -> Result<(), TestCaseErro
             let mut c = cart.copy();
             c.run(&Step::Scan(BADGE_NOT_ON_LIST), catalog);
             if !c.session.out_of_service {
-                prop_assert!(c.session.basket().pending_age_check().is_some(), "refused badge");
+                prop_assert!(
+                    c.session.basket().pending_age_check().is_some(),
+                    "refused badge"
+                );
                 prop_assert!(matches!(c.ui.screen(), Screen::AgeCheck(_)));
                 prop_assert!(c.effects.contains(&Effect::View(ViewUpdate::Notice(Some(
                     ui::ScanNotice::StaffBadgeRefused

@@ -141,6 +141,10 @@ pub struct LedgerStatus {
     /// technician or the backend. Their exposure stays counted.
     #[serde(default)]
     pub quarantined_payments: Vec<QuarantinedPayment>,
+    /// The staff list version held for age checks (0: none yet, so every
+    /// badge is refused).
+    #[serde(default)]
+    pub staff_list_version: u64,
 }
 
 /// A payment record set aside: the broker refused it for good, or it could
@@ -405,6 +409,7 @@ pub(crate) fn status_of(
         outbox: super::outbox::outbox_depth(conn, telemetry_bytes)?,
         telemetry_dropped: read_state_i64(conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0) as u64,
         quarantined_payments: super::outbox::quarantined_payments(conn, 50)?,
+        staff_list_version: read_state_i64(conn, keys::STAFF_LIST_VERSION)?.unwrap_or(0) as u64,
     })
 }
 
