@@ -388,6 +388,53 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         "telemetry_batch.zst".into(),
         encode_compressed(Kind::TelemetryBatch, CART, id, TS, &body),
     ));
+    // New optional fields get vectors of their own (the ones above, without
+    // them, stay byte for byte): a sale cleared by a staff badge, and a
+    // status naming the staff list held.
+    let staff = staff_list_sample();
+    let outcome = TelemetryEvent::PaymentOutcome {
+        at: TS,
+        payment: store_and_forward::PaymentKey::parse(KEY).unwrap(),
+        state: store_and_forward::PaymentState::OfflineApproved,
+        amount_minor: 2_999,
+        currency: Currency::new("EUR").unwrap(),
+        age_check: Some(store_and_forward::staff::StaffApproval {
+            badge: staff.badges[0],
+            list_version: staff.version,
+        }),
+    };
+    let body = serde_json::json!({
+        "ledger": "5b1c2d3e-0000-4000-8000-000000000001",
+        "seqs": [[106, 106]],
+        "events": [outcome],
+    });
+    let id = "5b1c2d3e-0000-4000-8000-000000000001:106";
+    out.push((
+        "telemetry_batch.age-check.json".into(),
+        encode(Kind::TelemetryBatch, CART, id, TS, &body),
+    ));
+    out.push((
+        "cart_status.staff-list.json".into(),
+        encode(
+            Kind::CartStatus,
+            CART,
+            "18",
+            TS,
+            &CartStatus {
+                firmware: "0.1.0".into(),
+                integrity: "bound".into(),
+                exposure: Exposure::default(),
+                outbox: vec![],
+                versions: Versions {
+                    limits: 3,
+                    deny_list: 12,
+                    catalog: 40,
+                    staff_list: 7,
+                },
+                telemetry_dropped: 0,
+            },
+        ),
+    ));
     out
 }
 
@@ -556,4 +603,36 @@ fn the_staff_list_vector_holds_hashes_the_cart_recomputes() {
         list.check("0043"),
         store_and_forward::staff::BadgeCheck::NotOnList { list_version: 7 }
     ));
+}
+
+#[test]
+fn the_age_check_vectors_carry_the_badge_hash_and_the_list_version() {
+    let bytes = std::fs::read(dir().join("v1/telemetry_batch.age-check.json")).unwrap();
+    let (_, up) = decode_up(&bytes).unwrap();
+    let wire::Up::TelemetryBatch(batch) = up else {
+        panic!("{up:?}")
+    };
+    let events = batch.known_events();
+    let [(106, TelemetryEvent::PaymentOutcome { age_check, .. })] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    let approval = age_check.expect("the approval");
+    assert_eq!(approval.list_version, 7);
+    assert!(matches!(
+        staff_list_sample().check("0042"),
+        store_and_forward::staff::BadgeCheck::Approved(a) if a == approval
+    ));
+    let bytes = std::fs::read(dir().join("v1/cart_status.staff-list.json")).unwrap();
+    let (_, up) = decode_up(&bytes).unwrap();
+    let wire::Up::CartStatus(st) = up else {
+        panic!("{up:?}")
+    };
+    assert_eq!(st.versions.staff_list, 7);
+    // A status from before the field decodes with "no list".
+    let bytes = std::fs::read(dir().join("v1/cart_status.json")).unwrap();
+    let (_, up) = decode_up(&bytes).unwrap();
+    let wire::Up::CartStatus(st) = up else {
+        panic!("{up:?}")
+    };
+    assert_eq!(st.versions.staff_list, 0);
 }
