@@ -1,12 +1,14 @@
 //! The shopping session: scans become lines priced from the catalog
 //! (variable-measure codes carry their price or weight), totals with tax,
-//! and the age check that holds payment until a staff badge is scanned.
+//! and the age check that holds payment until a badge on the staff list is
+//! scanned (the session checks the badge; the basket keeps the approval).
 //! Plain data, no I/O: the daemon feeds it scans and shows its view.
 
 use std::collections::BTreeMap;
 
 use hal::scanner::{Measure, NonProduct, ProductContent, RejectReason, Scan, ScanContent};
 use serde::{Deserialize, Serialize};
+use store_and_forward::staff::StaffApproval;
 use store_and_forward::{Currency, Money};
 
 use crate::catalog::{Catalog, CatalogError, Item};
@@ -35,6 +37,8 @@ pub struct Line {
     pub tax_class: String,
     /// Minimum age, if restricted.
     pub min_age: Option<u8>,
+    /// A staff member checked the age for every piece on the line.
+    pub age_checked: bool,
 }
 
 /// What a scan did to the basket.
@@ -68,8 +72,12 @@ pub enum Scanned {
         /// The item's name.
         name: String,
     },
-    /// A staff badge cleared the age check.
-    AgeCheckCleared,
+    /// A staff badge (the id after the prefix): the session checks it
+    /// against the staff list.
+    StaffBadge {
+        /// The badge id.
+        id: String,
+    },
     /// A code that is not for the basket (provisioning, unknown badge):
     /// handed to the daemon.
     NotForBasket,
@@ -86,6 +94,8 @@ pub struct Basket {
     currency: Currency,
     lines: Vec<Line>,
     age_check: Option<u8>,
+    /// The badge that last cleared the age check (recorded with the sale).
+    approval: Option<StaffApproval>,
 }
 
 impl Basket {
@@ -95,6 +105,7 @@ impl Basket {
             currency,
             lines: Vec::new(),
             age_check: None,
+            approval: None,
         }
     }
 
@@ -106,6 +117,28 @@ impl Basket {
     /// The age that must be checked before paying, if any.
     pub fn pending_age_check(&self) -> Option<u8> {
         self.age_check
+    }
+
+    /// The badge that cleared the age check of the restricted lines, when
+    /// there are any and none waits for a check: it goes with the sale.
+    pub fn age_approval(&self) -> Option<StaffApproval> {
+        let restricted = self.lines.iter().any(|l| l.min_age.is_some());
+        self.approval
+            .filter(|_| restricted && self.age_check.is_none())
+    }
+
+    /// A staff badge on the list cleared the pending age check: every
+    /// restricted line is checked. `false` (nothing changes) when no check
+    /// was pending.
+    pub fn approve_age_check(&mut self, approval: StaffApproval) -> bool {
+        if self.age_check.take().is_none() {
+            return false;
+        }
+        self.approval = Some(approval);
+        for l in self.lines.iter_mut().filter(|l| l.min_age.is_some()) {
+            l.age_checked = true;
+        }
+        true
     }
 
     /// The total to pay.
@@ -141,6 +174,7 @@ impl Basket {
             let l = self.lines.remove(line);
             if !self.lines.iter().any(|l| l.min_age.is_some()) {
                 self.age_check = None;
+                self.approval = None;
             }
             l
         })
@@ -187,6 +221,7 @@ impl Basket {
     pub fn clear(&mut self) {
         self.lines.clear();
         self.age_check = None;
+        self.approval = None;
     }
 
     /// Applies one scan.
@@ -198,11 +233,9 @@ impl Basket {
     ) -> Result<Scanned, CatalogError> {
         let product = match &scan.content {
             ScanContent::Product(p) => p,
-            ScanContent::NonProduct(NonProduct::StaffBadge(_)) if staff_prefix_ok => {
-                return Ok(if self.age_check.take().is_some() {
-                    Scanned::AgeCheckCleared
-                } else {
-                    Scanned::NotForBasket
+            ScanContent::NonProduct(NonProduct::StaffBadge(badge)) if staff_prefix_ok => {
+                return Ok(Scanned::StaffBadge {
+                    id: badge.id.clone(),
                 });
             }
             ScanContent::NonProduct(_) => return Ok(Scanned::NotForBasket),
@@ -250,6 +283,8 @@ impl Basket {
     fn added(&mut self, line: usize) -> Scanned {
         match self.lines[line].min_age {
             Some(age) => {
+                // A new piece is not checked yet: the line asks again.
+                self.lines[line].age_checked = false;
                 self.age_check = Some(self.age_check.map_or(age, |a| a.max(age)));
                 Scanned::NeedsAgeCheck { line, min_age: age }
             }
@@ -296,6 +331,7 @@ impl Basket {
             total: Money::new(total, unit.currency),
             tax_class: item.tax_class,
             min_age: item.min_age,
+            age_checked: false,
         });
         self.lines.len() - 1
     }
@@ -317,196 +353,5 @@ fn scale(digits: u64, from: u32, to: u32) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hal::scanner::{Decoder, DecoderConfig};
-
-    const CSV: &str = "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight
-4006381333931,Highlighter,189,EUR,standard,,false
-5000267024202,Whisky 70 cl,2999,EUR,standard,18,false
-";
-
-    fn scan(code: &str) -> Scan {
-        let d = Decoder::new(DecoderConfig::default());
-        Scan {
-            at: std::time::SystemTime::now(),
-            monotonic: std::time::Instant::now(),
-            content: d.decode(code.as_bytes(), 2026),
-        }
-    }
-
-    #[test]
-    fn scans_become_lines_and_totals() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
-        c.import_csv(CSV).unwrap();
-        let mut b = Basket::new(Currency::new("EUR").unwrap());
-        assert_eq!(
-            b.scan(&scan("4006381333931"), &c, true).unwrap(),
-            Scanned::Added { line: 0 }
-        );
-        assert_eq!(
-            b.scan(&scan("4006381333931"), &c, true).unwrap(),
-            Scanned::Added { line: 0 }
-        );
-        assert_eq!(b.lines()[0].quantity, 2);
-        assert_eq!(b.total().minor, 378);
-        assert!(matches!(
-            b.scan(&scan("4006381333948"), &c, true).unwrap(),
-            Scanned::UnknownItem { .. }
-        ));
-        let table = TaxTable([("standard".to_string(), 1900)].into());
-        assert_eq!(b.tax(&table)["standard"].minor, 60);
-        assert!(b.can_pay());
-    }
-
-    #[test]
-    fn one_less_and_one_more_on_pieces() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
-        c.import_csv(CSV).unwrap();
-        let mut b = Basket::new(Currency::new("EUR").unwrap());
-        b.scan(&scan("4006381333931"), &c, true).unwrap();
-        b.scan(&scan("4006381333931"), &c, true).unwrap();
-        assert!(b.adjustable(0));
-        assert_eq!(b.one_less(0), Some(false), "a line of two keeps one");
-        assert_eq!((b.lines()[0].quantity, b.total().minor), (1, 189));
-        assert_eq!(b.one_more(0), Some(Scanned::Added { line: 0 }));
-        assert_eq!((b.lines()[0].quantity, b.total().minor), (2, 378));
-        // An age-restricted piece asks again, as a scan would.
-        b.scan(&scan("5000267024202"), &c, true).unwrap();
-        assert_eq!(
-            b.scan(&scan("]C1STAFF:0042"), &c, true).unwrap(),
-            Scanned::AgeCheckCleared
-        );
-        assert!(b.can_pay());
-        assert_eq!(
-            b.one_more(1),
-            Some(Scanned::NeedsAgeCheck {
-                line: 1,
-                min_age: 18
-            })
-        );
-        assert!(!b.can_pay());
-        // The last one less takes the line (and its age check).
-        assert_eq!(b.one_less(1), Some(false));
-        assert_eq!(b.one_less(1), Some(true));
-        assert_eq!(b.lines().len(), 1);
-        assert!(b.can_pay());
-        assert_eq!(b.one_less(5), None, "no such line");
-    }
-
-    #[test]
-    fn eight_digits_valid_as_upc_e_and_ean_8_find_the_item_the_catalog_has() {
-        // 00010016 is a valid EAN-8 and a valid UPC-E (for 000100001006).
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
-        c.import_csv(
-            "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight
-00010016,Chewing gum,99,EUR,standard,,false
-",
-        )
-        .unwrap();
-        let mut b = Basket::new(Currency::new("EUR").unwrap());
-        assert_eq!(
-            b.scan(&scan("00010016"), &c, true).unwrap(),
-            Scanned::Added { line: 0 }
-        );
-        assert_eq!(b.lines()[0].name, "Chewing gum");
-        let mut c2 = Catalog::open(&dir.path().join("c2.sqlite")).unwrap();
-        c2.import_csv(
-            "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight
-000100001006,Mints,149,EUR,standard,,false
-",
-        )
-        .unwrap();
-        let mut b = Basket::new(Currency::new("EUR").unwrap());
-        assert_eq!(
-            b.scan(&scan("00010016"), &c2, true).unwrap(),
-            Scanned::Added { line: 0 }
-        );
-        assert_eq!(b.lines()[0].name, "Mints");
-    }
-
-    #[test]
-    fn sold_by_weight_decides_how_an_item_may_be_scanned() {
-        use hal::scanner::variable::{MeasureKind, VariableMeasureLayout};
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
-        c.import_csv(
-            "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight
-2112345000008,Gouda (per kg),1490,EUR,reduced,,true
-2154321000008,Cheese knife,990,EUR,standard,,false
-",
-        )
-        .unwrap();
-        let layout = VariableMeasureLayout::new(
-            &["21"],
-            "PPIIIIIVVVVVK",
-            MeasureKind::Weight { decimals: 3 },
-        )
-        .unwrap();
-        let d = Decoder::new(DecoderConfig {
-            variable_measure: hal::scanner::VariableMeasureConfig {
-                layouts: vec![layout],
-            },
-            ..DecoderConfig::default()
-        });
-        let scan = |code: &str| Scan {
-            at: std::time::SystemTime::now(),
-            monotonic: std::time::Instant::now(),
-            content: d.decode(code.as_bytes(), 2026),
-        };
-        let mut b = Basket::new(Currency::new("EUR").unwrap());
-        // Weighed: 0.350 kg of Gouda.
-        assert_eq!(
-            b.scan(&scan("2112345003504"), &c, true).unwrap(),
-            Scanned::Added { line: 0 }
-        );
-        assert_eq!(b.lines()[0].weight_g, Some(350));
-        // A weight code for a piece item.
-        let knife = hal::scanner::gtin::with_check_digit("215432100350").unwrap();
-        assert_eq!(
-            b.scan(&scan(&knife), &c, true).unwrap(),
-            Scanned::NotSoldByWeight {
-                name: "Cheese knife".into()
-            }
-        );
-        assert_eq!(b.lines().len(), 1);
-        // The plain GTIN of the Gouda (ITF-14 form, not an in-store code).
-        let mut plain_only = Basket::new(Currency::new("EUR").unwrap());
-        let itf = Scan {
-            at: std::time::SystemTime::now(),
-            monotonic: std::time::Instant::now(),
-            content: d.decode(b"]I102112345000008", 2026),
-        };
-        assert_eq!(
-            plain_only.scan(&itf, &c, true).unwrap(),
-            Scanned::WeighAtScale {
-                name: "Gouda (per kg)".into()
-            }
-        );
-        assert!(plain_only.lines().is_empty());
-    }
-
-    #[test]
-    fn age_restricted_item_waits_for_staff() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
-        c.import_csv(CSV).unwrap();
-        let mut b = Basket::new(Currency::new("EUR").unwrap());
-        assert_eq!(
-            b.scan(&scan("5000267024202"), &c, true).unwrap(),
-            Scanned::NeedsAgeCheck {
-                line: 0,
-                min_age: 18
-            }
-        );
-        assert!(!b.can_pay());
-        assert_eq!(
-            b.scan(&scan("STAFF:1234"), &c, true).unwrap(),
-            Scanned::AgeCheckCleared
-        );
-        assert!(b.can_pay());
-    }
-}
+#[path = "basket_tests.rs"]
+mod tests;

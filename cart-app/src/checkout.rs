@@ -19,6 +19,7 @@ use hal::reader::message::{
 use hal::reader::{PaymentEvent, PaymentReader, ReaderError};
 use store_and_forward::payment::BackendOutcome;
 use store_and_forward::policy::OfflineReason;
+use store_and_forward::staff::StaffApproval;
 use store_and_forward::sync::{SharedLedger, Uplink};
 use store_and_forward::{
     CardRead, EntryMode, LedgerError, Money, NewAttempt, PaymentKey, PaymentState, Timestamp,
@@ -184,6 +185,20 @@ impl Checkout {
         on_event: &mut dyn FnMut(PayEvent),
         cancelled: &dyn Fn() -> bool,
     ) -> Result<PayResult, CheckoutError> {
+        self.pay_age_checked(reader, amount, None, online_required, on_event, cancelled)
+    }
+
+    /// [`Checkout::pay`] for a basket whose age check `age_check` cleared:
+    /// the badge's hash is committed with the attempt.
+    pub fn pay_age_checked(
+        &self,
+        reader: &mut dyn PaymentReader,
+        amount: Money,
+        age_check: Option<StaffApproval>,
+        online_required: bool,
+        on_event: &mut dyn FnMut(PayEvent),
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<PayResult, CheckoutError> {
         let key = PaymentKey::new();
         let currency = {
             let b = amount.currency.as_str().as_bytes();
@@ -266,7 +281,7 @@ impl Checkout {
             card: card.clone(),
         };
         let created = Timestamp::now();
-        lock(&self.ledger).record_card_read(&attempt, created)?;
+        lock(&self.ledger).record_card_read_age_checked(&attempt, age_check.as_ref(), created)?;
         let online = self.link_up();
         on_event(PayEvent::Authorizing { online });
         let answer = match (online, &self.uplink, &self.runtime) {

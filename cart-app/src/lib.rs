@@ -15,6 +15,7 @@
 //!   cart's device key.
 //! - [`session`]: the shopping session as a state machine (scans, taps,
 //!   payments in; screen updates and device requests out).
+//! - [`staff`]: who may clear an age check (the staff list, behind a trait).
 //! - [`watchdog`]: sd_notify, and a watchdog fed only by progress.
 //! - [`demo_ledger`]: the scripted ledger session (`cart-app demo-ledger`).
 //! - [`provision`]: first boot as a resumable pipeline (Wi-Fi, TPM key,
@@ -36,5 +37,6 @@ pub mod logging;
 pub mod provision;
 pub mod receipt;
 pub mod session;
+pub mod staff;
 pub mod tpm;
 pub mod watchdog;

@@ -4,7 +4,10 @@
 
 use hal::reader::message::{PaymentErrorCode, UiEvent as ReaderUiEvent};
 use hal::scanner::{RejectReason, Scan, ScanContent};
+use std::sync::Arc;
+
 use store_and_forward::policy::OfflineReason;
+use store_and_forward::staff::StaffApproval;
 use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::{Currency, Money, Timestamp};
 use tracing::{info, warn};
@@ -16,6 +19,7 @@ use ui::{
 use crate::basket::{Basket, Scanned, TaxTable};
 use crate::catalog::Catalog;
 use crate::checkout::{PayEvent, PayResult, Shown};
+use crate::staff::{NoStaffList, StaffCheck};
 
 /// Something that happened.
 #[derive(Debug)]
@@ -46,6 +50,9 @@ pub enum Effect {
     StartPayment {
         /// The amount.
         amount: Money,
+        /// The staff badge that cleared the basket's age check (recorded
+        /// with the sale), if it needed one.
+        age_check: Option<StaffApproval>,
     },
     /// Ask the reader to cancel.
     CancelPayment,
@@ -85,6 +92,8 @@ pub struct Session {
     receipt: Option<Screen>,
     /// The store's language; every session ends back in it.
     default_language: Language,
+    /// Who may clear an age check (the staff list).
+    staff: Arc<dyn StaffCheck>,
 }
 
 impl Session {
@@ -102,7 +111,15 @@ impl Session {
             setup: None,
             receipt: None,
             default_language: Language::default(),
+            staff: Arc::new(NoStaffList),
         }
+    }
+
+    /// Sets who may clear an age check (without it, nobody: every badge
+    /// is refused as on a cart with no staff list yet).
+    pub fn with_staff(mut self, staff: Arc<dyn StaffCheck>) -> Session {
+        self.staff = staff;
+        self
     }
 
     /// Sets the store's language, which every session ends back in.
@@ -316,16 +333,7 @@ impl Session {
                     self.age_check_screen(line),
                 )));
             }
-            Scanned::AgeCheckCleared => {
-                // Back to the list, whichever screen asked for the check
-                // (a scan, or Pay on the checkout screen): the state says
-                // Shopping, so Checkout works at once.
-                if self.phase != Phase::Done {
-                    self.phase = Phase::Shopping;
-                    out.push(Effect::View(ViewUpdate::Cart(self.cart_view())));
-                    out.push(Effect::View(ViewUpdate::Screen(self.resting_screen())));
-                }
-            }
+            Scanned::StaffBadge { id } => self.on_badge(&id, out),
             Scanned::UnknownItem { gtin } => {
                 info!(%gtin, "item not in the catalog");
                 notice(out, ScanNotice::NotInCatalog);
@@ -381,6 +389,7 @@ impl Session {
                     ))));
                     out.push(Effect::StartPayment {
                         amount: self.basket.total(),
+                        age_check: self.basket.age_approval(),
                     });
                 } else if let Some(i) = self.basket.lines().iter().position(|l| l.min_age.is_some())
                     && self.basket.pending_age_check().is_some()
@@ -549,6 +558,7 @@ pub fn cart_view(basket: &Basket, taxes: &TaxTable, line_id: impl Fn(usize) -> u
                 unit_price_minor: l.unit_price.minor,
                 line_total_minor: l.total.minor,
                 age_restricted: l.min_age.is_some(),
+                age_checked: l.min_age.is_some() && l.age_checked,
                 adjustable: basket.adjustable(i),
             })
             .collect(),
@@ -648,6 +658,9 @@ pub fn no_card_reason(code: PaymentErrorCode) -> DeclineReason {
         }
     }
 }
+
+#[path = "session_age_check.rs"]
+mod age_check;
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

@@ -37,10 +37,21 @@ const CODES: &[&str] = &[
     "4006381333948",                        // valid code, not in the catalog
     "]C10109501101530003\u{1d}70112612311", // refused (the old crash)
     "9912345678909",                        // coupon
-    "STAFF:1234",                           // staff badge
+    "STAFF:1234",                           // staff badge on the list
     "WIFI:S:store;T:WPA;P:secret;;",        // provisioning code
     "hello",                                // not a product
+    "STAFF:0099",                           // staff badge not on the list
 ];
+
+/// `CODES` index of the badge on the staff list.
+const BADGE_ON_LIST: usize = 6;
+/// `CODES` index of the badge not on it.
+const BADGE_NOT_ON_LIST: usize = 9;
+
+/// The staff list every model cart holds: badge 1234 only.
+fn staff_list() -> store_and_forward::staff::StaffList {
+    store_and_forward::staff::StaffList::hashing(3, vec![7; 16], &["1234"])
+}
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -147,7 +158,8 @@ impl Cart {
         let session = Session::new(
             Currency::new("EUR").expect("currency"),
             TaxTable([("standard".to_string(), 1900), ("reduced".to_string(), 700)].into()),
-        );
+        )
+        .with_staff(Arc::new(staff_list()));
         Cart {
             session,
             ui: CheckoutController::new("EUR", sink.clone()),
@@ -298,6 +310,30 @@ fn list_or_fault(s: &Session) -> Screen {
     }
 }
 
+/// Only a badge on the staff list clears an age check, the lines drawn say
+/// which are checked, and a payment of restricted items carries the badge
+/// that cleared them (its hash), never a payment without them.
+fn check_age_approval(cart: &Cart) -> Result<(), TestCaseError> {
+    let basket = cart.session.basket();
+    let restricted = basket.lines().iter().any(|l| l.min_age.is_some());
+    for (line, view) in basket.lines().iter().zip(cart.session.cart_view().lines) {
+        prop_assert_eq!(view.age_checked, line.age_checked && line.min_age.is_some());
+        if basket.pending_age_check().is_none() && line.min_age.is_some() {
+            prop_assert!(line.age_checked, "{} cleared but not marked", line.name);
+        }
+    }
+    let approved_by = match staff_list().check("1234") {
+        store_and_forward::staff::BadgeCheck::Approved(a) => a,
+        other => return Err(TestCaseError::fail(format!("{other:?}"))),
+    };
+    for e in &cart.effects {
+        if let Effect::StartPayment { age_check, .. } = e {
+            prop_assert_eq!(*age_check, restricted.then_some(approved_by));
+        }
+    }
+    Ok(())
+}
+
 fn started_payment(effects: &[Effect]) -> bool {
     effects
         .iter()
@@ -401,9 +437,24 @@ fn check_controls(cart: &mut Cart, catalog: &Catalog) -> Result<(), TestCaseErro
                 !matches!(c.ui.screen(), Screen::AgeCheck(_))
                     || c.session.basket().pending_age_check().is_some()
             );
-            // A staff badge clears the check: the list, and Checkout works.
+            // A badge not on the staff list clears nothing: the check stays,
+            // and the shopper reads why.
             let mut c = cart.copy();
-            c.run(&Step::Scan(6), catalog);
+            c.run(&Step::Scan(BADGE_NOT_ON_LIST), catalog);
+            if !c.session.out_of_service {
+                prop_assert!(
+                    c.session.basket().pending_age_check().is_some(),
+                    "refused badge"
+                );
+                prop_assert!(matches!(c.ui.screen(), Screen::AgeCheck(_)));
+                prop_assert!(c.effects.contains(&Effect::View(ViewUpdate::Notice(Some(
+                    ui::ScanNotice::StaffBadgeRefused
+                )))));
+            }
+            // A staff badge on the list clears the check: the list, and
+            // Checkout works.
+            let mut c = cart.copy();
+            c.run(&Step::Scan(BADGE_ON_LIST), catalog);
             if c.session.basket().pending_age_check().is_none() {
                 let f = c.session.fault;
                 if c.session.out_of_service || f.reader_missing || f.scanner_missing {
@@ -447,6 +498,7 @@ proptest! {
         for step in &steps {
             cart.run(step, &catalog);
             check_screen(&mut cart)?;
+            check_age_approval(&cart)?;
             check_controls(&mut cart, &catalog)?;
         }
     }
@@ -514,7 +566,7 @@ fn age_check_cleared_from_pay_then_checkout_works() {
         "{:?}",
         cart.ui.screen()
     );
-    cart.run(&Step::Scan(6), &catalog);
+    cart.run(&Step::Scan(BADGE_ON_LIST), &catalog);
     assert_eq!(cart.ui.screen(), &Screen::Shopping);
     cart.run(&Step::Tap(UiAction::Checkout), &catalog);
     assert_eq!(cart.ui.screen(), &Screen::Checkout);

@@ -1,6 +1,8 @@
 use super::*;
 use hal::scanner::{Decoder, DecoderConfig};
 use store_and_forward::PaymentKey;
+use store_and_forward::staff::{BadgeCheck, StaffApproval, StaffList};
+use ui::ScanNotice;
 
 const CSV: &str = "gtin,name,price_minor,currency,tax_class,min_age,sold_by_weight
 4006381333931,Highlighter,189,EUR,standard,,false
@@ -22,11 +24,47 @@ fn scan(code: &str) -> Input {
     })
 }
 
+/// Staff list 1: badges 0042 and 1234.
+fn staff() -> StaffList {
+    StaffList::hashing(1, vec![9; 16], &["0042", "1234"])
+}
+
 fn session() -> Session {
+    bare_session().with_staff(Arc::new(staff()))
+}
+
+/// A session on a cart that has received no staff list.
+fn bare_session() -> Session {
     Session::new(
         Currency::new("EUR").unwrap(),
         TaxTable([("standard".to_string(), 1900), ("reduced".to_string(), 700)].into()),
     )
+}
+
+fn notices(effects: &[Effect]) -> Vec<Option<ScanNotice>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::View(ViewUpdate::Notice(n)) => Some(*n),
+            _ => None,
+        })
+        .collect()
+}
+
+fn started(effects: &[Effect]) -> Option<Option<StaffApproval>> {
+    effects.iter().find_map(|e| match e {
+        Effect::StartPayment { age_check, .. } => Some(*age_check),
+        _ => None,
+    })
+}
+
+/// The whisky scanned: the age check screen, its line id.
+fn whisky(s: &mut Session, c: &Catalog) -> u64 {
+    let e = s.handle(scan("5000267024202"), c);
+    let Screen::AgeCheck(a) = screens(&e)[0] else {
+        panic!("{e:?}")
+    };
+    a.line_id
 }
 
 fn screens(effects: &[Effect]) -> Vec<&Screen> {
@@ -72,7 +110,8 @@ fn scan_checkout_pay_receipt_done() {
     let e = s.handle(Input::Ui(UiEvent::Pay), &c);
     assert!(
         e.contains(&Effect::StartPayment {
-            amount: s.basket().total()
+            amount: s.basket().total(),
+            age_check: None,
         }),
         "{e:?}"
     );
@@ -495,3 +534,6 @@ fn offline_receipt_references_are_readable_stable_and_distinct() {
         );
     }
 }
+
+#[path = "session_age_check_tests.rs"]
+mod age_check;

@@ -2,7 +2,8 @@
 //! local mosquitto, the backend emulator and the simulators. It must end
 //! with success, and it fails when any outcome is not the one the script
 //! expects (online approval, offline approval, a refusal before the card
-//! over the offline limit, an age check then offline approval, the queue
+//! over the offline limit, a badge not on the staff list refused, an age
+//! check by a badge on it then offline approval, the queue
 //! drained when the link returns).
 
 use std::process::Command;
@@ -27,6 +28,8 @@ fn the_scripted_demo_runs_to_its_expected_outcomes() {
         "1. Online payment",
         "=> refused before the card was read",
         "4. An age-restricted item",
+        "staff list version 1",
+        "=> refused before the card was read: the badge is not on the staff list",
         "forwarded and confirmed by the backend",
     ] {
         assert!(transcript.contains(line), "{line:?} missing:\n{transcript}");

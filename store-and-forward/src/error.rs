@@ -6,6 +6,7 @@ use crate::counter::CounterError;
 use crate::datakey::DataKeyError;
 use crate::payment::{PaymentKey, PaymentState};
 use crate::policy::PolicyError;
+use crate::staff::StaffListError;
 
 /// Everything the ledger can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,10 @@ pub enum LedgerError {
     /// Invalid limits in config or in a backend update.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A staff list that cannot be stored: refused whole (acknowledged as
+    /// rejected); the list held stays in force.
+    #[error(transparent)]
+    StaffList(#[from] StaffListError),
     /// No attempt with this key.
     #[error("no payment attempt {0}")]
     UnknownPayment(PaymentKey),

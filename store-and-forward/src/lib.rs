@@ -13,6 +13,8 @@
 //! - [`policy`]: offline limits, their validation, the pure decision.
 //! - [`payment`]: idempotency keys, card-read results, the state machine.
 //! - [`telemetry`]: the events and the group-commit buffer.
+//! - [`staff`]: the staff list for age checks (hashed badges, the
+//!   approval recorded with a sale).
 //! - [`counter`]: the monotonic-counter trait and a file-backed counter.
 //! - [`datakey`]: the data-key trait and card-data sealing.
 //! - [`money`], [`time`]: currencies and amounts; timestamps and trusted time.
@@ -33,6 +35,7 @@ pub mod ledger;
 pub mod money;
 pub mod payment;
 pub mod policy;
+pub mod staff;
 pub mod sync;
 pub mod telemetry;
 pub mod time;

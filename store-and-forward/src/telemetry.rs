@@ -2,12 +2,14 @@
 //! in front of the ledger.
 //!
 //! Events carry no shopper or card data: scans name the item, payment
-//! outcomes name the key, the state and the amount.
+//! outcomes name the key, the state, the amount and, after an age check,
+//! the approving badge's hash (never its code).
 
 use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
 use crate::payment::{PaymentKey, PaymentState};
+use crate::staff::StaffApproval;
 use crate::time::Timestamp;
 
 /// One telemetry event.
@@ -66,6 +68,10 @@ pub enum TelemetryEvent {
         amount_minor: i64,
         /// Currency.
         currency: Currency,
+        /// The staff badge (hashed) that cleared the sale's age check;
+        /// absent when it needed none (and from older firmware).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        age_check: Option<StaffApproval>,
     },
     /// The link to the backend went up or down.
     Link {

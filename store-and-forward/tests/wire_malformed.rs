@@ -102,6 +102,46 @@ fn body_of_the_wrong_shape() {
     );
 }
 
+/// A staff list whose entries are not hashes, whose salt is not base64, or
+/// that lacks its version is refused whole by the decoder (the cart acks it
+/// as rejected and keeps the list it holds).
+#[test]
+fn staff_list_of_the_wrong_shape() {
+    let good = String::from_utf8(vector("staff_list_update.json")).unwrap();
+    assert!(decode_down(good.as_bytes(), CART).is_ok());
+    // A badge entry that decodes to 3 bytes, not a 32-byte hash.
+    let short_entry = good.replacen(
+        "\"b79joz8Oiz9zezV/YGx9r/frvixKPQUjVb+TUSaPor0=\"",
+        "\"AAAA\"",
+        1,
+    );
+    // A badge code in clear where a hash belongs.
+    let clear_code = good.replacen(
+        "\"b79joz8Oiz9zezV/YGx9r/frvixKPQUjVb+TUSaPor0=\"",
+        "\"0042\"",
+        1,
+    );
+    let bad_salt = good.replacen("\"AAECAwQFBgcICQoLDA0ODw==\"", "\"not base64!\"", 1);
+    let no_version = good.replacen("\"version\":7,", "", 1);
+    let badges_not_a_list = good.replacen("\"badges\":[", "\"badges\":{\"x\":[", 1);
+    for (what, v) in [
+        ("short entry", short_entry),
+        ("clear code", clear_code),
+        ("bad salt", bad_salt),
+        ("no version", no_version),
+        ("badges not a list", badges_not_a_list),
+    ] {
+        assert_ne!(v, good, "{what}: the mutation did not apply");
+        assert!(
+            matches!(
+                decode_down(v.as_bytes(), CART),
+                Err(WireError::Body { .. }) | Err(WireError::Malformed(_))
+            ),
+            "{what}"
+        );
+    }
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
@@ -111,7 +151,7 @@ proptest! {
 
     #[test]
     fn mutated_vectors_never_panic(idx in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        for name in ["catalog_delta.json", "telemetry_batch.zst", "policy_update.json"] {
+        for name in ["catalog_delta.json", "telemetry_batch.zst", "policy_update.json", "staff_list_update.json"] {
             let mut v = vector(name);
             let i = idx.index(v.len());
             v[i] = byte;

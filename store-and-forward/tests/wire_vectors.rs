@@ -21,7 +21,7 @@ use store_and_forward::policy::{Exposure, LimitsConfig};
 use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::wire::down::{
     AuthResponse, CatalogDelta, CatalogItem, DenyListUpdate, ForwardResult, PolicyUpdate,
-    RotationRequest,
+    RotationRequest, StaffListUpdate,
 };
 use store_and_forward::wire::up::{
     Ack, AckBatch, AckResult, AuthRequest, CardData, CartStatus, Forward, Inquiry,
@@ -134,6 +134,7 @@ fn samples() -> Vec<(String, Vec<u8>)> {
                     limits: 3,
                     deny_list: 12,
                     catalog: 40,
+                    staff_list: 0,
                 },
                 telemetry_dropped: 0,
             },
@@ -337,6 +338,11 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             },
         ),
     );
+    add(
+        Kind::StaffListUpdate,
+        "7",
+        encode(Kind::StaffListUpdate, CART, "7", TS, &staff_list_sample()),
+    );
     // Telemetry travels compressed; the uncompressed form decodes too.
     let events: Vec<TelemetryEvent> = vec![
         TelemetryEvent::Reading {
@@ -382,7 +388,59 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         "telemetry_batch.zst".into(),
         encode_compressed(Kind::TelemetryBatch, CART, id, TS, &body),
     ));
+    // New optional fields get vectors of their own (the ones above, without
+    // them, stay byte for byte): a sale cleared by a staff badge, and a
+    // status naming the staff list held.
+    let staff = staff_list_sample();
+    let outcome = TelemetryEvent::PaymentOutcome {
+        at: TS,
+        payment: store_and_forward::PaymentKey::parse(KEY).unwrap(),
+        state: store_and_forward::PaymentState::OfflineApproved,
+        amount_minor: 2_999,
+        currency: Currency::new("EUR").unwrap(),
+        age_check: Some(store_and_forward::staff::StaffApproval {
+            badge: staff.badges[0],
+            list_version: staff.version,
+        }),
+    };
+    let body = serde_json::json!({
+        "ledger": "5b1c2d3e-0000-4000-8000-000000000001",
+        "seqs": [[106, 106]],
+        "events": [outcome],
+    });
+    let id = "5b1c2d3e-0000-4000-8000-000000000001:106";
+    out.push((
+        "telemetry_batch.age-check.json".into(),
+        encode(Kind::TelemetryBatch, CART, id, TS, &body),
+    ));
+    out.push((
+        "cart_status.staff-list.json".into(),
+        encode(
+            Kind::CartStatus,
+            CART,
+            "18",
+            TS,
+            &CartStatus {
+                firmware: "0.1.0".into(),
+                integrity: "bound".into(),
+                exposure: Exposure::default(),
+                outbox: vec![],
+                versions: Versions {
+                    limits: 3,
+                    deny_list: 12,
+                    catalog: 40,
+                    staff_list: 7,
+                },
+                telemetry_dropped: 0,
+            },
+        ),
+    ));
     out
+}
+
+/// Staff list 7: badges `0042` and `E1234` hashed under a fixed salt.
+fn staff_list_sample() -> StaffListUpdate {
+    StaffListUpdate::hashing(7, (0u8..16).collect(), &["0042", "E1234"])
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
@@ -520,4 +578,61 @@ fn newer_backend_fields_are_ignored() {
             }
         })
     );
+}
+
+#[test]
+fn the_staff_list_vector_holds_hashes_the_cart_recomputes() {
+    let bytes = std::fs::read(dir().join("v1/staff_list_update.json")).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let body = &text[text.find("\"body\"").unwrap()..];
+    assert!(
+        !body.contains("0042") && !body.contains("E1234"),
+        "a badge code on the wire: {text}"
+    );
+    let (header, down) = decode_down(&bytes, CART).unwrap();
+    assert_eq!(header.id, "7");
+    let wire::Down::StaffListUpdate(list) = down else {
+        panic!("{down:?}")
+    };
+    assert_eq!(list, staff_list_sample());
+    assert!(matches!(
+        list.check("0042"),
+        store_and_forward::staff::BadgeCheck::Approved(_)
+    ));
+    assert!(matches!(
+        list.check("0043"),
+        store_and_forward::staff::BadgeCheck::NotOnList { list_version: 7 }
+    ));
+}
+
+#[test]
+fn the_age_check_vectors_carry_the_badge_hash_and_the_list_version() {
+    let bytes = std::fs::read(dir().join("v1/telemetry_batch.age-check.json")).unwrap();
+    let (_, up) = decode_up(&bytes).unwrap();
+    let wire::Up::TelemetryBatch(batch) = up else {
+        panic!("{up:?}")
+    };
+    let events = batch.known_events();
+    let [(106, TelemetryEvent::PaymentOutcome { age_check, .. })] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    let approval = age_check.expect("the approval");
+    assert_eq!(approval.list_version, 7);
+    assert!(matches!(
+        staff_list_sample().check("0042"),
+        store_and_forward::staff::BadgeCheck::Approved(a) if a == approval
+    ));
+    let bytes = std::fs::read(dir().join("v1/cart_status.staff-list.json")).unwrap();
+    let (_, up) = decode_up(&bytes).unwrap();
+    let wire::Up::CartStatus(st) = up else {
+        panic!("{up:?}")
+    };
+    assert_eq!(st.versions.staff_list, 7);
+    // A status from before the field decodes with "no list".
+    let bytes = std::fs::read(dir().join("v1/cart_status.json")).unwrap();
+    let (_, up) = decode_up(&bytes).unwrap();
+    let wire::Up::CartStatus(st) = up else {
+        panic!("{up:?}")
+    };
+    assert_eq!(st.versions.staff_list, 0);
 }

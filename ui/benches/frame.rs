@@ -54,6 +54,7 @@ fn main() {
             unit_price_minor: price,
             line_total_minor: price * (1 + (i % 3) as i64),
             age_restricted: i % 17 == 0,
+            age_checked: false,
             adjustable: i % 5 != 0,
         });
         cart.total_minor += price * (1 + (i % 3) as i64);

@@ -18,6 +18,7 @@ fn sample_cart() -> CartView {
         unit_price_minor: unit,
         line_total_minor: total,
         age_restricted: false,
+        age_checked: false,
         adjustable: matches!(quantity, Quantity::Units(_)),
     };
     CartView {

@@ -219,6 +219,8 @@ fn notice_kind(notice: Option<ScanNotice>) -> crate::generated::NoticeKind {
         Some(ScanNotice::RefundReceipt) => K::RefundReceipt,
         Some(ScanNotice::ScanAgain) => K::ScanAgain,
         Some(ScanNotice::NotAProduct) => K::NotAProduct,
+        Some(ScanNotice::StaffBadgeRefused) => K::StaffBadgeRefused,
+        Some(ScanNotice::AgeCheckUnavailable) => K::AgeCheckUnavailable,
     }
 }
 

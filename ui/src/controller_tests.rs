@@ -14,6 +14,7 @@ fn line(line_id: u64, name: &str, quantity: Quantity, unit: i64, total: i64) -> 
         unit_price_minor: unit,
         line_total_minor: total,
         age_restricted: false,
+        age_checked: false,
         adjustable: matches!(quantity, Quantity::Units(_)),
     }
 }

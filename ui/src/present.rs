@@ -103,6 +103,7 @@ pub fn present_lines(cart: &CartView, language: Language) -> (Vec<LineData>, Vec
             unit_price: unit_price(line, &cart.currency, language).into(),
             line_total: format_localized(line.line_total_minor, &cart.currency, language).into(),
             age_restricted: line.age_restricted,
+            age_checked: line.age_restricted && line.age_checked,
             adjustable: line.adjustable,
         });
         ids.push(line.line_id);

@@ -56,6 +56,9 @@ pub struct LineView {
     pub line_total_minor: i64,
     /// The item needs a staff member's age check before payment.
     pub age_restricted: bool,
+    /// A staff member on the staff list has checked the age for this
+    /// line (meaningful only when `age_restricted`).
+    pub age_checked: bool,
     /// Pieces at the unit price: the shopper may take one less or one
     /// more (weighed and price-labelled lines are removed whole).
     pub adjustable: bool,
@@ -222,6 +225,12 @@ pub enum ScanNotice {
     ScanAgain,
     /// Any other code that is not a product.
     NotAProduct,
+    /// A staff badge not on the cart's staff list (unknown or revoked):
+    /// the age check stays open.
+    StaffBadgeRefused,
+    /// The cart has no staff list yet, so no badge can clear an age check:
+    /// the shopper pays for the item at a till or removes it.
+    AgeCheckUnavailable,
 }
 
 /// Which screen is shown.

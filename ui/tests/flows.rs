@@ -240,10 +240,35 @@ fn age_restricted_item_waits_for_staff() {
     ));
     let call = buttons(&d, "Call staff");
     assert_eq!(call[0].accessible_enabled(), Some(false), "called once");
+    // A badge the cart refuses: the check stays open and the shopper reads why.
+    d.staff_badge_refused(ui::ScanNotice::StaffBadgeRefused);
+    assert!(shows(&d, "Age check needed"));
+    assert!(shows(
+        &d,
+        "This badge is not on the staff list. The age check is still open: please ask another staff member."
+    ));
     d.staff_badge();
     assert!(shows(&d, "Red wine 0.75 l"));
-    assert!(shows(&d, "Age check"), "the line keeps its badge");
+    assert!(shows(&d, "Age checked"), "the line says it was checked");
+    assert!(!shows(&d, "Age check"), "no line still waits");
     assert!(shows(&d, "EUR 12.48"));
+}
+
+#[test]
+fn without_a_staff_list_the_shopper_is_sent_to_a_till() {
+    let mut d = start();
+    d.scan(WINE);
+    d.staff_badge_refused(ui::ScanNotice::AgeCheckUnavailable);
+    assert!(shows(&d, "Age check needed"));
+    assert!(shows(
+        &d,
+        "This cart cannot check ages yet. Please pay for age-restricted items at a till, or remove them."
+    ));
+    tap(&mut d, "Deutsch");
+    assert!(shows(
+        &d,
+        "Dieser Wagen kann das Alter noch nicht prüfen. Bitte bezahlen Sie Artikel mit Altersgrenze an einer Kasse oder entfernen Sie sie."
+    ));
 }
 
 #[test]

@@ -29,6 +29,7 @@ fn daemon_thread_answers_a_tap_through_the_event_loop() {
             unit_price_minor: 349,
             line_total_minor: 349,
             age_restricted: false,
+            age_checked: false,
             adjustable: true,
         }],
         total_minor: 349,

@@ -59,6 +59,9 @@ fn screens() -> Vec<(&'static str, Step)> {
                 staff_called: true,
             })));
         }),
+        ("age-check-refused", |d| {
+            d.staff_badge_refused(ui::ScanNotice::StaffBadgeRefused);
+        }),
         ("shopping-de", |d| {
             d.staff_badge();
             d.ui.update(ViewUpdate::Language(ui::Language::German));

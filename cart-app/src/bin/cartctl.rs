@@ -553,6 +553,13 @@ fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
         format!("last contact {}", ago(now, st.last_backend_contact)),
     );
     line("limits", format!("version {}", st.limits.version));
+    line(
+        "staff list",
+        match st.staff_list_version {
+            0 => "none yet: age checks are refused (pay at a till)".to_owned(),
+            v => format!("version {v}"),
+        },
+    );
     let mut exposure = status.exposure_line();
     if let Some(oldest) = st.exposure.oldest_unforwarded {
         exposure.push_str(&format!(

@@ -352,7 +352,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     };
     let session = threads::spawn_session(
         session_rx,
-        Session::new(currency, config.store.tax_rates.clone()),
+        Session::new(currency, config.store.tax_rates.clone()).with_staff(ledger.clone()),
         catalog,
         currency,
         ledger.clone(),

@@ -13,6 +13,7 @@ use hal::reader::{DriverConfig, PaymentReader, SerialReader};
 use hal::scanner::{
     DeviceState, NonProduct, Scan, ScanContent, Scanner, StateHandle, WifiCredentials,
 };
+use store_and_forward::staff::StaffApproval;
 use store_and_forward::sync::{AppEvent, SharedLedger};
 use store_and_forward::telemetry::{TelemetryBuffer, TelemetryEvent};
 use store_and_forward::{Currency, Money, Timestamp};
@@ -153,10 +154,10 @@ pub fn spawn_session(
                 for effect in effects {
                     match effect {
                         Effect::View(u) => show(u),
-                        Effect::StartPayment { amount } => {
+                        Effect::StartPayment { amount, age_check } => {
                             cancel.store(false, Ordering::SeqCst);
                             shared.paying.store(true, Ordering::SeqCst);
-                            if payments.send(PaymentJob { amount }).is_err() {
+                            if payments.send(PaymentJob { amount, age_check }).is_err() {
                                 shared.paying.store(false, Ordering::SeqCst);
                                 let e = session.handle(
                                     Input::PaymentDone(Err("payment thread gone".into())),
@@ -203,6 +204,8 @@ fn flush(ledger: &SharedLedger, buffer: &mut TelemetryBuffer, now: Timestamp) {
 pub struct PaymentJob {
     /// The amount.
     pub amount: Money,
+    /// The staff badge that cleared the basket's age check, if any.
+    pub age_check: Option<StaffApproval>,
 }
 
 /// How often the idle payment thread asks the reader for its status.
@@ -290,9 +293,10 @@ pub fn spawn_payments(
                 };
                 let tx = session.clone();
                 let beat = heart.clone();
-                let result = checkout.pay(
+                let result = checkout.pay_age_checked(
                     r,
                     job.amount,
+                    job.age_check,
                     online_required,
                     &mut |ev: PayEvent| {
                         let _ = tx.send(Msg::Input(Input::Payment(ev)));

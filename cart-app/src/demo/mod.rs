@@ -45,6 +45,7 @@ const PRODUCTS: &[(&str, &str)] = &[
     ("4012345000016", "Espresso machine, EUR 189.00"),
     ("5000267024202", "Whisky 70 cl, EUR 29.99, 18+"),
     ("STAFF:0042", "a staff badge (age check)"),
+    ("STAFF:0099", "a badge that is not on the staff list"),
 ];
 
 /// How the demo runs.
@@ -203,8 +204,9 @@ impl Script {
     }
 
     /// Taps Pay where the cart must refuse before reading a card (no card
-    /// is offered): nothing may be recorded.
-    fn pay_refused(&self, tap: &TapControl) -> anyhow::Result<()> {
+    /// is offered): nothing may be recorded. `why` is what the transcript
+    /// says about it.
+    fn pay_refused(&self, tap: &TapControl, why: &str) -> anyhow::Result<()> {
         let before = self.status()?;
         say("  tap Pay");
         tap(ui::UiEvent::Pay);
@@ -219,7 +221,7 @@ impl Script {
                 after.ledger.payments
             );
         }
-        say("  => refused before the card was read: above what the cart may accept offline");
+        say(&format!("  => refused before the card was read: {why}"));
         Ok(())
     }
 
@@ -274,12 +276,25 @@ impl Script {
         bail!("the link did not go {}", if up { "up" } else { "down" })
     }
 
+    /// Waits for the staff list the backend sends at the start.
+    fn wait_staff_list(&self) -> anyhow::Result<CartStatus> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let st = self.status()?;
+            if st.ledger.staff_list_version > 0 {
+                return Ok(st);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("no staff list from the backend within 30 s")
+    }
+
     fn scripted(&self, tap: &TapControl) -> anyhow::Result<()> {
         self.wait_link(true)?;
-        let st = self.status()?;
+        let st = self.wait_staff_list()?;
         say(&format!(
-            "Cart {} ready: {}, link up",
-            st.cart_id, st.provisioning
+            "Cart {} ready: {}, link up, staff list version {}",
+            st.cart_id, st.provisioning, st.ledger.staff_list_version
         ));
         self.snap("idle");
 
@@ -308,7 +323,7 @@ impl Script {
 
         step("3. Over the offline limit: refused before the card is read");
         self.scan("4012345000016")?;
-        self.pay_refused(tap)?;
+        self.pay_refused(tap, "above what the cart may accept offline")?;
         self.snap("declined-over-limit");
         say("  (the shopper puts the machine back)");
         tap(ui::UiEvent::BackToCart);
@@ -319,6 +334,13 @@ impl Script {
         step("4. An age-restricted item: staff check, then offline approval");
         self.scan("5000267024202")?;
         self.snap("age-check");
+        say("  (the staff list came from the backend before the outage; it is checked offline)");
+        self.scan("STAFF:0099")?;
+        self.pay_refused(
+            tap,
+            "the badge is not on the staff list, the age check stays open",
+        )?;
+        self.snap("age-check-badge-refused");
         self.scan("STAFF:0042")?;
         self.pay(tap, "chip-pin-approve", "offline_approved")?;
         self.snap("approved-after-age-check");

@@ -1,7 +1,8 @@
 //! The world around the daemon for the demo, tests and benchmarks: a local
 //! mosquitto over mutual TLS reached through a fault proxy, the backend
-//! emulator, the reader simulator and a scanner on pseudo-terminals, the
-//! demo catalog, and a config file for `cart-app run` pointing at all of it.
+//! emulator (which sends the cart its staff list), the reader simulator and
+//! a scanner on pseudo-terminals, the demo catalog, and a config file for
+//! `cart-app run` pointing at all of it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use crate::daemon::control_server::LinkControl;
 
 /// The cart id the rig's certificate is made for.
 pub const CART: &str = "cart-demo-0001";
+
+/// The badge ids on the staff list the rig's backend sends the cart.
+pub const STAFF_BADGES: &[&str] = &["0042"];
 
 /// How the rig is set up.
 #[derive(Debug, Clone)]
@@ -78,6 +82,9 @@ impl Rig {
             if !em.wait_up(Duration::from_secs(20)).await {
                 bail!("the backend emulator could not reach mosquitto");
             }
+            // The store's staff list (age checks), sent until the cart
+            // acknowledges it: badge 0042 is the demo's staff member.
+            em.keep_publishing_staff_list(CART, 1, STAFF_BADGES, Duration::from_millis(500));
             Ok(em)
         })?;
         let reader = spawn_pty(ReaderSimConfig::from_fixtures(&opts.fixtures)?)?;

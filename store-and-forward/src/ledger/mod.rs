@@ -11,6 +11,8 @@
 //! - `outbox.rs`: batches for the uplink, delivery, retry, quarantine.
 //! - `telemetry.rs`: group-committed telemetry under a disk quota.
 //! - `state.rs`: cart-level state, limits and deny-list updates, status.
+//! - `staff.rs`: the staff list for age checks, and the approval recorded
+//!   with a sale.
 //! - `maintenance.rs`: retention, the telemetry quota over delivered
 //!   records, WAL checkpoints, in bounded steps.
 
@@ -19,6 +21,7 @@ mod open;
 mod outbox;
 mod payments;
 pub mod schema;
+mod staff;
 mod state;
 mod telemetry;
 

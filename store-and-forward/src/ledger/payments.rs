@@ -19,6 +19,7 @@ use crate::failpoint;
 use crate::money::{Currency, Money};
 use crate::payment::{BackendOutcome, CardRead, EntryMode, NewAttempt, PaymentKey, PaymentState};
 use crate::policy::{self, Context, Exposure, LedgerIntegrity, OfflineDecision, StorageLow};
+use crate::staff::StaffApproval;
 use crate::telemetry::TelemetryEvent;
 use crate::time::Timestamp;
 
@@ -171,12 +172,15 @@ struct Row {
     amount: Money,
     fingerprint: Vec<u8>,
     online_required: bool,
+    /// The age check that cleared the sale (telemetry carries it).
+    age_check: Option<StaffApproval>,
 }
 
 fn load_row(tx: &Connection, key: &PaymentKey) -> Result<Row, LedgerError> {
     let row = tx
         .prepare_cached(
-            "SELECT seq, state, amount_minor, currency, fingerprint, online_required
+            "SELECT seq, state, amount_minor, currency, fingerprint, online_required,
+             age_check_badge, age_check_list_version
              FROM payments WHERE key = ?1",
         )?
         .query_row([key.0.as_bytes().as_slice()], |r| {
@@ -187,6 +191,8 @@ fn load_row(tx: &Connection, key: &PaymentKey) -> Result<Row, LedgerError> {
                 r.get::<_, String>(3)?,
                 r.get::<_, Vec<u8>>(4)?,
                 r.get::<_, bool>(5)?,
+                r.get::<_, Option<Vec<u8>>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
             ))
         })
         .optional()?
@@ -202,6 +208,7 @@ fn load_row(tx: &Connection, key: &PaymentKey) -> Result<Row, LedgerError> {
         amount: Money::new(row.2, currency),
         fingerprint: row.4,
         online_required: row.5,
+        age_check: super::staff::approval_from_columns(row.6, row.7)?,
     })
 }
 
@@ -210,6 +217,7 @@ fn enqueue_outcome_event(
     key: &PaymentKey,
     amount: Money,
     state: PaymentState,
+    age_check: Option<StaffApproval>,
     now: Timestamp,
 ) -> Result<u64, LedgerError> {
     let ev = TelemetryEvent::PaymentOutcome {
@@ -218,6 +226,7 @@ fn enqueue_outcome_event(
         state,
         amount_minor: amount.minor,
         currency: amount.currency,
+        age_check,
     };
     super::telemetry::insert_event(tx, &ev, now)
 }
@@ -228,6 +237,16 @@ impl Ledger {
     pub fn record_card_read(
         &mut self,
         attempt: &NewAttempt,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        self.record_attempt(attempt, None, now)
+    }
+
+    /// The attempt's commit, with the age check that cleared the sale.
+    pub(super) fn record_attempt(
+        &mut self,
+        attempt: &NewAttempt,
+        age_check: Option<&StaffApproval>,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
         if attempt.amount.minor <= 0 {
@@ -242,8 +261,9 @@ impl Ledger {
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO payments (key, created_ms, updated_ms, amount_minor, currency,
-                 online_required, state, masked_pan, fingerprint, entry_mode, card_sealed)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 online_required, state, masked_pan, fingerprint, entry_mode, card_sealed,
+                 age_check_badge, age_check_list_version)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (key) DO NOTHING",
             )?
             .execute(params![
@@ -257,6 +277,8 @@ impl Ledger {
                 attempt.card.fingerprint,
                 attempt.card.entry_mode.as_str(),
                 sealed,
+                age_check.map(|a| a.badge.0.to_vec()),
+                age_check.map(|a| a.list_version as i64),
             ])?;
         if inserted == 0 {
             return Err(LedgerError::DuplicatePayment(attempt.key));
@@ -375,7 +397,7 @@ impl Ledger {
             PaymentState::OfflineDeclined
         };
         set_state(&tx, row.seq, PaymentState::CardRead, to, now, None)?;
-        let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, now)?;
+        let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, row.age_check, now)?;
         failpoint::hit("decision.before_commit");
         tx.commit()?;
         failpoint::hit("decision.after_commit");
@@ -465,7 +487,7 @@ impl Ledger {
             // A forward or inquiry still queued is now moot.
             outbox::supersede_for_payment(&tx, row.seq, now)?;
         }
-        let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, now)?;
+        let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, row.age_check, now)?;
         failpoint::hit("decision.before_commit");
         tx.commit()?;
         failpoint::hit("decision.after_commit");
@@ -520,7 +542,7 @@ impl Ledger {
             });
         }
         set_state(&tx, row.seq, row.state, to, now, Some(reason))?;
-        let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, now)?;
+        let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, row.age_check, now)?;
         tx.commit()?;
         self.telemetry_bytes += ev_bytes;
         self.note_commit();

@@ -10,7 +10,7 @@
 pub const APPLICATION_ID: i64 = 0x4341_5254;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Outbox `status` of the sequence mark: the row that keeps the highest id
 /// ever handed out once the rows above it are deleted (see migration 2).
@@ -133,6 +133,26 @@ END;
 CREATE INDEX payments_settled ON payments (updated_ms)
     WHERE state IN ('online_approved', 'online_declined', 'offline_declined',
         'cancelled', 'failed', 'confirmed', 'declined_after_forward');
+"#,
+    },
+    Migration {
+        version: 3,
+        // Additive: a table and two nullable columns. Firmware of schema 1
+        // and 2 still opens the file; its inserts leave the columns NULL (no
+        // age check recorded), and it never reads the staff list.
+        min_reader_version: 1,
+        sql: r#"
+-- The staff list for age checks: badge ids hashed with the list's salt
+-- (HMAC-SHA256); the version and the salt are in cart_state
+-- (staff.list_version, staff.list_salt). Replaced whole by a newer version.
+CREATE TABLE staff_list (
+    badge_hash BLOB PRIMARY KEY
+) WITHOUT ROWID;
+
+-- The badge that approved the sale's age check (its hash, never the code)
+-- and the staff list version it was on (the backend's key to the salt).
+ALTER TABLE payments ADD COLUMN age_check_badge BLOB;
+ALTER TABLE payments ADD COLUMN age_check_list_version INTEGER;
 "#,
     },
 ];

@@ -40,6 +40,10 @@ pub mod keys {
     pub const LIMITS: &str = "policy.limits";
     /// cart_state: the deny-list version.
     pub const DENY_LIST_VERSION: &str = "policy.deny_list_version";
+    /// cart_state: the staff list version (age checks; absent: no list).
+    pub const STAFF_LIST_VERSION: &str = "staff.list_version";
+    /// cart_state: the staff list's salt (base64).
+    pub const STAFF_LIST_SALT: &str = "staff.list_salt";
     /// cart_state: telemetry events dropped over quota, in all.
     pub const TELEMETRY_DROPPED: &str = "telemetry.dropped";
     /// cart_state prefix for other downstream versions (`downstream.<name>`).
@@ -143,6 +147,10 @@ pub struct LedgerStatus {
     /// technician or the backend. Their exposure stays counted.
     #[serde(default)]
     pub quarantined_payments: Vec<QuarantinedPayment>,
+    /// The staff list version held for age checks (0: none yet, so every
+    /// badge is refused).
+    #[serde(default)]
+    pub staff_list_version: u64,
 }
 
 /// A payment record set aside: the broker refused it for good, or it could
@@ -465,6 +473,7 @@ pub(crate) fn status_of(
         outbox: super::outbox::outbox_depth(conn, telemetry_bytes)?,
         telemetry_dropped: read_state_i64(conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0) as u64,
         quarantined_payments: super::outbox::quarantined_payments(conn, 50)?,
+        staff_list_version: read_state_i64(conn, keys::STAFF_LIST_VERSION)?.unwrap_or(0) as u64,
     })
 }
 

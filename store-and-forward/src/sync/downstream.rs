@@ -73,6 +73,10 @@ impl Uplink {
                     .apply_deny_list(d.version, d.replace, &d.add, &d.remove, now);
                 versioned(r, d.version, kind)
             }
+            Down::StaffListUpdate(list) => {
+                let r = self.ledger().apply_staff_list(&list, now);
+                versioned(r, list.version, kind)
+            }
             Down::CatalogDelta(c) => {
                 let version = c.version;
                 let current = self
@@ -221,6 +225,7 @@ impl Uplink {
                 limits: st.limits.version,
                 deny_list: version("policy.deny_list_version"),
                 catalog: version("downstream.catalog"),
+                staff_list: version(crate::ledger::keys::STAFF_LIST_VERSION),
             },
             telemetry_dropped: st.telemetry_dropped,
         };
@@ -244,7 +249,9 @@ fn versioned(r: Result<UpdateOutcome, LedgerError>, offered: u64, kind: Kind) ->
     match r {
         Ok(UpdateOutcome::Applied) => Ok((AckResult::Applied, Some(offered), None)),
         Ok(UpdateOutcome::Ignored { current }) => Ok((AckResult::Ignored, Some(current), None)),
-        Err(e @ LedgerError::Policy(_)) => Ok((AckResult::Rejected, None, Some(e.to_string()))),
+        Err(e @ (LedgerError::Policy(_) | LedgerError::StaffList(_))) => {
+            Ok((AckResult::Rejected, None, Some(e.to_string())))
+        }
         Err(e) => {
             warn!(cause = %e, "downstream update not stored: not acknowledged");
             Err(kind)

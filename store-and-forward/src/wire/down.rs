@@ -9,6 +9,7 @@ use super::envelope::{Kind, WireError, body};
 use crate::money::Money;
 use crate::payment::BackendOutcome;
 use crate::policy::LimitsConfig;
+pub use crate::staff::StaffList as StaffListUpdate;
 use crate::time::Timestamp;
 
 /// Answer to an online authorization request. Envelope id: the payment key.
@@ -108,6 +109,8 @@ pub enum Down {
     CatalogDelta(CatalogDelta),
     /// Certificate rotation.
     RotationRequest(RotationRequest),
+    /// Staff list (age checks).
+    StaffListUpdate(StaffListUpdate),
 }
 
 impl Down {
@@ -120,6 +123,7 @@ impl Down {
             Down::DenyListUpdate(_) => Kind::DenyListUpdate,
             Down::CatalogDelta(_) => Kind::CatalogDelta,
             Down::RotationRequest(_) => Kind::RotationRequest,
+            Down::StaffListUpdate(_) => Kind::StaffListUpdate,
         }
     }
 
@@ -137,6 +141,7 @@ impl Down {
             Kind::DenyListUpdate => Down::DenyListUpdate(body(kind, v)?),
             Kind::CatalogDelta => Down::CatalogDelta(body(kind, v)?),
             Kind::RotationRequest => Down::RotationRequest(body(kind, v)?),
+            Kind::StaffListUpdate => Down::StaffListUpdate(body(kind, v)?),
             other => return Err(WireError::WrongDirection(other)),
         })
     }

@@ -55,11 +55,13 @@ pub enum Kind {
     CatalogDelta,
     /// Down: rotate the device certificate (id: request id).
     RotationRequest,
+    /// Down: the staff list for age checks, whole (id: version).
+    StaffListUpdate,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::AuthRequest,
         Kind::PaymentForward,
         Kind::PaymentInquiry,
@@ -75,6 +77,7 @@ impl Kind {
         Kind::DenyListUpdate,
         Kind::CatalogDelta,
         Kind::RotationRequest,
+        Kind::StaffListUpdate,
     ];
 
     /// The name on the wire and in topics.
@@ -95,6 +98,7 @@ impl Kind {
             Kind::DenyListUpdate => "deny_list_update",
             Kind::CatalogDelta => "catalog_delta",
             Kind::RotationRequest => "rotation_request",
+            Kind::StaffListUpdate => "staff_list_update",
         }
     }
 

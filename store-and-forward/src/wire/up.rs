@@ -130,7 +130,7 @@ pub struct CartStatus {
     pub exposure: Exposure,
     /// Outbox depth per class.
     pub outbox: Vec<OutboxDepth>,
-    /// Versions in force: limits, deny-list, catalog.
+    /// Versions in force: limits, deny-list, catalog, staff list.
     pub versions: Versions,
     /// Telemetry dropped over quota so far.
     pub telemetry_dropped: u64,
@@ -146,6 +146,14 @@ pub struct Versions {
     pub deny_list: u64,
     /// Catalog.
     pub catalog: u64,
+    /// Staff list (age checks); left out while 0 (no list, or older
+    /// firmware), so older statuses read the same.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub staff_list: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// How the cart handled a downstream message.

@@ -73,6 +73,7 @@ struct State {
     acks: Vec<(String, Ack)>,
     statuses: HashMap<String, CartStatus>,
     next_ref: u64,
+    staff: crate::staff::StaffLists,
 }
 
 /// A running emulator.
@@ -270,6 +271,37 @@ impl Emulator {
 
     async fn down(&self, cart: &str, kind: Kind, payload: Vec<u8>) -> Result<(), LinkError> {
         publish_down(&self.link, cart, kind, payload).await
+    }
+
+    /// Publishes an encoded downstream message (for the other files).
+    pub(crate) async fn down_raw(
+        &self,
+        cart: &str,
+        kind: Kind,
+        payload: Vec<u8>,
+    ) -> Result<(), LinkError> {
+        self.down(cart, kind, payload).await
+    }
+
+    /// The link (for tasks that publish on their own).
+    pub(crate) fn link_handle(&self) -> LinkHandle {
+        self.link.clone()
+    }
+
+    /// Whether `cart` has acknowledged the message (`kind`, `id`), any result.
+    pub(crate) fn acked_probe(&self) -> impl Fn(&str, Kind, &str) -> bool + Send + 'static {
+        let state = self.state.clone();
+        move |cart, kind, id| {
+            lock(&state)
+                .acks
+                .iter()
+                .any(|(c, a)| c == cart && a.of == kind && a.of_id == id)
+        }
+    }
+
+    /// Runs `f` on the staff lists published so far.
+    pub(crate) fn with_staff<T>(&self, f: impl FnOnce(&mut crate::staff::StaffLists) -> T) -> T {
+        f(&mut lock(&self.state).staff)
     }
 
     /// Disconnects.

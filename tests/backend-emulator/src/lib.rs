@@ -11,6 +11,8 @@
 //! - [`processor`]: card data decryption and the test cards' rules.
 //! - [`emulator`]: the MQTT side: requests in, answers and updates out.
 //! - [`receipts`]: the e-receipt page's check of a receipt URL.
+//! - `staff.rs`: the staff lists published per cart (age checks), and
+//!   which badge a recorded approval names.
 //! - [`counts`]: what it saw, for tests (API) and scripts (JSON).
 //! - [`fleet`]: AWS IoT fleet provisioning (CreateCertificateFromCsr,
 //!   RegisterThing) and the certificate registry per cart.
@@ -21,6 +23,7 @@ pub mod emulator;
 pub mod fleet;
 pub mod processor;
 pub mod receipts;
+mod staff;
 
 pub use counts::{Counts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};

@@ -191,6 +191,117 @@ async fn downstream_updates_apply_after_reconnects_and_replays_change_nothing() 
     em.shutdown().await;
 }
 
+fn ack_version(em: &backend_emulator::Emulator, kind: Kind, id: &str) -> Option<u64> {
+    em.acks()
+        .into_iter()
+        .rev()
+        .find(|(_, a)| a.of == kind && a.of_id == id)
+        .and_then(|(_, a)| a.current_version)
+}
+
+/// The staff list end to end: the emulator publishes, the cart stores and
+/// acknowledges; a replay and an older version are acked as ignored with
+/// the version held; a newer version revokes a badge; an invalid list is
+/// rejected whole; the status reports the version; an approval the cart
+/// records names a badge only the backend can resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_list_is_applied_acked_replayed_and_revoked() {
+    use store_and_forward::staff::BadgeCheck;
+    init_logs();
+    let broker = Broker::start();
+    let em = emulator(&broker).await;
+    let id = "cart-0014";
+    let cart = Cart::start(&broker, broker.port(), id, fast_sync(), limits(1));
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    let check = |badge: &str| {
+        cart.ledger
+            .lock()
+            .unwrap()
+            .check_staff_badge(badge)
+            .unwrap()
+    };
+    assert_eq!(check("0042"), BadgeCheck::NoList);
+
+    let v2 = em
+        .publish_staff_list(id, 2, &["0042", "0077"])
+        .await
+        .unwrap();
+    eventually(30, "staff list 2 acked", || {
+        ack_of(&em, Kind::StaffListUpdate, "2") == Some(AckResult::Applied)
+    })
+    .await;
+    let BadgeCheck::Approved(approval) = check("0077") else {
+        panic!("0077 is on list 2")
+    };
+    assert_eq!(em.staff_badge_of(id, &approval).as_deref(), Some("0077"));
+
+    // Safe to receive twice; an older version is ignored, and both acks
+    // say which version the cart holds.
+    em.publish_staff_list_as_is(id, &v2).await.unwrap();
+    em.publish_staff_list(id, 1, &["9999"]).await.unwrap();
+    eventually(30, "the older list acked as ignored", || {
+        ack_of(&em, Kind::StaffListUpdate, "1") == Some(AckResult::Ignored)
+    })
+    .await;
+    assert_eq!(ack_version(&em, Kind::StaffListUpdate, "1"), Some(2));
+    eventually(30, "the replay acked as ignored", || {
+        em.acks()
+            .iter()
+            .filter(|(_, a)| a.of == Kind::StaffListUpdate && a.of_id == "2")
+            .map(|(_, a)| a.result)
+            .collect::<Vec<_>>()
+            == [AckResult::Applied, AckResult::Ignored]
+    })
+    .await;
+    assert!(matches!(
+        check("9999"),
+        BadgeCheck::NotOnList { list_version: 2 }
+    ));
+
+    // Version 3 drops 0077: revoked.
+    em.publish_staff_list(id, 3, &["0042"]).await.unwrap();
+    eventually(30, "staff list 3 acked", || {
+        ack_of(&em, Kind::StaffListUpdate, "3") == Some(AckResult::Applied)
+    })
+    .await;
+    assert_eq!(check("0077"), BadgeCheck::NotOnList { list_version: 3 });
+    assert!(matches!(check("0042"), BadgeCheck::Approved(a) if a.list_version == 3));
+
+    // A salt too short to be one: rejected whole, list 3 stays.
+    let bad = store_and_forward::staff::StaffList::hashing(4, vec![1; 4], &["0077"]);
+    em.publish_staff_list_as_is(id, &bad).await.unwrap();
+    eventually(30, "the invalid list acked as rejected", || {
+        ack_of(&em, Kind::StaffListUpdate, "4") == Some(AckResult::Rejected)
+    })
+    .await;
+    // An entry that is no hash: the body does not decode; acked as rejected.
+    let malformed = encode(
+        Kind::StaffListUpdate,
+        id,
+        "5",
+        Timestamp::now(),
+        &serde_json::json!({"version": 5, "salt": "AAECAwQFBgcICQoLDA0ODw==", "badges": ["MDA0Mg=="]}),
+    );
+    em.publish_raw(&topics::down(id, Kind::StaffListUpdate), malformed)
+        .await
+        .unwrap();
+    eventually(30, "the malformed list acked as rejected", || {
+        ack_of(&em, Kind::StaffListUpdate, "5") == Some(AckResult::Rejected)
+    })
+    .await;
+    assert_eq!(cart.ledger.lock().unwrap().staff_list_version().unwrap(), 3);
+
+    // The backend sees the version in the cart's status.
+    cart.uplink.enqueue_status(Timestamp::now()).unwrap();
+    cart.uplink.kick();
+    eventually(30, "status with staff list 3", || {
+        em.status(id).is_some_and(|s| s.versions.staff_list == 3)
+    })
+    .await;
+    cart.stop().await;
+    em.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_downstream_is_rejected_whole_and_the_cart_goes_on() {
     init_logs();

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 
 use ui::{
     AgeCheckView, CartView, CheckoutUi, DeclineReason, LineView, LinkBanner, Quantity,
-    ReaderPrompt, ReceiptView, Screen, UiEvent, ViewUpdate,
+    ReaderPrompt, ReceiptView, ScanNotice, Screen, UiEvent, ViewUpdate,
 };
 
 /// A product the test scanner can scan.
@@ -58,6 +58,8 @@ pub struct Daemon {
     pub events: mpsc::Receiver<UiEvent>,
     lines: Vec<(u64, Product, Quantity)>,
     next_id: u64,
+    /// A staff badge cleared the age check of the restricted lines.
+    age_checked: bool,
     pub seen: Vec<UiEvent>,
 }
 
@@ -71,6 +73,7 @@ impl Daemon {
             events,
             lines: Vec::new(),
             next_id: 1,
+            age_checked: false,
             seen: Vec::new(),
         }
     }
@@ -95,6 +98,7 @@ impl Daemon {
                     unit_price_minor: p.price_minor,
                     line_total_minor: line_total,
                     age_restricted: p.age_restricted,
+                    age_checked: p.age_restricted && self.age_checked,
                     adjustable: !p.weighed,
                 }
             })
@@ -130,6 +134,9 @@ impl Daemon {
                 id
             }
         };
+        if product.age_restricted {
+            self.age_checked = false;
+        }
         self.ui.update(ViewUpdate::Cart(self.cart()));
         if product.age_restricted {
             self.ui
@@ -167,9 +174,19 @@ impl Daemon {
         self.ui.update(ViewUpdate::Link(banner));
     }
 
-    /// A staff badge was scanned: the age-restricted lines are approved.
+    /// A staff badge on the list was scanned: the age-restricted lines
+    /// are approved.
     pub fn staff_badge(&mut self) {
+        self.age_checked = true;
+        self.ui.update(ViewUpdate::Notice(None));
+        self.ui.update(ViewUpdate::Cart(self.cart()));
         self.ui.update(ViewUpdate::Screen(Screen::Shopping));
+    }
+
+    /// A staff badge the cart refused: the age check stays open, a notice
+    /// says why.
+    pub fn staff_badge_refused(&mut self, why: ScanNotice) {
+        self.ui.update(ViewUpdate::Notice(Some(why)));
     }
 
     pub fn line_count(&self) -> usize {

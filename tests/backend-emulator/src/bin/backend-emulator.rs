@@ -40,6 +40,14 @@ struct Args {
     /// Seconds between count lines.
     #[arg(long, default_value_t = 5)]
     every: u64,
+    /// Sends a cart its staff list for age checks, `CART=ID[,ID...]` (the
+    /// badge ids after `STAFF:`), again every second until the cart
+    /// acknowledges it. Repeatable.
+    #[arg(long = "staff-list", value_name = "CART=IDS")]
+    staff_lists: Vec<String>,
+    /// The version of the staff lists sent with `--staff-list`.
+    #[arg(long, default_value_t = 1)]
+    staff_list_version: u64,
 }
 
 #[tokio::main]
@@ -71,6 +79,18 @@ async fn main() -> anyhow::Result<()> {
     let emulator = Emulator::start(config)
         .await
         .context("starting the emulator")?;
+    for spec in &args.staff_lists {
+        let Some((cart, ids)) = spec.split_once('=') else {
+            anyhow::bail!("--staff-list {spec:?}: expected CART=ID[,ID...]");
+        };
+        let ids: Vec<&str> = ids.split(',').filter(|i| !i.is_empty()).collect();
+        emulator.keep_publishing_staff_list(
+            cart,
+            args.staff_list_version,
+            &ids,
+            Duration::from_secs(1),
+        );
+    }
     let mut every = tokio::time::interval(Duration::from_secs(args.every.max(1)));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
