@@ -258,20 +258,24 @@ fn deny_list_updates_are_versioned() {
     let bad = vec![9u8; 32];
     assert_eq!(
         ledger
-            .apply_deny_list(2, true, std::slice::from_ref(&bad), &[], t0())
+            .apply_deny_list(2, None, true, std::slice::from_ref(&bad), &[], t0())
             .unwrap(),
         UpdateOutcome::Applied
     );
     // An older version never replaces a newer one.
     assert_eq!(
-        ledger.apply_deny_list(1, true, &[], &[], t0()).unwrap(),
+        ledger
+            .apply_deny_list(1, None, true, &[], &[], t0())
+            .unwrap(),
         UpdateOutcome::Ignored { current: 2 }
     );
     let a = attempt(eur(100), 9);
     ledger.record_card_read(&a, t0()).unwrap();
     let d = ledger.decide_offline(&a.key, t0()).unwrap();
     assert_eq!(d.reasons, vec![OfflineReason::CardDenied]);
-    ledger.apply_deny_list(3, false, &[], &[bad], t0()).unwrap();
+    ledger
+        .apply_deny_list(3, None, false, &[], &[bad], t0())
+        .unwrap();
     let b = attempt(eur(100), 9);
     ledger.record_card_read(&b, t0()).unwrap();
     assert!(ledger.decide_offline(&b.key, t0()).unwrap().approved);

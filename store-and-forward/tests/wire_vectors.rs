@@ -25,7 +25,7 @@ use store_and_forward::wire::down::{
 };
 use store_and_forward::wire::up::{
     Ack, AckBatch, AckResult, AuthRequest, CardData, CartStatus, Forward, Inquiry,
-    ProvisioningComplete, RotationComplete, Versions,
+    ProvisioningComplete, ResyncRequest, RotationComplete, Versions,
 };
 use store_and_forward::wire::{self, Kind, decode_down, decode_up, encode, encode_compressed};
 use store_and_forward::{Timestamp, ledger::OutboxDepth};
@@ -277,6 +277,7 @@ fn samples() -> Vec<(String, Vec<u8>)> {
             TS,
             &DenyListUpdate {
                 version: 12,
+                base_version: None,
                 replace: false,
                 add: vec![vec![0xAB; 32]],
                 remove: vec![vec![0xCD; 32]],
@@ -387,6 +388,38 @@ fn samples() -> Vec<(String, Vec<u8>)> {
     out.push((
         "telemetry_batch.zst".into(),
         encode_compressed(Kind::TelemetryBatch, CART, id, TS, &body),
+    ));
+    // A cart asks for the deny-list whole (a delta on version 11 arrived
+    // while it held 9); a deny-list delta naming its base version.
+    out.push((
+        "resync_request.json".into(),
+        encode(
+            Kind::ResyncRequest,
+            CART,
+            "deny_list_update:9",
+            TS,
+            &ResyncRequest {
+                of: Kind::DenyListUpdate,
+                have_version: 9,
+                rejected_version: 12,
+            },
+        ),
+    ));
+    out.push((
+        "deny_list_update.base.json".into(),
+        encode(
+            Kind::DenyListUpdate,
+            CART,
+            "13",
+            TS,
+            &DenyListUpdate {
+                version: 13,
+                base_version: Some(12),
+                replace: false,
+                add: vec![vec![0xEF; 32]],
+                remove: vec![],
+            },
+        ),
     ));
     // New optional fields get vectors of their own (the ones above, without
     // them, stay byte for byte): a sale cleared by a staff badge, and a

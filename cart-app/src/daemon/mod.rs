@@ -638,7 +638,14 @@ fn reload(path: &std::path::Path, ledger: &SharedLedger) {
             let mut g = lock(ledger);
             let now = Timestamp::now();
             let limits = g.apply_limits_update(&l.config.offline, now);
-            let deny = g.apply_deny_list(l.config.deny_list.version, true, &l.deny_list, &[], now);
+            let deny = g.apply_deny_list(
+                l.config.deny_list.version,
+                None,
+                true,
+                &l.deny_list,
+                &[],
+                now,
+            );
             info!(?limits, ?deny, "configuration reloaded");
         }
         Err(e) => error!(cause = %e, "configuration not reloaded"),

@@ -169,6 +169,7 @@ pub fn open_ledger(loaded: &Loaded, anchors: &Anchors) -> Result<Ledger, DaemonE
     if !loaded.deny_list.is_empty() || config.deny_list.version > 0 {
         ledger.apply_deny_list(
             config.deny_list.version,
+            None,
             true,
             &loaded.deny_list,
             &[],

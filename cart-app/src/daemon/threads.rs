@@ -14,14 +14,14 @@ use hal::scanner::{
     DeviceState, NonProduct, Scan, ScanContent, Scanner, StateHandle, WifiCredentials,
 };
 use store_and_forward::staff::StaffApproval;
-use store_and_forward::sync::{AppEvent, SharedLedger};
+use store_and_forward::sync::{AppEvent, CatalogOutcome, SharedLedger};
 use store_and_forward::telemetry::{TelemetryBuffer, TelemetryEvent};
 use store_and_forward::{Currency, Money, Timestamp};
 use tracing::{debug, error, info, warn};
 use ui::{FaultView, LinkBanner, UiHandle, ViewUpdate};
 use uuid::Uuid;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogError};
 use crate::checkout::{Checkout, PayEvent};
 use crate::session::{Effect, Input, Session};
 use crate::watchdog::Heart;
@@ -139,11 +139,25 @@ pub fn spawn_session(
                             up,
                         })]
                     }
-                    Some(Msg::App(AppEvent::Catalog(delta))) => {
-                        match catalog.apply(&delta) {
-                            Ok(applied) => info!(applied, "catalog delta"),
-                            Err(e) => error!(cause = %e, "catalog delta not applied"),
-                        }
+                    Some(Msg::App(AppEvent::Catalog { delta, done })) => {
+                        // Answered only once committed: the sync acks then.
+                        let outcome = match catalog.apply(&delta) {
+                            Ok(true) => {
+                                info!(version = delta.version, "catalog delta applied");
+                                CatalogOutcome::Applied
+                            }
+                            Ok(false) => CatalogOutcome::Unchanged {
+                                current: catalog.version().unwrap_or(delta.version),
+                            },
+                            Err(CatalogError::BaseMismatch { have, .. }) => {
+                                CatalogOutcome::BaseMismatch { have }
+                            }
+                            Err(e) => {
+                                error!(cause = %e, "catalog delta not applied");
+                                CatalogOutcome::Failed(e.to_string())
+                            }
+                        };
+                        done.report(outcome);
                         Vec::new()
                     }
                     Some(Msg::App(AppEvent::Rotation { id, .. })) => {

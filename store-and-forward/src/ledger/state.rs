@@ -103,6 +103,13 @@ pub enum UpdateOutcome {
         /// The version in force.
         current: u64,
     },
+    /// A delta whose base is not the version held (one was lost or came
+    /// out of order): not applied; the uplink rejects it (`base_mismatch`)
+    /// and asks for the stream whole.
+    BaseMismatch {
+        /// The version in force.
+        current: u64,
+    },
 }
 
 /// Queue depth of one outbox class.
@@ -328,7 +335,8 @@ impl Ledger {
             column: "policy.limits",
             value: e.to_string(),
         })?;
-        self.set_state(keys::LIMITS, &json, now)?;
+        // Durable before the uplink acknowledges it.
+        self.set_states_durable(&[(keys::LIMITS, Some(json.as_str()))], now)?;
         info!(version = limits.version, "offline limits updated");
         self.limits = limits;
         Ok(UpdateOutcome::Applied)
@@ -360,19 +368,33 @@ impl Ledger {
     }
 
     /// Applies a deny-list update when `version` is newer: `replace` swaps
-    /// the whole list, otherwise `add`/`remove` are applied as a delta.
+    /// the whole list, otherwise `add`/`remove` are applied as a delta on
+    /// `base_version` (when given, it must be the version held, or nothing
+    /// changes: [`UpdateOutcome::BaseMismatch`]). Committed with a full
+    /// fsync: the uplink acknowledges it next.
     pub fn apply_deny_list(
         &mut self,
         version: u64,
+        base_version: Option<u64>,
         replace: bool,
         add: &[Vec<u8>],
         remove: &[Vec<u8>],
         now: Timestamp,
     ) -> Result<UpdateOutcome, LedgerError> {
+        self.ensure_durable()?;
         let tx = self.conn.transaction()?;
         let current = read_state_i64(&tx, keys::DENY_LIST_VERSION)?.unwrap_or(0) as u64;
         if version <= current {
             return Ok(UpdateOutcome::Ignored { current });
+        }
+        if !replace && base_version.is_some_and(|b| b != current) {
+            warn!(
+                version,
+                base = base_version,
+                current,
+                "deny-list delta on another version: asking for the whole list"
+            );
+            return Ok(UpdateOutcome::BaseMismatch { current });
         }
         if replace {
             tx.execute("DELETE FROM deny_list", [])?;
@@ -399,6 +421,15 @@ impl Ledger {
         Ok(UpdateOutcome::Applied)
     }
 
+    /// The deny-list's fingerprints, sorted.
+    pub fn deny_list(&self) -> Result<Vec<Vec<u8>>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT fingerprint FROM deny_list ORDER BY fingerprint")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records `version` of a named downstream stream (catalog, ...) when it
     /// is newer than the one recorded: the rule every versioned update follows.
     pub fn accept_downstream_version(
@@ -412,7 +443,8 @@ impl Ledger {
         if version <= current {
             return Ok(UpdateOutcome::Ignored { current });
         }
-        self.set_state(&key, &version.to_string(), now)?;
+        // Durable before the uplink acknowledges it.
+        self.set_states_durable(&[(key.as_str(), Some(version.to_string().as_str()))], now)?;
         Ok(UpdateOutcome::Applied)
     }
 

@@ -6,14 +6,14 @@
 
 use tracing::{info, warn};
 
-use super::{AppEvent, Uplink};
+use super::{AppEvent, CatalogDone, CatalogOutcome, Uplink};
 use crate::Timestamp;
 use crate::error::LedgerError;
 use crate::ledger::{Applied, OutboxClass, UpdateOutcome};
 use crate::payment::{BackendOutcome, PaymentKey};
 use crate::uplink::Incoming;
 use crate::wire::down::{AuthResponse, ForwardResult};
-use crate::wire::up::{Ack, AckResult};
+use crate::wire::up::{Ack, AckResult, ResyncRequest};
 use crate::wire::{self, Down, Header, Kind, decode_down, encode};
 
 /// What happened to one incoming message.
@@ -35,8 +35,10 @@ pub enum Handled {
 }
 
 impl Uplink {
-    /// Decodes, applies and acknowledges one incoming message.
-    pub fn handle_incoming(&self, msg: &Incoming) -> Handled {
+    /// Decodes, applies and acknowledges one incoming message. The ack is
+    /// queued only once the update is applied and durable (a catalog delta:
+    /// once the application's catalog took it).
+    pub async fn handle_incoming(&self, msg: &Incoming) -> Handled {
         let cart = &self.config.cart_id;
         let now = Timestamp::now();
         let (header, down) = match decode_down(&msg.payload, cart) {
@@ -68,9 +70,17 @@ impl Uplink {
                 versioned(r, p.limits.version, kind)
             }
             Down::DenyListUpdate(d) => {
-                let r = self
-                    .ledger()
-                    .apply_deny_list(d.version, d.replace, &d.add, &d.remove, now);
+                let r = self.ledger().apply_deny_list(
+                    d.version,
+                    d.base_version,
+                    d.replace,
+                    &d.add,
+                    &d.remove,
+                    now,
+                );
+                if let Ok(UpdateOutcome::BaseMismatch { current }) = r {
+                    self.request_resync(kind, current, d.version, now);
+                }
                 versioned(r, d.version, kind)
             }
             Down::StaffListUpdate(list) => {
@@ -88,13 +98,39 @@ impl Uplink {
                     .unwrap_or(0);
                 if version <= current {
                     Ok((AckResult::Ignored, Some(current), None))
-                } else if self.forward_to_app(AppEvent::Catalog(c)) {
-                    let r = self
-                        .ledger()
-                        .accept_downstream_version("catalog", version, now);
-                    versioned(r, version, kind)
                 } else {
-                    Err(kind)
+                    match self.catalog_to_app(c).await {
+                        Some(CatalogOutcome::Applied) => {
+                            let r = self
+                                .ledger()
+                                .accept_downstream_version("catalog", version, now);
+                            versioned(r, version, kind)
+                        }
+                        // Applied before, its ack lost (a crash between the
+                        // two): the version is recorded now.
+                        Some(CatalogOutcome::Unchanged { current }) => {
+                            let r = self
+                                .ledger()
+                                .accept_downstream_version("catalog", current, now);
+                            match r {
+                                Ok(_) => Ok((AckResult::Ignored, Some(current), None)),
+                                Err(e) => versioned(Err(e), version, kind),
+                            }
+                        }
+                        Some(CatalogOutcome::BaseMismatch { have }) => {
+                            self.request_resync(kind, have, version, now);
+                            versioned(
+                                Ok(UpdateOutcome::BaseMismatch { current: have }),
+                                version,
+                                kind,
+                            )
+                        }
+                        Some(CatalogOutcome::Failed(e)) => {
+                            warn!(version, cause = %e, "catalog delta not applied: not acknowledged");
+                            Err(kind)
+                        }
+                        None => Err(kind),
+                    }
                 }
             }
             Down::RotationRequest(request) => {
@@ -106,7 +142,10 @@ impl Uplink {
                     id: header.id.clone(),
                     request,
                 }) {
-                    match self.ledger().set_state(&key, "received", now) {
+                    match self
+                        .ledger()
+                        .set_states_durable(&[(key.as_str(), Some("received"))], now)
+                    {
                         Ok(()) => Ok((AckResult::Applied, None, None)),
                         Err(e) => {
                             warn!(cause = %e, "rotation request not recorded");
@@ -161,6 +200,53 @@ impl Uplink {
                 warn!(payment_key = %key, cause = %e, "backend outcome not stored: not acknowledged");
                 Err(header.kind)
             }
+        }
+    }
+
+    /// Hands a catalog delta to the application and waits until it says
+    /// how it took it; `None` when it could not (gone, busy, no answer
+    /// within a minute): not acknowledged, the backend sends it again.
+    /// Without an application (a cart that keeps no catalog), it counts as
+    /// applied.
+    async fn catalog_to_app(
+        &self,
+        delta: crate::wire::down::CatalogDelta,
+    ) -> Option<CatalogOutcome> {
+        let Some(tx) = &self.app else {
+            return Some(CatalogOutcome::Applied);
+        };
+        let (done, answer) = CatalogDone::new();
+        tx.try_send(AppEvent::Catalog { delta, done }).ok()?;
+        match tokio::time::timeout(std::time::Duration::from_secs(60), answer).await {
+            Ok(Ok(outcome)) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// Asks the backend for a stream whole: a delta did not fit the
+    /// version held. One request per gap (the envelope id names the
+    /// version held).
+    fn request_resync(&self, of: Kind, have_version: u64, rejected_version: u64, now: Timestamp) {
+        let body = ResyncRequest {
+            of,
+            have_version,
+            rejected_version,
+        };
+        let id = format!("{}:{have_version}", of.as_str());
+        let payload = encode(Kind::ResyncRequest, &self.config.cart_id, &id, now, &body);
+        match self.ledger().enqueue(
+            OutboxClass::Control,
+            Kind::ResyncRequest.as_str(),
+            &payload,
+            now,
+        ) {
+            Ok(_) => info!(
+                stream = of.as_str(),
+                have_version,
+                rejected_version,
+                "delta on another version: the whole stream asked for"
+            ),
+            Err(e) => warn!(cause = %e, "resync request not queued: the next delta asks again"),
         }
     }
 
@@ -249,6 +335,11 @@ fn versioned(r: Result<UpdateOutcome, LedgerError>, offered: u64, kind: Kind) ->
     match r {
         Ok(UpdateOutcome::Applied) => Ok((AckResult::Applied, Some(offered), None)),
         Ok(UpdateOutcome::Ignored { current }) => Ok((AckResult::Ignored, Some(current), None)),
+        Ok(UpdateOutcome::BaseMismatch { current }) => Ok((
+            AckResult::Rejected,
+            Some(current),
+            Some("base_mismatch".into()),
+        )),
         Err(e @ (LedgerError::Policy(_) | LedgerError::StaffList(_))) => {
             Ok((AckResult::Rejected, None, Some(e.to_string())))
         }

@@ -91,10 +91,18 @@ impl Default for SyncConfig {
 
 /// What the sync hands the application (it owns the catalog and the
 /// certificate).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum AppEvent {
-    /// A catalog delta newer than the cart's catalog.
-    Catalog(CatalogDelta),
+    /// A catalog delta newer than the version the ledger recorded. The
+    /// application applies it and says how through `done`; only then is
+    /// it acknowledged (a delta that fits no version is rejected and the
+    /// catalog asked for whole).
+    Catalog {
+        /// The delta (or a whole catalog: no base version).
+        delta: CatalogDelta,
+        /// Where the application reports the outcome.
+        done: CatalogDone,
+    },
     /// The backend asks for a certificate rotation.
     Rotation {
         /// The request id.
@@ -102,6 +110,44 @@ pub enum AppEvent {
         /// The request.
         request: RotationRequest,
     },
+}
+
+/// How the application's catalog took a delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogOutcome {
+    /// Applied and committed.
+    Applied,
+    /// The catalog already holds this version or a newer one.
+    Unchanged {
+        /// The catalog's version.
+        current: u64,
+    },
+    /// The delta's base is not the catalog's version: not applied.
+    BaseMismatch {
+        /// The catalog's version.
+        have: u64,
+    },
+    /// The catalog could not store it (not acknowledged; the backend
+    /// sends it again).
+    Failed(String),
+}
+
+/// The application's answer to one [`AppEvent::Catalog`]. Dropped without
+/// an answer counts as [`CatalogOutcome::Failed`].
+#[derive(Debug)]
+pub struct CatalogDone(tokio::sync::oneshot::Sender<CatalogOutcome>);
+
+impl CatalogDone {
+    /// A pair: the answer and where it arrives.
+    pub fn new() -> (CatalogDone, tokio::sync::oneshot::Receiver<CatalogOutcome>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (CatalogDone(tx), rx)
+    }
+
+    /// Reports how the delta was taken.
+    pub fn report(self, outcome: CatalogOutcome) {
+        let _ = self.0.send(outcome);
+    }
 }
 
 /// A sync failure that stops a drain pass. The pass is retried later;
@@ -232,7 +278,7 @@ impl Uplink {
                 tokio::select! {
                     msg = incoming.recv() => match msg {
                         Some(msg) => {
-                            me.handle_incoming(&msg);
+                            me.handle_incoming(&msg).await;
                             me.kick();
                         }
                         None => break,

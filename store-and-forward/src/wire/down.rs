@@ -39,6 +39,12 @@ pub struct PolicyUpdate {
 pub struct DenyListUpdate {
     /// Version.
     pub version: u64,
+    /// The version a delta applies on (absent: any, as before base
+    /// versions existed; ignored with `replace`). A delta whose base is
+    /// not the version held is rejected (`base_mismatch`) and the cart
+    /// asks for the whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<u64>,
     /// Replace the whole list (else apply as a delta).
     pub replace: bool,
     /// Fingerprints to add.

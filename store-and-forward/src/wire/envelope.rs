@@ -43,6 +43,9 @@ pub enum Kind {
     /// Up: a certificate rotation finished; the old certificate may be
     /// deactivated (id: the new certificate id).
     RotationComplete,
+    /// Up: send a versioned stream whole again (a delta did not fit the
+    /// version held) (id: `{stream}:{have_version}`).
+    ResyncRequest,
     /// Down: answer to an authorization request (id: payment key).
     AuthResponse,
     /// Down: result of a forward or an inquiry (id: payment key).
@@ -61,7 +64,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::AuthRequest,
         Kind::PaymentForward,
         Kind::PaymentInquiry,
@@ -71,6 +74,7 @@ impl Kind {
         Kind::AckBatch,
         Kind::ProvisioningComplete,
         Kind::RotationComplete,
+        Kind::ResyncRequest,
         Kind::AuthResponse,
         Kind::ForwardResult,
         Kind::PolicyUpdate,
@@ -92,6 +96,7 @@ impl Kind {
             Kind::AckBatch => "ack_batch",
             Kind::ProvisioningComplete => "provisioning_complete",
             Kind::RotationComplete => "rotation_complete",
+            Kind::ResyncRequest => "resync_request",
             Kind::AuthResponse => "auth_response",
             Kind::ForwardResult => "forward_result",
             Kind::PolicyUpdate => "policy_update",
@@ -120,6 +125,7 @@ impl Kind {
                 | Kind::AckBatch
                 | Kind::ProvisioningComplete
                 | Kind::RotationComplete
+                | Kind::ResyncRequest
         )
     }
 }

@@ -260,6 +260,24 @@ pub enum Up {
     ProvisioningComplete(ProvisioningComplete),
     /// A certificate rotation finished.
     RotationComplete(RotationComplete),
+    /// Send a stream whole again.
+    ResyncRequest(ResyncRequest),
+}
+
+/// The cart asks for a versioned stream whole: a delta's base did not
+/// match the version the cart holds (lost or out of order), so the delta
+/// was rejected (`base_mismatch`). The backend answers with the stream
+/// whole (a catalog without a base version, a deny-list with `replace`) at
+/// its newest version. Envelope id: `{of}:{have_version}`, so a repeated
+/// request for the same gap is the same message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncRequest {
+    /// The stream: `catalog_delta` or `deny_list_update`.
+    pub of: Kind,
+    /// The version the cart holds.
+    pub have_version: u64,
+    /// The version of the delta that did not fit.
+    pub rejected_version: u64,
 }
 
 impl Up {
@@ -275,6 +293,7 @@ impl Up {
             Up::AckBatch(_) => Kind::AckBatch,
             Up::ProvisioningComplete(_) => Kind::ProvisioningComplete,
             Up::RotationComplete(_) => Kind::RotationComplete,
+            Up::ResyncRequest(_) => Kind::ResyncRequest,
         }
     }
 
@@ -289,6 +308,7 @@ impl Up {
             Kind::AckBatch => Up::AckBatch(body(kind, v)?),
             Kind::ProvisioningComplete => Up::ProvisioningComplete(body(kind, v)?),
             Kind::RotationComplete => Up::RotationComplete(body(kind, v)?),
+            Kind::ResyncRequest => Up::ResyncRequest(body(kind, v)?),
             other => return Err(WireError::WrongDirection(other)),
         })
     }

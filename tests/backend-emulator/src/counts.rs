@@ -33,6 +33,9 @@ pub struct Counts {
     pub telemetry_duplicates: u64,
     /// Acks received.
     pub acks: u64,
+    /// Resync requests (a delta did not fit the cart's version).
+    #[serde(default)]
+    pub resync_requests: u64,
     /// Status messages received.
     pub statuses: u64,
     /// Messages that did not decode or did not match their topic.

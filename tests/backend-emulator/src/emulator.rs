@@ -74,6 +74,7 @@ struct State {
     statuses: HashMap<String, CartStatus>,
     next_ref: u64,
     staff: crate::staff::StaffLists,
+    streams: crate::streams::Streams,
 }
 
 /// A running emulator.
@@ -222,6 +223,7 @@ impl Emulator {
         update: DenyListUpdate,
     ) -> Result<(), LinkError> {
         let id = update.version.to_string();
+        lock(&self.state).streams.deny_list(cart, &update);
         self.down(
             cart,
             Kind::DenyListUpdate,
@@ -233,6 +235,7 @@ impl Emulator {
     /// Publishes a catalog delta to a cart.
     pub async fn publish_catalog(&self, cart: &str, delta: CatalogDelta) -> Result<(), LinkError> {
         let id = delta.version.to_string();
+        lock(&self.state).streams.catalog(cart, &delta);
         self.down(
             cart,
             Kind::CatalogDelta,
@@ -254,6 +257,11 @@ impl Emulator {
             encode(Kind::RotationRequest, cart, id, Timestamp::now(), &request),
         )
         .await
+    }
+
+    /// The resync requests carts sent, in order.
+    pub fn resync_requests(&self) -> Vec<(String, store_and_forward::wire::up::ResyncRequest)> {
+        lock(&self.state).streams.resyncs.clone()
     }
 
     /// Publishes raw bytes (malformed-input tests).
@@ -461,6 +469,18 @@ async fn handle(
         }
         Up::ProvisioningComplete(p) => fleet.map_or((), |f| f.provisioning_complete(&cart, &p)),
         Up::RotationComplete(r) => fleet.map_or((), |f| f.rotation_complete(&cart, &r)),
+        Up::ResyncRequest(r) => {
+            let whole = {
+                let mut s = lock(state);
+                s.counts.resync_requests += 1;
+                let whole = s.streams.whole(&cart, r.of);
+                s.streams.resyncs.push((cart.clone(), r));
+                whole
+            };
+            if let Some((kind, payload)) = whole {
+                let _ = publish_down(link, &cart, kind, payload).await;
+            }
+        }
         Up::AckBatch(batch) => {
             let mut s = lock(state);
             s.counts.acks += batch.acks.len() as u64;

@@ -13,6 +13,8 @@
 //! - [`receipts`]: the e-receipt page's check of a receipt URL.
 //! - `staff.rs`: the staff lists published per cart (age checks), and
 //!   which badge a recorded approval names.
+//! - `streams.rs`: the catalog and deny-list as published per cart,
+//!   sent whole when a cart asks (`resync_request`).
 //! - [`counts`]: what it saw, for tests (API) and scripts (JSON).
 //! - [`fleet`]: AWS IoT fleet provisioning (CreateCertificateFromCsr,
 //!   RegisterThing) and the certificate registry per cart.
@@ -24,6 +26,7 @@ pub mod fleet;
 pub mod processor;
 pub mod receipts;
 mod staff;
+mod streams;
 
 pub use counts::{Counts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};

@@ -11,7 +11,7 @@ use common::*;
 use mqtt_harness::Broker;
 use store_and_forward::ledger::OutboxClass;
 use store_and_forward::policy::LimitsConfig;
-use store_and_forward::sync::{AppEvent, SyncConfig};
+use store_and_forward::sync::{AppEvent, CatalogOutcome, SyncConfig};
 use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::uplink::LinkConfig;
 use store_and_forward::wire::down::{CatalogDelta, CatalogItem, DenyListUpdate, RotationRequest};
@@ -116,6 +116,7 @@ async fn downstream_updates_apply_after_reconnects_and_replays_change_nothing() 
         id,
         DenyListUpdate {
             version: 3,
+            base_version: None,
             replace: true,
             add: vec![vec![7; 32]],
             remove: vec![],
@@ -147,7 +148,18 @@ async fn downstream_updates_apply_after_reconnects_and_replays_change_nothing() 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got, AppEvent::Catalog(delta));
+    let AppEvent::Catalog { delta: got, done } = got else {
+        panic!("{got:?}")
+    };
+    assert_eq!(got, delta);
+    // Not acknowledged before the catalog took it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ack_of(&em, Kind::CatalogDelta, "2"), None);
+    done.report(CatalogOutcome::Applied);
+    eventually(30, "catalog ack once applied", || {
+        ack_of(&em, Kind::CatalogDelta, "2").is_some()
+    })
+    .await;
     em.request_rotation(
         id,
         "rot-1",
@@ -549,4 +561,138 @@ async fn tls_failures_are_clear_and_mark_nothing_delivered() {
         "broker rejected the client certificate: alert certificateexpired",
     )
     .await;
+}
+
+/// Deltas that do not fit the version the cart holds (one lost, or out of
+/// order) are rejected with `base_mismatch`, and the cart asks for the
+/// stream whole: it ends with the backend's newest version, never with a
+/// silently smaller deny-list or a catalog missing a delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_on_another_version_end_in_a_resync() {
+    init_logs();
+    let broker = Broker::start();
+    let em = emulator(&broker).await;
+    let (app_tx, mut app_rx) = tokio::sync::mpsc::channel(16);
+    let id = "cart-0008";
+    let cart = Cart::start_with(
+        link_config(&broker, broker.port(), id),
+        broker.client_cert(id),
+        id,
+        fast_sync(),
+        limits(1),
+        Some(app_tx),
+    );
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    // The application's catalog: a version and the deltas' base rule.
+    let catalog = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+    let app_catalog = catalog.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = app_rx.recv().await {
+            if let AppEvent::Catalog { delta, done } = ev {
+                let mut have = app_catalog.lock().unwrap();
+                let outcome = match delta.base_version {
+                    _ if delta.version <= *have => CatalogOutcome::Unchanged { current: *have },
+                    Some(base) if base != *have => CatalogOutcome::BaseMismatch { have: *have },
+                    _ => {
+                        *have = delta.version;
+                        CatalogOutcome::Applied
+                    }
+                };
+                done.report(outcome);
+            }
+        }
+    });
+    let (a, b, c) = (vec![1u8; 32], vec![2u8; 32], vec![3u8; 32]);
+    let deny = |version, base_version, replace, add: Vec<Vec<u8>>| DenyListUpdate {
+        version,
+        base_version,
+        replace,
+        add,
+        remove: vec![],
+    };
+    em.publish_deny_list(id, deny(1, None, true, vec![a.clone()]))
+        .await
+        .unwrap();
+    eventually(30, "deny-list v1", || {
+        ack_of(&em, Kind::DenyListUpdate, "1") == Some(AckResult::Applied)
+    })
+    .await;
+    // v3 before v2: v3 does not fit v1.
+    em.publish_deny_list(id, deny(3, Some(2), false, vec![c.clone()]))
+        .await
+        .unwrap();
+    em.publish_deny_list(id, deny(2, Some(1), false, vec![b.clone()]))
+        .await
+        .unwrap();
+    eventually(30, "the whole deny-list at v3", || {
+        let l = cart.ledger.lock().unwrap();
+        l.deny_list().unwrap() == vec![a.clone(), b.clone(), c.clone()]
+            && l.state("policy.deny_list_version")
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some("3")
+    })
+    .await;
+    let rejected = em
+        .acks()
+        .into_iter()
+        .find(|(_, a)| {
+            a.of == Kind::DenyListUpdate && a.of_id == "3" && a.result == AckResult::Rejected
+        })
+        .expect("v3 rejected");
+    assert_eq!(rejected.1.reason.as_deref(), Some("base_mismatch"));
+    assert_eq!(rejected.1.current_version, Some(1));
+
+    // The catalog: v1 whole, then v3 on v2 (v2 lost on the way).
+    let item = |gtin: &str| CatalogItem {
+        gtin: gtin.into(),
+        name: gtin.into(),
+        price: Money::new(100, Currency::new("EUR").unwrap()),
+        tax_class: "standard".into(),
+        min_age: None,
+        sold_by_weight: false,
+    };
+    let delta = |version, base_version, gtin: &str| CatalogDelta {
+        version,
+        base_version,
+        upserts: vec![item(gtin)],
+        removals: vec![],
+    };
+    em.publish_catalog(id, delta(1, None, "00000000000001"))
+        .await
+        .unwrap();
+    eventually(30, "catalog v1", || *catalog.lock().unwrap() == 1).await;
+    em.publish_catalog(id, delta(3, Some(2), "00000000000003"))
+        .await
+        .unwrap();
+    eventually(30, "the whole catalog at v3", || {
+        *catalog.lock().unwrap() == 3
+    })
+    .await;
+    let resyncs = em.resync_requests();
+    let asked: Vec<Kind> = resyncs.iter().map(|(_, r)| r.of).collect();
+    assert!(asked.contains(&Kind::DenyListUpdate), "{resyncs:?}");
+    assert!(asked.contains(&Kind::CatalogDelta), "{resyncs:?}");
+    let catalog_ask = resyncs
+        .iter()
+        .find(|(_, r)| r.of == Kind::CatalogDelta)
+        .unwrap();
+    assert_eq!(
+        (catalog_ask.1.have_version, catalog_ask.1.rejected_version),
+        (1, 3)
+    );
+    eventually(30, "the ledger records catalog v3", || {
+        cart.ledger
+            .lock()
+            .unwrap()
+            .state("downstream.catalog")
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("3")
+    })
+    .await;
+    cart.stop().await;
+    em.shutdown().await;
 }
