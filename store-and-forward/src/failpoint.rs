@@ -15,6 +15,10 @@ pub const DECISION_PATH: &[&str] = &[
     "decision.after_counter_increment",
 ];
 
+/// The downstream path: an update applied (and durable) but its ack not
+/// queued; the ack queued but not sent.
+pub const DOWNSTREAM_PATH: &[&str] = &["downstream.applied", "downstream.ack_queued"];
+
 /// Kills the process here if this point is armed.
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {

@@ -208,4 +208,6 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+#[cfg(feature = "demo")]
+pub mod rig;
 pub mod sandbox;

@@ -159,7 +159,11 @@ impl Uplink {
         };
         match result {
             Ok((ack, version, reason)) => {
+                // The crash tests kill the cart between applying an update
+                // and queueing its ack, and between queueing and sending.
+                crate::failpoint::hit("downstream.applied");
                 self.ack(&header, ack, version, reason.clone(), now);
+                crate::failpoint::hit("downstream.ack_queued");
                 match ack {
                     AckResult::Applied => {
                         info!(kind = kind.as_str(), id = %header.id, "downstream applied");
