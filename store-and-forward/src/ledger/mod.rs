@@ -13,11 +13,16 @@
 //! - `state.rs`: cart-level state, limits and deny-list updates, status.
 //! - `maintenance.rs`: retention, the telemetry quota over delivered
 //!   records, WAL checkpoints, in bounded steps.
+//! - `recovery.rs`: the data key wrapped to backend recovery keys.
+//! - `export.rs`: the read-only recovery export of what a cart with a dead
+//!   TPM still owes the backend, and opening it with the unwrapped key.
 
+pub mod export;
 mod maintenance;
 mod open;
 mod outbox;
 mod payments;
+mod recovery;
 pub mod schema;
 mod state;
 mod telemetry;
@@ -31,7 +36,9 @@ use crate::datakey::Sealer;
 use crate::policy::{LedgerIntegrity, Limits};
 
 pub use maintenance::{MaintenanceReport, MaintenanceStep};
+pub use export::{ExportError, ExportedPayment, RecoveryExport, export_read_only};
 pub use open::OpenReport;
+pub use recovery::Escrowed;
 pub use outbox::{OutboxBody, OutboxClass, OutboxRecord, PaymentForward, RetryPolicy};
 
 /// The kinds of outbox records the ledger itself writes.

@@ -137,6 +137,10 @@ pub struct LedgerStatus {
     /// technician or the backend. Their exposure stays counted.
     #[serde(default)]
     pub quarantined_payments: Vec<QuarantinedPayment>,
+    /// The recovery keys the data key is wrapped to (none: a dead TPM
+    /// would strand the offline payments it seals; see docs/identity.md).
+    #[serde(default)]
+    pub recovery_keys: Vec<String>,
 }
 
 /// A payment record set aside: the broker refused it for good, or it could
@@ -401,6 +405,7 @@ pub(crate) fn status_of(
         outbox: super::outbox::outbox_depth(conn, telemetry_bytes)?,
         telemetry_dropped: read_state_i64(conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0) as u64,
         quarantined_payments: super::outbox::quarantined_payments(conn, 50)?,
+        recovery_keys: super::recovery::key_ids(conn)?,
     })
 }
 

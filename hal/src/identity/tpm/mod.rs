@@ -57,6 +57,11 @@ pub struct TpmConfig {
     pub data_key_handle: u32,
     /// NV index of the ledger's counter.
     pub counter_nv_index: u32,
+    /// The fleet's recovery public key (PEM, P-256 SPKI), to which the
+    /// ledger's data key is wrapped so a dead TPM does not strand the
+    /// offline payments it seals. Read by `cart-app`, never by the TPM.
+    /// Unset: a warning at every start and in `cartctl status`.
+    pub recovery_public_key: Option<std::path::PathBuf>,
 }
 
 impl Default for TpmConfig {
@@ -67,6 +72,7 @@ impl Default for TpmConfig {
             next_key_handle: NEXT_KEY_HANDLE,
             data_key_handle: DATA_KEY_HANDLE,
             counter_nv_index: COUNTER_NV_INDEX,
+            recovery_public_key: None,
         }
     }
 }
