@@ -112,12 +112,7 @@ impl RecoveryPublicKey {
 
     /// Wraps a data key, bound to `context` (the ledger's id).
     pub fn wrap(&self, data_key: &[u8; 32], context: &[u8]) -> Result<Vec<u8>, RecoveryKeyError> {
-        let sealed = ecies::seal(
-            &self.key,
-            HKDF_INFO,
-            &aad(&self.key_id, context),
-            data_key,
-        )?;
+        let sealed = ecies::seal(&self.key, HKDF_INFO, &aad(&self.key_id, context), data_key)?;
         let mut out = Vec::with_capacity(1 + sealed.len());
         out.push(WRAP_VERSION);
         out.extend_from_slice(&sealed);

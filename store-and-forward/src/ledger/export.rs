@@ -186,7 +186,10 @@ impl RecoveryExport {
         self.wrapped_keys
             .iter()
             .find(|w| w.key_id == key_id)
-            .map(|w| B64.decode(&w.wrapped).map_err(|_| ExportError::Field("wrapped")))
+            .map(|w| {
+                B64.decode(&w.wrapped)
+                    .map_err(|_| ExportError::Field("wrapped"))
+            })
             .transpose()
     }
 
@@ -222,7 +225,8 @@ fn open_one(sealer: &Sealer, p: &ExportedPayment) -> Result<PaymentForward, Expo
     let plain = sealer
         .open(&sealed, p.key.0.as_bytes())
         .map_err(|_| ExportError::Ledger(LedgerError::Unseal(p.key)))?;
-    let (emv, blob) = split_plaintext(&plain).ok_or(ExportError::Ledger(LedgerError::Unseal(p.key)))?;
+    let (emv, blob) =
+        split_plaintext(&plain).ok_or(ExportError::Ledger(LedgerError::Unseal(p.key)))?;
     let currency = Currency::new(&p.currency).map_err(|_| ExportError::Field("currency"))?;
     Ok(PaymentForward {
         key: p.key,

@@ -35,11 +35,11 @@ use crate::counter::MonotonicCounter;
 use crate::datakey::Sealer;
 use crate::policy::{LedgerIntegrity, Limits};
 
-pub use maintenance::{MaintenanceReport, MaintenanceStep};
 pub use export::{ExportError, ExportedPayment, RecoveryExport, export_read_only};
+pub use maintenance::{MaintenanceReport, MaintenanceStep};
 pub use open::OpenReport;
-pub use recovery::Escrowed;
 pub use outbox::{OutboxBody, OutboxClass, OutboxRecord, PaymentForward, RetryPolicy};
+pub use recovery::Escrowed;
 
 /// The kinds of outbox records the ledger itself writes.
 pub mod outbox_kinds {

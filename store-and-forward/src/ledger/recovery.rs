@@ -53,7 +53,9 @@ pub(crate) fn wrapped(conn: &Connection) -> Result<Vec<(String, Vec<u8>)>, Ledge
     let mut stmt =
         conn.prepare("SELECT key_id, wrapped FROM recovery_keys ORDER BY created_ms, key_id")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }

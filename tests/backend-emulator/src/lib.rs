@@ -14,6 +14,8 @@
 //! - [`counts`]: what it saw, for tests (API) and scripts (JSON).
 //! - [`fleet`]: AWS IoT fleet provisioning (CreateCertificateFromCsr,
 //!   RegisterThing) and the certificate registry per cart.
+//! - [`recovery`]: a dead-TPM cart's recovery export in, its payments
+//!   forwarded exactly once (the `cart-recover` tool).
 #![deny(missing_docs)]
 
 pub mod counts;
@@ -21,6 +23,7 @@ pub mod emulator;
 pub mod fleet;
 pub mod processor;
 pub mod receipts;
+pub mod recovery;
 
 pub use counts::{Counts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};
