@@ -90,6 +90,10 @@ pub struct ExportedPayment {
     pub counter_value: Option<i64>,
 }
 
+/// One exported record with its card data unsealed, or why it did not
+/// open (the others still do).
+pub type OpenedRecord = (ExportedPayment, Result<PaymentForward, ExportError>);
+
 /// An export that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -196,10 +200,7 @@ impl RecoveryExport {
     /// Checks `data_key` against the ledger's key check, then unseals every
     /// record: a forward with its card data, or why that one record does
     /// not open (the others still do).
-    pub fn open(
-        &self,
-        data_key: &Zeroizing<[u8; 32]>,
-    ) -> Result<Vec<(ExportedPayment, Result<PaymentForward, ExportError>)>, ExportError> {
+    pub fn open(&self, data_key: &Zeroizing<[u8; 32]>) -> Result<Vec<OpenedRecord>, ExportError> {
         if self.format != EXPORT_FORMAT {
             return Err(ExportError::Format(self.format));
         }

@@ -35,7 +35,7 @@ use crate::counter::MonotonicCounter;
 use crate::datakey::Sealer;
 use crate::policy::{LedgerIntegrity, Limits};
 
-pub use export::{ExportError, ExportedPayment, RecoveryExport, export_read_only};
+pub use export::{ExportError, ExportedPayment, OpenedRecord, RecoveryExport, export_read_only};
 pub use maintenance::{MaintenanceReport, MaintenanceStep};
 pub use open::OpenReport;
 pub use outbox::{OutboxBody, OutboxClass, OutboxRecord, PaymentForward, RetryPolicy};
