@@ -31,7 +31,10 @@ fn openssl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
 
 #[test]
 fn a_recovery_key_made_with_openssl_wraps_and_unwraps() {
-    let sec1 = openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout"], None);
+    let sec1 = openssl(
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout"],
+        None,
+    );
     let pkcs8 = openssl(&["pkcs8", "-topk8", "-nocrypt"], Some(&sec1));
     let public_pem = openssl(&["pkey", "-pubout"], Some(&pkcs8));
     let public_der = openssl(&["pkey", "-pubin", "-outform", "DER"], Some(&public_pem));
