@@ -65,6 +65,7 @@ pub enum RecoveryState {
 pub fn escrow_at_start(ledger: &mut Ledger, tpm: &TpmConfig) -> RecoveryState {
     let Some(path) = &tpm.recovery_public_key else {
         warn!(
+            device = "tpm",
             "no recovery key configured ([tpm] recovery_public_key): if this cart's TPM dies, the offline payments it seals cannot be recovered"
         );
         return RecoveryState::NotConfigured;
@@ -72,7 +73,7 @@ pub fn escrow_at_start(ledger: &mut Ledger, tpm: &TpmConfig) -> RecoveryState {
     let key = match RecoveryPublicKey::from_pem_file(path) {
         Ok(k) => k,
         Err(e) => {
-            error!(cause = %e, path = %path.display(), "recovery key unusable: the data key has no recovery copy for it");
+            error!(device = "tpm", cause = %e, path = %path.display(), "recovery key unusable: the data key has no recovery copy for it");
             return RecoveryState::Failed(e.to_string());
         }
     };
@@ -80,11 +81,11 @@ pub fn escrow_at_start(ledger: &mut Ledger, tpm: &TpmConfig) -> RecoveryState {
     match ledger.escrow_data_key(&RecoveryEscrow(key), Timestamp::now()) {
         Ok(done) => {
             let added = done == Escrowed::Added;
-            info!(recovery_key = %key_id, added, "data key recovery copy in the ledger");
+            info!(device = "tpm", recovery_key = %key_id, added, "data key recovery copy in the ledger");
             RecoveryState::Escrowed { key_id, added }
         }
         Err(e) => {
-            error!(cause = %e, recovery_key = %key_id, "could not keep the data key's recovery copy");
+            error!(device = "tpm", cause = %e, recovery_key = %key_id, "could not keep the data key's recovery copy");
             RecoveryState::Failed(e.to_string())
         }
     }
