@@ -17,7 +17,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use hal::identity::recovery::{RecoveryKeyError, RecoveryPublicKey};
+use hal::identity::recovery::RecoveryPublicKey;
 use hal::identity::tpm::TpmConfig;
 use store_and_forward::datakey::{DataKeyError, KeyEscrow};
 use store_and_forward::ledger::{Escrowed, RecoveryExport, export_read_only};
@@ -109,9 +109,6 @@ pub enum RecoveryError {
     /// The export could not be encoded.
     #[error("encoding the export: {0}")]
     Encode(#[from] serde_json::Error),
-    /// A recovery key file could not be read.
-    #[error(transparent)]
-    Key(#[from] RecoveryKeyError),
 }
 
 /// What [`export`] wrote.
