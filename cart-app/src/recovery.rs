@@ -123,6 +123,33 @@ pub struct ExportSummary {
     pub recovery_keys: Vec<String>,
 }
 
+impl ExportSummary {
+    /// One line for the technician.
+    pub fn describe(&self, out: &Path) -> String {
+        format!(
+            "{} forwards and {} inquiries written to {} (mode 0600); data key wrapped to recovery key(s): {}",
+            self.forwards,
+            self.inquiries,
+            out.display(),
+            if self.recovery_keys.is_empty() {
+                "NONE: the backend cannot open these records".to_owned()
+            } else {
+                self.recovery_keys.join(", ")
+            }
+        )
+    }
+}
+
+/// The status page's line on the data key's recovery copies: their keys,
+/// or a warning that there are none.
+pub fn status_line(keys: &[String], configured: bool) -> String {
+    match (keys.is_empty(), configured) {
+        (false, _) => format!("data key wrapped to recovery key {}", keys.join(", ")),
+        (true, true) => "WARNING: recovery key configured but no copy in the ledger yet (the daemon makes it at start; see the journal)".into(),
+        (true, false) => "WARNING: no recovery key configured ([tpm] recovery_public_key): if the TPM dies, its offline payments cannot be recovered".into(),
+    }
+}
+
 /// Exports what the ledger at `ledger_path` still owes the backend to
 /// `out` (created with mode 0600; an existing file is never overwritten),
 /// read-only and without the TPM.

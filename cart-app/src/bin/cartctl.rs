@@ -343,7 +343,7 @@ fn status(config: &Config, socket: &Path, json: bool) -> Result<(), Failure> {
         text.push_str(&format!(
             "{:<16}{}\n",
             "recovery",
-            recovery_line(
+            cart_app::recovery::status_line(
                 &st.ledger.recovery_keys,
                 config.tpm.recovery_public_key.is_some()
             )
@@ -361,19 +361,10 @@ fn recovery_export(config: &Config, out_file: &Path) -> Result<(), Failure> {
             format!("no ledger at {}", path.display()),
         ));
     }
-    let (_, s) = cart_app::recovery::export(path, &config.cart_id, out_file, Timestamp::now())
-        .map_err(|e| Failure(1, e.to_string()))?;
-    out(&format!(
-        "{} forwards and {} inquiries written to {} (mode 0600); data key wrapped to recovery key(s): {}\n",
-        s.forwards,
-        s.inquiries,
-        out_file.display(),
-        if s.recovery_keys.is_empty() {
-            "NONE: the backend cannot open these records".to_owned()
-        } else {
-            s.recovery_keys.join(", ")
-        }
-    ));
+    let (_, summary) =
+        cart_app::recovery::export(path, &config.cart_id, out_file, Timestamp::now())
+            .map_err(|e| Failure(1, e.to_string()))?;
+    out(&format!("{}\n", summary.describe(out_file)));
     Ok(())
 }
 
@@ -498,15 +489,6 @@ fn out(text: &str) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
-}
-
-/// The data key's recovery copies, or the warning that there are none.
-fn recovery_line(keys: &[String], configured: bool) -> String {
-    match (keys.is_empty(), configured) {
-        (false, _) => format!("data key wrapped to recovery key {}", keys.join(", ")),
-        (true, true) => "WARNING: recovery key configured but no copy in the ledger yet (the daemon makes it at start; see the journal)".into(),
-        (true, false) => "WARNING: no recovery key configured ([tpm] recovery_public_key): if the TPM dies, its offline payments cannot be recovered".into(),
-    }
 }
 
 fn ago(now: Timestamp, t: Option<Timestamp>) -> String {

@@ -127,7 +127,7 @@ pub(super) fn run<T>(
 /// After a TPM reset both are gone from the TPM: only ESYS's records are
 /// released (a flush would fail, or hit an object loaded since at the same
 /// handle). Otherwise they are flushed.
-pub(super) fn restart(s: &mut State, op: &'static str, cause: &IdentityError) {
+fn restart(s: &mut State, op: &'static str, cause: &IdentityError) {
     let reset = session_lost(cause);
     tracing::warn!(op, cause = %cause, reset, "TPM command failed: starting a new session");
     if let Some(session) = s.session.take() {
