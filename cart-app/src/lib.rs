@@ -11,6 +11,8 @@
 //!   systemd, the control socket's server.
 //! - [`logging`]: the journal with structured fields, or text.
 //! - `demo` (feature `demo`): the whole cart scripted on simulated devices.
+//! - [`recovery`]: the ledger's data key wrapped to the fleet's recovery
+//!   key, and the export of what a cart with a dead TPM still owes.
 //! - [`receipt`]: the receipt's QR code, an e-receipt URL signed with the
 //!   cart's device key.
 //! - [`session`]: the shopping session as a state machine (scans, taps,
@@ -36,6 +38,7 @@ pub mod demo_ledger;
 pub mod logging;
 pub mod provision;
 pub mod receipt;
+pub mod recovery;
 pub mod session;
 pub mod staff;
 pub mod tpm;

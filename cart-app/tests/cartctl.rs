@@ -50,6 +50,11 @@ fn status_and_catalog_import() {
         out.contains("online_approved 1") && out.contains("queue telemetry"),
         "{out}"
     );
+    // No recovery key configured: said, not a failure.
+    assert!(
+        out.contains("WARNING: no recovery key configured ([tpm] recovery_public_key)"),
+        "{out}"
+    );
     let (code, out, _) = cartctl(&config, &["status", "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

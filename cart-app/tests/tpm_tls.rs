@@ -190,6 +190,34 @@ async fn mutual_tls_to_mosquitto_with_the_tpm_key() {
     link.shutdown().await;
 }
 
+/// A TPM reset between handshakes (swtpm restarted under the running
+/// owner thread: the salted session and the SRK are gone) costs a new
+/// session, not a failed handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tpm_reset_between_handshakes_fails_no_handshake() {
+    let broker = Broker::start();
+    let ca = DeviceCa::trusted_by(&broker);
+    let sim = Swtpm::start();
+    let cart = tpm(&sim);
+    let (id, signs, cert) = counted_tpm_key(&cart, &ca, "cart-7");
+    let key = certified_key(id.clone(), vec![cert]).expect("certified key");
+    let source = Arc::new(SwappableClientCert::new(key));
+    for round in 0..2 {
+        let before = signs.load(Ordering::SeqCst);
+        let (link, _rx) =
+            start(link_config(&broker, "cart-7"), Some(source.clone()), vec![]).expect("start");
+        assert!(
+            link.wait_up(HANG).await,
+            "round {round}: {:?}",
+            *link.state().borrow()
+        );
+        assert!(signs.load(Ordering::SeqCst) > before, "signed in the TPM");
+        link.shutdown().await;
+        sim.restart();
+    }
+    assert_eq!(cart.tpm().session_restarts().unwrap(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_from_a_file_key_to_the_tpm_key() {
     let broker = Broker::start();

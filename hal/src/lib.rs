@@ -10,9 +10,13 @@
 //! - [`reader`]: the card reader: its serial protocol, the cart-side driver and
 //!   the simulator.
 //! - [`identity`]: the device identity: the TPM-backed key, the ledger's NV
-//!   counter and sealed data key, CSRs, and a software key for development.
+//!   counter and sealed data key, CSRs, the fleet's recovery key, and a
+//!   software key for development.
+//! - [`ecies`]: ECIES on P-256 (ECDH, HKDF-SHA256, AES-256-GCM), shared by
+//!   the reader's card data and the data key's recovery copy.
 #![deny(missing_docs)]
 
+pub mod ecies;
 pub mod identity;
 pub mod reader;
 pub mod scanner;

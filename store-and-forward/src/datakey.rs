@@ -2,6 +2,9 @@
 //! encrypted blob with AES-256-GCM under a data key that comes from a
 //! [`DataKey`] source: sealed by the TPM on the cart (in `cart-app`), a file
 //! here for tests and development.
+//!
+//! A [`KeyEscrow`] wraps the same key to a backend recovery key, so the
+//! payments it seals outlive the TPM (`ledger::recovery`).
 
 use std::fs;
 use std::io::Write;
@@ -37,12 +40,27 @@ pub enum DataKeyError {
     /// The device (TPM) refused to unseal.
     #[error("data key device: {0}")]
     Device(String),
+    /// Wrapping the key to a recovery key failed: the ledger keeps no
+    /// recovered copy for that key; the daemon logs it and sells on.
+    #[error("data key escrow: {0}")]
+    Escrow(String),
 }
 
 /// Where the 256-bit data key comes from.
 pub trait DataKey: Send {
     /// Returns the key, creating and storing it on first use.
     fn load_or_create(&mut self) -> Result<Zeroizing<[u8; 32]>, DataKeyError>;
+}
+
+/// Wraps the data key to a recovery key held by the backend (ECIES on
+/// P-256 in `cart-app`, with `hal`'s code): the ledger keeps the wrapped
+/// copy, and the backend can unwrap it if the TPM that seals the key dies.
+pub trait KeyEscrow {
+    /// A stable id of the recovery key (which wrapped copy is whose).
+    fn key_id(&self) -> String;
+    /// Wraps `key`, bound to `context` (the ledger's id): the wrapped copy
+    /// opens only for that ledger.
+    fn wrap(&self, key: &[u8; 32], context: &[u8]) -> Result<Vec<u8>, DataKeyError>;
 }
 
 /// A data key kept in a 0600 file: for tests and development only (the key
@@ -109,13 +127,21 @@ pub struct UnsealError;
 /// AES-256-GCM sealing with a random 96-bit nonce; layout `nonce || ct+tag`.
 pub(crate) struct Sealer {
     cipher: Aes256Gcm,
+    /// The key itself, for [`KeyEscrow::wrap`] (zeroized on drop).
+    key: Zeroizing<[u8; 32]>,
 }
 
 impl Sealer {
     pub(crate) fn new(key: &[u8; 32]) -> Self {
         Sealer {
             cipher: Aes256Gcm::new(key.into()),
+            key: Zeroizing::new(*key),
         }
+    }
+
+    /// The data key (to wrap it for recovery).
+    pub(crate) fn key(&self) -> &[u8; 32] {
+        &self.key
     }
 
     /// Seals `plain`, binding `aad` (the payment key) so a sealed blob cannot

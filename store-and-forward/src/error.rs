@@ -75,7 +75,8 @@ pub enum LedgerError {
     /// its payments can only be recovered with the original key.
     #[error(
         "ledger {path} was sealed with another data key (another cart's TPM, or a lost key); \
-         it was left untouched. Put it back on its own cart, or move it aside for recovery."
+         it was left untouched. Put it back on its own cart; if its TPM is dead, export what it \
+         owes with `cartctl recovery-export` for the backend (docs/identity.md), then move it aside."
     )]
     WrongDataKey {
         /// The ledger path.

@@ -171,6 +171,7 @@ fn a_schema_2_ledger_migrates_and_stays_readable_by_older_firmware() {
         let c = Connection::open(fx.path()).unwrap();
         c.execute_batch(
             "DROP TABLE staff_list;
+             DROP TABLE recovery_keys;
              ALTER TABLE payments DROP COLUMN age_check_badge;
              ALTER TABLE payments DROP COLUMN age_check_list_version;
              PRAGMA user_version = 2;",
@@ -178,7 +179,7 @@ fn a_schema_2_ledger_migrates_and_stays_readable_by_older_firmware() {
         .unwrap();
     }
     let (mut ledger, report) = fx.reopen();
-    assert_eq!((report.schema_before, report.schema_now), (2, 3));
+    assert_eq!((report.schema_before, report.schema_now), (2, 4));
     assert_eq!(ledger.payment_age_check(&old.key).unwrap(), None);
     assert_eq!(ledger.status(t0()).unwrap().exposure.count, 1);
     ledger.apply_staff_list(&list(1, &["0042"]), t0()).unwrap();

@@ -71,6 +71,15 @@ enum Command {
         /// The payment's key, as `status` shows it.
         payment: String,
     },
+    /// With the cart's TPM dead: writes the payments the backend has not
+    /// confirmed (sealed) and the data key wrapped to the fleet's recovery
+    /// key to a 0600 file for the backend's recovery tool. Reads the
+    /// ledger file read-only; needs neither the TPM nor the daemon.
+    RecoveryExport {
+        /// The file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Catalog operations.
     Catalog {
         #[command(subcommand)]
@@ -142,6 +151,7 @@ fn main() -> ExitCode {
         Command::Sync { timeout } => sync(&socket, timeout),
         Command::Diag { out } => diag(&config, &socket, out),
         Command::Release { payment } => release(&socket, payment),
+        Command::RecoveryExport { out } => recovery_export(&config, &out),
         Command::Catalog {
             command: CatalogCommand::Import { file },
         } => catalog_import(&config, &socket, &file),
@@ -325,12 +335,36 @@ fn status(config: &Config, socket: &Path, json: bool) -> Result<(), Failure> {
         let s = serde_json::to_string_pretty(&st).map_err(|e| Failure(1, e.to_string()))?;
         out(&format!("{s}\n"));
     } else {
-        out(&human(
+        let mut text = human(
             &st,
             &config.ledger.path.display().to_string(),
             config.provisioning.expiry_warn_days as i64,
+        );
+        text.push_str(&format!(
+            "{:<16}{}\n",
+            "recovery",
+            cart_app::recovery::status_line(
+                &st.ledger.recovery_keys,
+                config.tpm.recovery_public_key.is_some()
+            )
+        ));
+        out(&text);
+    }
+    Ok(())
+}
+
+fn recovery_export(config: &Config, out_file: &Path) -> Result<(), Failure> {
+    let path = &config.ledger.path;
+    if !path.exists() {
+        return Err(Failure(
+            EXIT_NO_LEDGER,
+            format!("no ledger at {}", path.display()),
         ));
     }
+    let (_, summary) =
+        cart_app::recovery::export(path, &config.cart_id, out_file, Timestamp::now())
+            .map_err(|e| Failure(1, e.to_string()))?;
+    out(&format!("{}\n", summary.describe(out_file)));
     Ok(())
 }
 

@@ -166,6 +166,7 @@ pub fn open_ledger(loaded: &Loaded, anchors: &Anchors) -> Result<Ledger, DaemonE
         report = ?report,
         "ledger open"
     );
+    crate::recovery::escrow_at_start(&mut ledger, &config.tpm);
     if !loaded.deny_list.is_empty() || config.deny_list.version > 0 {
         ledger.apply_deny_list(
             config.deny_list.version,

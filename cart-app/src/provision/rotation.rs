@@ -10,10 +10,10 @@
 //! | `registered` | new certificate in `<certificate>.next` | old pair active | swap into the client identity, reconnect: the broker must accept it |
 //! | `switched` | commit: the active handle is the new one | new pair active (the start renames `.next` into place) | rename, `rotation_complete` (PUBACK): the backend deactivates the old certificate |
 //! | `published` | the backend knows the new pair | new pair active, old key still in the TPM | evict the old key |
+//! | `done` | | new pair active | nothing |
 //!
 //! `rotation_complete` goes out before the old key is evicted: until the
 //! backend has it, the old pair is the fallback if the new one is refused.
-//! | `done` | | new pair active | nothing |
 //!
 //! The two key handles alternate (a TPM cannot move a persistent key to
 //! another handle without its private blob, which never leaves the

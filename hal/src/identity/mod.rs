@@ -9,11 +9,14 @@
 //!   development and the demo only; refused unless the config allows it.
 //! - [`csr`]: a PKCS#10 certificate signing request signed by any identity
 //!   (rcgen with the identity as its signer).
+//! - [`recovery`]: the fleet's recovery key, to which the ledger's data key
+//!   is wrapped so a dead TPM does not strand offline payments.
 //!
 //! See `docs/identity.md` for the handles, the key template and how to
 //! inspect a cart's TPM with tpm2-tools.
 
 pub mod csr;
+pub mod recovery;
 pub mod software;
 pub mod tpm;
 

@@ -13,13 +13,15 @@
 //!   cannot be replayed under another payment or amount.
 //!
 //! Blob: `0x01 | key_id (u32 BE) | EPK (65) | nonce (12) | ciphertext || tag (16)`.
+//!
+//! The key agreement and derivation are `crate::ecies`'s (shared with the
+//! ledger data key's recovery copy); the blob layout and AAD are this
+//! module's.
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::aead::{Aead, AeadCore, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use hkdf::Hkdf;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::{PublicKey, SecretKey};
-use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -180,15 +182,7 @@ fn derive_key(
     epk: &[u8],
     ppk: &[u8],
 ) -> Result<Aes256Gcm, CardDataError> {
-    let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
-    let mut salt = Vec::with_capacity(2 * EPK_LEN);
-    salt.extend_from_slice(epk);
-    salt.extend_from_slice(ppk);
-    let hk = Hkdf::<Sha256>::new(Some(&salt), shared.raw_secret_bytes());
-    let mut okm = Zeroizing::new([0u8; 32]);
-    hk.expand(HKDF_INFO, okm.as_mut_slice())
-        .map_err(|_| CardDataError::BadKey)?;
-    Aes256Gcm::new_from_slice(okm.as_slice()).map_err(|_| CardDataError::BadKey)
+    crate::ecies::cipher(secret, peer, epk, ppk, HKDF_INFO).map_err(|_| CardDataError::BadKey)
 }
 
 /// Encrypts card data to the processor with a fresh ephemeral key and nonce.

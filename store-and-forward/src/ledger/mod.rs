@@ -15,11 +15,16 @@
 //!   with a sale.
 //! - `maintenance.rs`: retention, the telemetry quota over delivered
 //!   records, WAL checkpoints, in bounded steps.
+//! - `recovery.rs`: the data key wrapped to backend recovery keys.
+//! - `export.rs`: the read-only recovery export of what a cart with a dead
+//!   TPM still owes the backend, and opening it with the unwrapped key.
 
+pub mod export;
 mod maintenance;
 mod open;
 mod outbox;
 mod payments;
+mod recovery;
 pub mod schema;
 mod staff;
 mod state;
@@ -33,9 +38,11 @@ use crate::counter::MonotonicCounter;
 use crate::datakey::Sealer;
 use crate::policy::{LedgerIntegrity, Limits};
 
+pub use export::{ExportError, ExportedPayment, OpenedRecord, RecoveryExport, export_read_only};
 pub use maintenance::{MaintenanceReport, MaintenanceStep};
 pub use open::OpenReport;
 pub use outbox::{OutboxBody, OutboxClass, OutboxRecord, PaymentForward, RetryPolicy};
+pub use recovery::Escrowed;
 
 /// The kinds of outbox records the ledger itself writes.
 pub mod outbox_kinds {

@@ -267,7 +267,9 @@ impl Ledger {
 /// A known value sealed with the data key when the ledger is made: a ledger
 /// opened with another key (moved to another cart's TPM, a lost key file)
 /// is refused instead of failing later on each payment's card data.
-const KEY_CHECK: &[u8] = b"cart ledger data key check";
+pub(crate) const KEY_CHECK: &[u8] = b"cart ledger data key check";
+/// The key check's AAD.
+pub(crate) const KEY_CHECK_AAD: &[u8] = b"key-check";
 
 fn check_data_key(conn: &Connection, path: &Path, sealer: &Sealer) -> Result<(), LedgerError> {
     match read_meta(conn, keys::DATA_KEY_CHECK)? {
@@ -277,7 +279,7 @@ fn check_data_key(conn: &Connection, path: &Path, sealer: &Sealer) -> Result<(),
                 column: "data_key_check",
                 value: hex.chars().take(16).collect(),
             })?;
-            match sealer.open(&sealed, b"key-check") {
+            match sealer.open(&sealed, KEY_CHECK_AAD) {
                 Ok(v) if &v[..] == KEY_CHECK => Ok(()),
                 _ => Err(LedgerError::WrongDataKey {
                     path: path.to_path_buf(),
@@ -285,7 +287,7 @@ fn check_data_key(conn: &Connection, path: &Path, sealer: &Sealer) -> Result<(),
             }
         }
         None => {
-            let sealed = sealer.seal(KEY_CHECK, b"key-check");
+            let sealed = sealer.seal(KEY_CHECK, KEY_CHECK_AAD);
             write_meta(conn, keys::DATA_KEY_CHECK, &encode_hex(&sealed))
         }
     }
@@ -295,7 +297,7 @@ fn encode_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

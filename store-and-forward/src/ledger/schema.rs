@@ -10,7 +10,7 @@
 pub const APPLICATION_ID: i64 = 0x4341_5254;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Outbox `status` of the sequence mark: the row that keeps the highest id
 /// ever handed out once the rows above it are deleted (see migration 2).
@@ -153,6 +153,21 @@ CREATE TABLE staff_list (
 -- and the staff list version it was on (the backend's key to the salt).
 ALTER TABLE payments ADD COLUMN age_check_badge BLOB;
 ALTER TABLE payments ADD COLUMN age_check_list_version INTEGER;
+"#,
+    },
+    Migration {
+        version: 4,
+        // Additive: a table older firmware never reads.
+        min_reader_version: 1,
+        sql: r#"
+-- The data key wrapped to backend recovery keys (ECIES on P-256), one row
+-- per recovery key: if the TPM that seals the data key dies, the backend
+-- unwraps it and unseals the payments still waiting (docs/identity.md).
+CREATE TABLE recovery_keys (
+    key_id     TEXT PRIMARY KEY,
+    wrapped    BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 "#,
     },
 ];

@@ -158,6 +158,10 @@ pub struct LedgerStatus {
     /// badge is refused).
     #[serde(default)]
     pub staff_list_version: u64,
+    /// The recovery keys the data key is wrapped to (none: a dead TPM
+    /// would strand the offline payments it seals; see docs/identity.md).
+    #[serde(default)]
+    pub recovery_keys: Vec<String>,
 }
 
 /// A payment record set aside: the broker refused it for good, or it could
@@ -506,6 +510,7 @@ pub(crate) fn status_of(
         telemetry_dropped: read_state_i64(conn, keys::TELEMETRY_DROPPED)?.unwrap_or(0) as u64,
         quarantined_payments: super::outbox::quarantined_payments(conn, 50)?,
         staff_list_version: read_state_i64(conn, keys::STAFF_LIST_VERSION)?.unwrap_or(0) as u64,
+        recovery_keys: super::recovery::key_ids(conn)?,
     })
 }
 

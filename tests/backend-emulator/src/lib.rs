@@ -18,6 +18,8 @@
 //! - [`counts`]: what it saw, for tests (API) and scripts (JSON).
 //! - [`fleet`]: AWS IoT fleet provisioning (CreateCertificateFromCsr,
 //!   RegisterThing) and the certificate registry per cart.
+//! - [`recovery`]: a dead-TPM cart's recovery export in, its payments
+//!   forwarded exactly once (the `cart-recover` tool).
 #![deny(missing_docs)]
 
 pub mod counts;
@@ -27,6 +29,7 @@ pub mod processor;
 pub mod receipts;
 mod staff;
 mod streams;
+pub mod recovery;
 
 pub use counts::{Counts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};

@@ -9,11 +9,19 @@
 //!   power cycle).
 //! - [`Swtpm::stop`]; dropping the harness kills swtpm and removes its state.
 //!
+//! - [`TpmProxy`]: a TCP proxy in front of swtpm that records the TPM
+//!   command stream, as a bus interposer would see it.
+//!
 //! A missing swtpm makes the test fail with what to install: never a skip.
 //!
 //! # Layout
-//! Everything is in this file.
+//! - `lib.rs`: [`Swtpm`].
+//! - `proxy.rs`: [`TpmProxy`].
 #![deny(missing_docs)]
+
+mod proxy;
+
+pub use proxy::TpmProxy;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -59,7 +67,7 @@ fn swtpm_binary() -> PathBuf {
 }
 
 /// Two consecutive free loopback ports (server P, control P+1).
-fn free_port_pair() -> u16 {
+pub(crate) fn free_port_pair() -> u16 {
     for _ in 0..50 {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
         let p = l.local_addr().expect("local addr").port();

@@ -3,10 +3,10 @@
 
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::interface_types::ecc::EccCurve;
-use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{Digest, HashcheckTicket, Public, Signature, SignatureScheme};
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
+use super::session::{self, Protect};
 use super::{Tpm, objects, tpm_err};
 use crate::identity::{DeviceIdentity, IdentityError, der_signature_from_rs, sec1_from_xy};
 
@@ -120,13 +120,16 @@ fn sign(
         digest: Default::default(),
     })
     .map_err(tpm_err("build the null hashcheck ticket"))?;
-    let signature = s
-        .ctx
-        .execute_with_session(Some(AuthSession::Password), |ctx| {
-            // The key's scheme (ECDSA-SHA256) is fixed in its template.
-            ctx.sign(object.into(), digest, SignatureScheme::Null, ticket)
-        })
-        .map_err(tpm_err("sign"))?;
+    // The digest goes to the TPM encrypted: what is signed stays private.
+    let signature = session::run(s, Protect::Command, "sign", |ctx, _| {
+        // The key's scheme (ECDSA-SHA256) is fixed in its template.
+        ctx.sign(
+            object.into(),
+            digest.clone(),
+            SignatureScheme::Null,
+            ticket.clone(),
+        )
+    })?;
     let Signature::EcDsa(sig) = signature else {
         return Err(IdentityError::Malformed(
             "TPM answered a non-ECDSA signature",

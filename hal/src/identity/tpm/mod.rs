@@ -11,6 +11,9 @@
 //! - `key.rs`: [`TpmIdentity`], the device key at a persistent handle.
 //! - `nv.rs`: [`TpmCounter`], the NV counter that binds the ledger.
 //! - `sealed.rs`: the ledger's data key, sealed by the TPM.
+//! - `session.rs`: the salted, parameter-encrypted HMAC session that
+//!   signing, unsealing and the counter run in (restarted after a TPM
+//!   reset).
 //!
 //! Default handles ([`TpmConfig`]) sit in the owner ranges of the TCG
 //! handle registry; `docs/identity.md` lists them.
@@ -20,6 +23,7 @@ mod nv;
 mod objects;
 mod owner;
 mod sealed;
+mod session;
 
 use std::sync::Arc;
 
@@ -53,6 +57,11 @@ pub struct TpmConfig {
     pub data_key_handle: u32,
     /// NV index of the ledger's counter.
     pub counter_nv_index: u32,
+    /// The fleet's recovery public key (PEM, P-256 SPKI), to which the
+    /// ledger's data key is wrapped so a dead TPM does not strand the
+    /// offline payments it seals. Read by `cart-app`, never by the TPM.
+    /// Unset: a warning at every start and in `cartctl status`.
+    pub recovery_public_key: Option<std::path::PathBuf>,
 }
 
 impl Default for TpmConfig {
@@ -63,6 +72,7 @@ impl Default for TpmConfig {
             next_key_handle: NEXT_KEY_HANDLE,
             data_key_handle: DATA_KEY_HANDLE,
             counter_nv_index: COUNTER_NV_INDEX,
+            recovery_public_key: None,
         }
     }
 }
@@ -154,14 +164,24 @@ impl Tpm {
         sealed::load_or_create(self, handle)
     }
 
-    /// `n` random bytes from the TPM's generator (n <= 48 per call on most TPMs).
+    /// `n` random bytes from the TPM's generator (n <= 48 per call on most
+    /// TPMs), encrypted on the bus.
     pub fn random(&self, n: usize) -> Result<Vec<u8>, IdentityError> {
         self.owner.call(move |s| {
-            s.ctx
-                .execute_without_session(|ctx| ctx.get_random(n))
-                .map(|d| d.value().to_vec())
-                .map_err(tpm_err("get random bytes"))
+            session::run(
+                s,
+                session::Protect::Response,
+                "get random bytes",
+                |ctx, _| ctx.get_random(n),
+            )
+            .map(|d| d.value().to_vec())
         })
+    }
+
+    /// How many times the owner thread replaced its TPM session after a
+    /// failed command (a TPM reset loses it): for the status page and tests.
+    pub fn session_restarts(&self) -> Result<u64, IdentityError> {
+        self.owner.call(|s| Ok(s.session_restarts))
     }
 
     fn call<T, F>(&self, f: F) -> Result<T, IdentityError>

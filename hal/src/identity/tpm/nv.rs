@@ -13,6 +13,7 @@ use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{CapabilityData, NvPublicBuilder};
 
 use super::owner::State;
+use super::session::{self, Protect};
 use super::{Tpm, tpm_err};
 use crate::identity::IdentityError;
 
@@ -54,7 +55,22 @@ fn open(s: &mut State, index: u32) -> Result<NvIndexHandle, IdentityError> {
     Ok(object.into())
 }
 
-fn read(s: &mut State, index: u32) -> Result<u64, IdentityError> {
+/// Reads the counter in the salted HMAC session: the value is not secret,
+/// but the response is authenticated, so a bus interposer cannot replay an
+/// older value to hide a rolled-back ledger. Used for the binding check at
+/// start (once: an HMAC session command costs a few ms in tpm2-tss).
+fn read_authenticated(s: &mut State, index: u32) -> Result<u64, IdentityError> {
+    let nv = open(s, index)?;
+    let data = session::run(s, Protect::Integrity, "read the NV counter", |ctx, _| {
+        ctx.nv_read(NvAuth::Owner, nv, 8, 0)
+    })?;
+    decode(data.value())
+}
+
+/// Reads the counter with a password session (fast: after each increment,
+/// on the checkout path). A faked answer here is caught by the next
+/// authenticated read at start, which finds the counter behind the ledger.
+fn read_fast(s: &mut State, index: u32) -> Result<u64, IdentityError> {
     let nv = open(s, index)?;
     let data = s
         .ctx
@@ -62,13 +78,21 @@ fn read(s: &mut State, index: u32) -> Result<u64, IdentityError> {
             ctx.nv_read(NvAuth::Owner, nv, 8, 0)
         })
         .map_err(tpm_err("read the NV counter"))?;
-    let bytes: [u8; 8] = data
-        .value()
+    decode(data.value())
+}
+
+fn decode(value: &[u8]) -> Result<u64, IdentityError> {
+    let bytes: [u8; 8] = value
         .try_into()
         .map_err(|_| IdentityError::Malformed("NV counter is not 8 bytes"))?;
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// Increments with a password session (the counter carries no secret, and
+/// an offline approval must stay well under a millisecond: an HMAC session
+/// command costs a few) and returns the new value. A TPM reset does not
+/// break a password session, so nothing is retried: an increment must
+/// never run twice.
 fn increment(s: &mut State, index: u32) -> Result<u64, IdentityError> {
     let nv = open(s, index)?;
     s.ctx
@@ -76,7 +100,7 @@ fn increment(s: &mut State, index: u32) -> Result<u64, IdentityError> {
             ctx.nv_increment(NvAuth::Owner, nv)
         })
         .map_err(tpm_err("increment the NV counter"))?;
-    read(s, index)
+    read_fast(s, index)
 }
 
 fn open_or_define_on_owner(s: &mut State, index: u32) -> Result<bool, IdentityError> {
@@ -122,6 +146,7 @@ fn open_or_define_on_owner(s: &mut State, index: u32) -> Result<bool, IdentityEr
         });
     }
     if !attributes.written() {
+        // Cannot be read before this first increment.
         increment(s, index)?;
     }
     Ok(created)
@@ -142,10 +167,11 @@ pub(super) fn open_or_define(tpm: &Tpm, index: u32) -> Result<TpmCounter, Identi
 }
 
 impl TpmCounter {
-    /// The counter's current value.
+    /// The counter's current value, read in the salted HMAC session (an
+    /// authenticated answer: for the ledger's binding check).
     pub fn read(&self) -> Result<u64, IdentityError> {
         let index = self.index;
-        self.tpm.call(move |s| read(s, index))
+        self.tpm.call(move |s| read_authenticated(s, index))
     }
 
     /// Adds one (durably, inside the TPM) and returns the new value.

@@ -18,6 +18,7 @@ use tss_esapi::structures::{
 };
 
 use super::owner::State;
+use super::session::{self, Protect};
 use super::tpm_err;
 use crate::identity::IdentityError;
 
@@ -114,8 +115,9 @@ pub(super) fn persistent(handle: u32) -> Result<PersistentTpmHandle, IdentityErr
     })
 }
 
-/// The storage primary key, created on first need.
-fn srk(state: &mut State) -> Result<KeyHandle, IdentityError> {
+/// The storage primary key, created on first need (the parent of our
+/// objects and the salt key of the session).
+pub(super) fn srk(state: &mut State) -> Result<KeyHandle, IdentityError> {
     if let Some(srk) = state.srk {
         return Ok(srk);
     }
@@ -202,13 +204,16 @@ pub(super) fn create_persistent(
     data: Option<SensitiveData>,
 ) -> Result<ObjectHandle, IdentityError> {
     let target = persistent(handle)?;
-    let parent = srk(state)?;
-    let created = state
-        .ctx
-        .execute_with_session(Some(AuthSession::Password), |ctx| {
-            ctx.create(parent, template, None, data, None, None)
-        })
-        .map_err(tpm_err("create an object under the SRK"))?;
+    // The sensitive data (a data key) goes to the TPM encrypted.
+    let (created, parent) = session::run(
+        state,
+        Protect::Command,
+        "create an object under the SRK",
+        |ctx, srk| {
+            ctx.create(srk, template.clone(), None, data.clone(), None, None)
+                .map(|c| (c, srk))
+        },
+    )?;
     let loaded = state
         .ctx
         .execute_with_session(Some(AuthSession::Password), |ctx| {

@@ -13,7 +13,8 @@ use std::str::FromStr;
 use std::sync::mpsc;
 use std::thread;
 
-use tss_esapi::handles::{KeyHandle, ObjectHandle};
+use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::{Context, TctiNameConf};
 
 use crate::identity::IdentityError;
@@ -28,6 +29,10 @@ pub(super) struct State {
     pub srk: Option<KeyHandle>,
     /// ESYS handles of persistent objects already opened, by TPM handle.
     pub opened: HashMap<u32, ObjectHandle>,
+    /// The salted HMAC session (`session.rs`), started on first need.
+    pub session: Option<AuthSession>,
+    /// How many times the session was replaced after a failed command.
+    pub session_restarts: u64,
 }
 
 type Job = Box<dyn FnOnce(&mut State) + Send>;
@@ -78,9 +83,14 @@ impl Owner {
                     ctx,
                     srk: None,
                     opened: HashMap::new(),
+                    session: None,
+                    session_restarts: 0,
                 };
                 while let Ok(job) = rx.recv() {
                     job(&mut state);
+                }
+                if let Some(session) = state.session.take() {
+                    let _ = state.ctx.flush_context(SessionHandle::from(session).into());
                 }
                 if let Some(srk) = state.srk.take() {
                     let _ = state.ctx.flush_context(srk.into());

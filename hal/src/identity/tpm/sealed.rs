@@ -2,10 +2,10 @@
 //! the SRK holding 32 random bytes, persisted at a handle, unsealed at start.
 //! The key is in the clear only in this process's memory (zeroized on drop).
 
-use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{Public, SensitiveData};
 use zeroize::Zeroizing;
 
+use super::session::{self, Protect};
 use super::{Tpm, objects, tpm_err};
 use crate::identity::IdentityError;
 
@@ -26,10 +26,15 @@ pub(super) fn load_or_create(tpm: &Tpm, handle: u32) -> Result<Zeroizing<[u8; 32
     let (key, created) = tpm.call(move |s| {
         let mut created = false;
         if !objects::exists(s, handle)? {
-            let random = s
-                .ctx
-                .execute_without_session(|ctx| ctx.get_random(32))
-                .map_err(tpm_err("get random bytes for the data key"))?;
+            // The random bytes come back encrypted, and go back into the
+            // TPM encrypted (`create_persistent`): the key never crosses
+            // the bus in clear.
+            let random = session::run(
+                s,
+                Protect::Response,
+                "get random bytes for the data key",
+                |ctx, _| ctx.get_random(32),
+            )?;
             if random.value().len() != 32 {
                 return Err(IdentityError::Malformed("TPM gave fewer random bytes"));
             }
@@ -43,10 +48,9 @@ pub(super) fn load_or_create(tpm: &Tpm, handle: u32) -> Result<Zeroizing<[u8; 32
         let public = objects::read_public(s, handle)?;
         check_sealed(handle, &public)?;
         let object = objects::open(s, handle)?;
-        let unsealed = s
-            .ctx
-            .execute_with_session(Some(AuthSession::Password), |ctx| ctx.unseal(object))
-            .map_err(tpm_err("unseal the data key"))?;
+        let unsealed = session::run(s, Protect::Response, "unseal the data key", |ctx, _| {
+            ctx.unseal(object)
+        })?;
         let mut key = Zeroizing::new([0u8; 32]);
         if unsealed.value().len() != 32 {
             return Err(IdentityError::Unexpected {
