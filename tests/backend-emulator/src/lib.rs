@@ -27,9 +27,9 @@ pub mod emulator;
 pub mod fleet;
 pub mod processor;
 pub mod receipts;
+pub mod recovery;
 mod staff;
 mod streams;
-pub mod recovery;
 
 pub use counts::{Counts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};
