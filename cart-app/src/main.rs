@@ -103,7 +103,9 @@ fn main() -> ExitCode {
             }
         }
         other => {
-            logging::init_text_at(if is_demo(&other) { "warn" } else { "info" });
+            // The demo's transcript is its output: its log says only errors
+            // unless RUST_LOG asks for more (developers: RUST_LOG=warn).
+            logging::init_text_at(if is_demo(&other) { "error" } else { "info" });
             match tool(other) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -115,7 +117,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The demo prints a transcript; its log stays at warnings.
+/// The demo prints a transcript; its log stays at errors.
 fn is_demo(command: &Command) -> bool {
     #[cfg(feature = "demo")]
     if matches!(command, Command::Demo { .. }) {

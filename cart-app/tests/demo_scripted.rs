@@ -35,4 +35,45 @@ fn the_scripted_demo_runs_to_its_expected_outcomes() {
         assert!(transcript.contains(line), "{line:?} missing:\n{transcript}");
     }
     assert!(!transcript.contains("demo script failed"), "{transcript}");
+    // Nothing else on the terminal: no developer warnings, no third-party
+    // noise (RUST_LOG=warn shows them).
+    assert!(
+        errors.trim().is_empty(),
+        "the demo printed on stderr:\n{errors}"
+    );
+    // The transcript as a person reads it, held by a golden file: the run's
+    // folder and the counts that vary between runs (telemetry, messages)
+    // masked. `UPDATE_GOLDEN=1` rewrites it after an intended change.
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/demo-transcript.txt");
+    let got = normalize(&transcript, &dir.path().display().to_string());
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).expect("tests/golden/demo-transcript.txt");
+    assert_eq!(
+        got, want,
+        "the transcript changed (UPDATE_GOLDEN=1 rewrites the golden file)"
+    );
+}
+
+/// The run's folder as `<DIR>`; digits masked on the lines whose counts
+/// depend on timing (telemetry readings, message counts).
+fn normalize(transcript: &str, dir: &str) -> String {
+    let varying = ["waiting to be sent", "uplink:", "telemetry events"];
+    transcript
+        .lines()
+        .map(|l| {
+            let l = l.replace(dir, "<DIR>");
+            if varying.iter().any(|v| l.contains(v)) {
+                l.chars()
+                    .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                    .collect()
+            } else {
+                l
+            }
+        })
+        .map(|l| l + "\n")
+        .collect()
 }
