@@ -12,15 +12,19 @@
 //!
 //! With a display (`--interactive`, built with `winit`), the window is the
 //! cart and the terminal is the shopper's hands: numbers scan sample
-//! products, `down`/`up` cut and restore the link, `card NAME` picks the
-//! next test card. Without one, the same session runs scripted: a readable
-//! transcript and a PNG of each step drawn by the daemon's own UI.
-
+//! products, `scan CODE` any barcode, `down`/`up` cut and restore the link,
+//! `cards` lists the test cards and `card NAME` picks the next one, `status`
+//! says where the cart stands, `help` lists it all. Without one, the same
+//! session runs scripted: a readable transcript and a PNG of each step
+//! drawn by the daemon's own UI.
 //!
 //! # Layout
 //! - [`rig`]: the broker, emulator and simulators around the daemon, and
 //!   its config file (also used by the daemon's tests and benchmarks).
+//! - [`commands`]: the interactive demo's typed commands and the test
+//!   cards in words (sans-IO).
 
+pub mod commands;
 pub mod rig;
 
 use std::io::{BufRead, Write};
@@ -35,6 +39,7 @@ use crate::config::Config;
 use crate::control::{self, CartStatus};
 use crate::daemon::control_server::TapControl;
 use crate::daemon::{self, RunOptions, StopHandle};
+use commands::Command;
 use rig::{Rig, RigOptions};
 
 /// Sample products: (code, what it is).
@@ -87,6 +92,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         frame: frame.clone(),
         steps: opts.dir.join("steps"),
         stop: stop.clone(),
+        cards: hal::reader::fixtures::TestCards::load(&opts.fixtures.join("test-cards.json"))?,
     };
     let mut run = RunOptions {
         config_path: Some(rig.config_path.clone()),
@@ -142,6 +148,8 @@ struct Script {
     frame: Arc<Mutex<Option<ui::headless::Frame>>>,
     steps: PathBuf,
     stop: StopHandle,
+    /// The test cards (`cards`, and `card NAME` checked against them).
+    cards: hal::reader::fixtures::TestCards,
 }
 
 /// Payment states that end a checkout.
@@ -395,49 +403,61 @@ impl Script {
     }
 
     fn interactive(&self) {
-        say("\nThe cart is in the window. Type here:");
-        for (i, (code, what)) in PRODUCTS.iter().enumerate() {
-            say(&format!("  {}  scan {code} ({what})", i + 1));
-        }
-        say("  down / up      cut or restore the link");
-        say("  card NAME      the next card the reader reads (tests/fixtures/test-cards.json)");
-        say("  status         the cart's status");
-        say("  quit           stop the cart");
+        say(&format!("\n{}", commands::help(PRODUCTS)));
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
-            let line = line.trim();
-            let result = match line {
-                "" => Ok(()),
-                "quit" | "q" => break,
-                "down" => {
+            let result = match commands::parse(&line) {
+                Command::Empty => Ok(()),
+                Command::Quit => break,
+                Command::Help => {
+                    say(&commands::help(PRODUCTS));
+                    Ok(())
+                }
+                Command::Down => {
                     (self.link)(false);
-                    say("  link cut");
+                    say(
+                        "  link cut: the cart is offline (card payments within its offline limits)",
+                    );
                     Ok(())
                 }
-                "up" => {
+                Command::Up => {
                     (self.link)(true);
-                    say("  link restored");
+                    say("  link restored: what waited is sent now");
                     Ok(())
                 }
-                "status" => self.status().map(|st| {
-                    say(&format!(
-                        "  link {}; queue {:?}; exposure {}",
-                        st.link.as_ref().is_some_and(|l| l.up),
-                        st.pending(),
-                        st.exposure_line()
-                    ))
-                }),
-                l if l.starts_with("card ") => {
-                    self.card(l["card ".len()..].trim());
+                Command::Status => self.status().map(|st| say(&status_in_words(&st))),
+                Command::Cards => {
+                    for c in &self.cards.cards {
+                        say(&format!("  {}", commands::describe_card(c)));
+                    }
                     Ok(())
                 }
-                l => match l.parse::<usize>() {
-                    Ok(n) if (1..=PRODUCTS.len()).contains(&n) => self.scan(PRODUCTS[n - 1].0),
-                    _ => {
-                        say("  ?");
+                Command::Card(name) => match self.cards.get(&name) {
+                    Some(c) => {
+                        self.card(&name);
+                        say(&format!("  next card: {}", commands::describe_card(c)));
+                        Ok(())
+                    }
+                    None => {
+                        say(&format!("  no test card {name:?}: `cards` lists them"));
                         Ok(())
                     }
                 },
+                Command::Scan(code) => self.scan(&code),
+                Command::Product(n) if (1..=PRODUCTS.len()).contains(&n) => {
+                    self.scan(PRODUCTS[n - 1].0)
+                }
+                Command::Product(n) => {
+                    say(&format!(
+                        "  no product {n}: 1 to {} (`help`)",
+                        PRODUCTS.len()
+                    ));
+                    Ok(())
+                }
+                Command::Unknown(l) => {
+                    say(&format!("  {l:?}? `help` lists what the demo understands"));
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 say(&format!("  {e:#}"));
@@ -445,6 +465,41 @@ impl Script {
         }
         self.stop.stop();
     }
+}
+
+/// The cart's status as a person reads it.
+fn status_in_words(st: &CartStatus) -> String {
+    let link = if st.link.as_ref().is_some_and(|l| l.up) {
+        "online"
+    } else {
+        "offline"
+    };
+    let waiting: Vec<String> = st
+        .pending()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(class, n)| format!("{n} {class}"))
+        .collect();
+    let payments: Vec<String> = st
+        .ledger
+        .payments
+        .iter()
+        .map(|(state, n)| format!("{n} {}", state.replace('_', " ")))
+        .collect();
+    format!(
+        "  the cart is {link}; waiting to be sent: {}; payments: {}; offline exposure: {}",
+        if waiting.is_empty() {
+            "nothing".to_owned()
+        } else {
+            waiting.join(", ")
+        },
+        if payments.is_empty() {
+            "none yet".to_owned()
+        } else {
+            payments.join(", ")
+        },
+        st.exposure_line()
+    )
 }
 
 fn describe(state: &str) -> &'static str {
