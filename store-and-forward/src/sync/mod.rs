@@ -288,8 +288,9 @@ impl Uplink {
             }
         });
         let mut state = self.link.state();
-        // The first connection is no return from an outage (what was
-        // queued before a restart is older than its linger anyway).
+        // A connection at start that came at the first try is no return
+        // from an outage; one that came after failed tries is (a cart
+        // started while its network or the cloud was away).
         let mut was_up = self.link.state().borrow().up;
         let mut connected_before = was_up;
         let mut tick =
@@ -305,8 +306,11 @@ impl Uplink {
                     // Back online: what waited through the outage goes at
                     // once, telemetry too (its linger counts from when it
                     // was queued, not from the reconnect).
-                    let up = state.borrow().up;
-                    if up && !was_up && connected_before {
+                    let (up, failed_before) = {
+                        let s = state.borrow();
+                        (s.up, s.failures > 0)
+                    };
+                    if up && !was_up && (connected_before || failed_before) {
                         self.flush.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                     connected_before |= up;

@@ -461,6 +461,32 @@ async fn a_flush_sends_lingering_telemetry_at_once() {
     })
     .await;
     cart.stop().await;
+
+    // A cart started while the broker was away (its first connection came
+    // after failed tries) sends what waited at once too.
+    let proxy = broker.fault_proxy();
+    proxy.set_blackhole(true);
+    let sync = SyncConfig {
+        telemetry_linger_secs: 3_600,
+        ..fast_sync()
+    };
+    let cart = Cart::start(&broker, proxy.port(), "cart-0014", sync, limits(1));
+    cart.ledger
+        .lock()
+        .unwrap()
+        .enqueue_telemetry(&[reading(1)], Timestamp::now())
+        .unwrap();
+    let mut state = cart.uplink.link().state();
+    tokio::time::timeout(Duration::from_secs(30), state.wait_for(|s| s.failures > 0))
+        .await
+        .expect("the first tries fail")
+        .unwrap();
+    proxy.set_blackhole(false);
+    eventually(60, "the telemetry sent on the first connection", || {
+        cart.telemetry_pending() == 0
+    })
+    .await;
+    cart.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
