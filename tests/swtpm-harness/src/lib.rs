@@ -186,6 +186,16 @@ impl Swtpm {
         matches!(self.lock().as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// What the kernel's resource manager (`/dev/tpmrm0`, which the cart
+    /// uses) does when a process dies: flushes the transient objects and
+    /// the sessions it left loaded. A test that kills a process talking to
+    /// this TPM directly (no resource manager) calls it after the kill,
+    /// or the TPM runs out of session and object slots.
+    pub fn flush_dead_process_handles(&self) {
+        self.tpm2("tpm2_flushcontext", &["--transient-object"]);
+        self.tpm2("tpm2_flushcontext", &["--loaded-session"]);
+    }
+
     /// Runs a tpm2-tools command against this TPM; returns stdout, panics
     /// with stderr on failure (or with what to install when missing).
     pub fn tpm2(&self, tool: &str, args: &[&str]) -> String {
