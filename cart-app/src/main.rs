@@ -38,10 +38,13 @@ enum Command {
     /// backend emulator (build with `--features demo`).
     #[cfg(feature = "demo")]
     Demo {
-        /// Folder for the ledger, catalog, config and screenshots (a new
-        /// temporary one if omitted).
+        /// Folder for the ledger, catalog, config and screenshots, kept
+        /// (default: a new temporary one, removed on exit).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Keep the temporary folder when the demo ends.
+        #[arg(long)]
+        keep: bool,
         /// Folder with the TEST ONLY fixtures.
         #[arg(long)]
         fixtures: Option<PathBuf>,
@@ -154,17 +157,14 @@ fn tool(command: Command) -> anyhow::Result<()> {
         #[cfg(feature = "demo")]
         Command::Demo {
             dir,
+            keep,
             fixtures,
             interactive,
         } => {
-            let dir = match dir {
-                Some(d) => d,
-                None => std::env::temp_dir().join(format!("cart-demo-{}", std::process::id())),
-            };
-            std::fs::create_dir_all(&dir)?;
             let fixtures = fixtures.unwrap_or_else(cart_app::demo::default_fixtures);
             cart_app::demo::run(cart_app::demo::DemoOptions {
                 dir,
+                keep,
                 fixtures,
                 interactive,
             })

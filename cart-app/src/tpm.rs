@@ -115,7 +115,7 @@ pub struct CartTpm {
 impl CartTpm {
     /// Opens the TPM at `config.tcti` (one owner thread for everything).
     pub fn open(config: TpmConfig) -> Result<CartTpm, TpmAdapterError> {
-        let tpm = Tpm::open(&config.tcti)?;
+        let tpm = Tpm::open(&config.tcti)?.with_timeouts(config.timeouts());
         Ok(CartTpm { tpm, config })
     }
 

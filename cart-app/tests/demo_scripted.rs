@@ -10,11 +10,11 @@ use std::process::Command;
 
 #[test]
 fn the_scripted_demo_runs_to_its_expected_outcomes() {
-    let dir = tempfile::tempdir().expect("dir");
+    // The demo makes its own folder under TMPDIR and removes it at the end.
+    let tmp = tempfile::tempdir().expect("dir");
     let out = Command::new(env!("CARGO_BIN_EXE_cart-app"))
         .arg("demo")
-        .arg("--dir")
-        .arg(dir.path())
+        .env("TMPDIR", tmp.path())
         .output()
         .expect("run cart-app demo (needs mosquitto: scripts/setup.sh installs it)");
     let transcript = String::from_utf8_lossy(&out.stdout);
@@ -23,6 +23,21 @@ fn the_scripted_demo_runs_to_its_expected_outcomes() {
         out.status.success(),
         "the demo failed ({}):\n{transcript}\n{errors}",
         out.status
+    );
+    let dir = transcript
+        .lines()
+        .find_map(|l| l.strip_prefix("Run folder: "))
+        .and_then(|l| l.split(" (").next())
+        .unwrap_or_else(|| panic!("the run folder is printed first:\n{transcript}"))
+        .to_owned();
+    assert!(
+        dir.starts_with(&tmp.path().display().to_string()),
+        "{dir} under TMPDIR"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the run folder is removed on exit: {left:?}"
     );
     for line in [
         "1. Online payment",
@@ -46,7 +61,7 @@ fn the_scripted_demo_runs_to_its_expected_outcomes() {
     // masked. `UPDATE_GOLDEN=1` rewrites it after an intended change.
     let golden =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/demo-transcript.txt");
-    let got = normalize(&transcript, &dir.path().display().to_string());
+    let got = normalize(&transcript, &dir);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &got).unwrap();

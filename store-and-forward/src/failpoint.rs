@@ -3,7 +3,8 @@
 //! says so. Without the feature every call compiles to nothing.
 //!
 //! `CART_FAILPOINT=<name>` arms one point; `CART_FAILPOINT_SKIP=<n>` lets
-//! it pass `n` times first.
+//! it pass `n` times first. [`panic_at`] panics instead of killing (a bug in
+//! a thread).
 
 /// Every failpoint in the ledger's decision path, in order.
 pub const DECISION_PATH: &[&str] = &[
@@ -22,6 +23,26 @@ pub const DOWNSTREAM_PATH: &[&str] = &["downstream.applied", "downstream.ack_que
 /// Kills the process here if this point is armed.
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
+    if armed(name) {
+        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Panics here if this point is armed: a bug in a thread, for the tests
+/// that check a panic is loud and stops the process.
+#[cfg(feature = "failpoints")]
+pub fn panic_at(name: &str) {
+    if armed(name) {
+        panic!("failpoint {name}: a panic on purpose");
+    }
+}
+
+/// Whether `name` is armed and its passes are used up.
+#[cfg(feature = "failpoints")]
+fn armed(name: &str) -> bool {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
@@ -34,18 +55,15 @@ pub fn hit(name: &str) {
             .unwrap_or(0);
         Some((name, skip))
     });
-    if let Some((armed, skip)) = armed
-        && armed == name
-        && PASSES.fetch_add(1, Ordering::SeqCst) >= *skip
-    {
-        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
+    matches!(armed, Some((armed, skip)) if armed == name && PASSES.fetch_add(1, Ordering::SeqCst) >= *skip)
 }
 
 /// Kills the process here if this point is armed (disabled build: no-op).
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// Panics here if this point is armed (disabled build: no-op).
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn panic_at(_name: &str) {}

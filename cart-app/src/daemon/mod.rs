@@ -137,6 +137,10 @@ impl Default for StopHandle {
 /// Called on the UI thread with every frame the headless UI draws.
 pub type FrameHook = Box<dyn FnMut(&ui::headless::Frame)>;
 
+/// Called on the session thread with every update it sends the UI (the
+/// interactive demo narrates them in the terminal).
+pub type ViewHook = Box<dyn FnMut(&ui::ViewUpdate) + Send>;
+
 /// What a caller adds to a run (the demo, tests, benchmarks).
 #[derive(Default)]
 pub struct RunOptions {
@@ -155,6 +159,8 @@ pub struct RunOptions {
     /// Called once the daemon is ready (after READY=1), with a way to send
     /// taps (tests, the scripted demo).
     pub on_ready: Option<Box<dyn FnOnce(TapControl) + Send>>,
+    /// Called with every update the session sends the UI.
+    pub on_view: Option<ViewHook>,
 }
 
 /// Runs the daemon on the calling thread (which becomes the UI thread)
@@ -288,6 +294,15 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
             .window()
             .show()
             .map_err(|e| DaemonError::Ui(ui::UiError::Platform(e)))?;
+        // A cart's kiosk display never asks to close; a desktop window
+        // (the demo) does, and closing it stops the cart as SIGTERM would
+        // (the payment in progress finishes first).
+        let stop = stop_tx.clone();
+        window.window().window().on_close_requested(move || {
+            info!("window closed: stopping");
+            stop.send_replace(true);
+            ui::slint::CloseRequestResponse::HideWindow
+        });
     }
     let ui_handle = window.handle();
 
@@ -362,6 +377,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
         shared.clone(),
         session_heart,
         wifi_tx,
+        opts.on_view.take(),
     )
     .map_err(io("session thread"))?;
     if uplink.is_none() {

@@ -71,13 +71,17 @@ pub fn spawn_session(
     shared: Arc<SessionState>,
     heart: Heart,
     wifi: Option<tokio::sync::mpsc::Sender<WifiCredentials>>,
+    mut on_view: Option<super::ViewHook>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("session".into())
         .spawn(move || {
             let mut telemetry = TelemetryBuffer::new(200, 2_000);
             let mut fault = FaultView::default();
-            let show = |u: ViewUpdate| {
+            let mut show = |u: ViewUpdate| {
+                if let Some(hook) = on_view.as_mut() {
+                    hook(&u);
+                }
                 if ui.update(u).is_err() {
                     debug!("UI gone; update dropped");
                 }
@@ -110,7 +114,12 @@ pub fn spawn_session(
                         }
                         Vec::new()
                     }
-                    Some(Msg::Input(input)) => session.handle(input, &catalog),
+                    Some(Msg::Input(input)) => {
+                        if matches!(input, Input::Scan(_)) {
+                            store_and_forward::failpoint::panic_at("session.scan");
+                        }
+                        session.handle(input, &catalog)
+                    }
                     Some(Msg::Stop) => session.handle(Input::OutOfService(true), &catalog),
                     Some(Msg::Device { scanner, up }) => {
                         if scanner {

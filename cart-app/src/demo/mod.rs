@@ -23,16 +23,25 @@
 //!   its config file (also used by the daemon's tests and benchmarks).
 //! - [`commands`]: the interactive demo's typed commands and the test
 //!   cards in words (sans-IO).
+//! - [`narrate`]: the interactive demo's line per outcome, from the updates
+//!   the session sends the window (sans-IO).
+//!
+//! The run's folder is printed first and removed at the end unless it was
+//! given (`--dir`) or asked to be kept (`--keep`). Closing the window ends
+//! the demo (the daemon stops as on SIGTERM); a panic on any thread stops
+//! it with the message and a failed exit.
 
 pub mod commands;
+pub mod narrate;
 pub mod rig;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use hal::scanner::sim::{SimConfig as ScannerSimConfig, write_scan};
 
 use crate::config::Config;
@@ -56,21 +65,84 @@ const PRODUCTS: &[(&str, &str)] = &[
 /// How the demo runs.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// Folder for the ledger, catalog, config and PNGs.
-    pub dir: PathBuf,
+    /// Folder for the ledger, catalog, config and PNGs; `None` makes a new
+    /// one under the temporary folder.
+    pub dir: Option<PathBuf>,
+    /// Keep a folder the demo made (one given is always kept).
+    pub keep: bool,
     /// The TEST ONLY fixtures (processor key, test cards).
     pub fixtures: PathBuf,
     /// A window and typed commands instead of the script.
     pub interactive: bool,
 }
 
+/// The run's folder: removed when the demo ends (however it ends) unless
+/// it was given or asked to be kept.
+struct RunDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl RunDir {
+    fn new(opts: &DemoOptions) -> anyhow::Result<RunDir> {
+        let (path, remove) = match &opts.dir {
+            Some(d) => (d.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!("cart-demo-{}", std::process::id())),
+                !opts.keep,
+            ),
+        };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating the run folder {}", path.display()))?;
+        say(&format!(
+            "Run folder: {} ({})",
+            path.display(),
+            if remove {
+                "removed on exit; --keep keeps it"
+            } else {
+                "kept"
+            }
+        ));
+        Ok(RunDir { path, remove })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.remove
+            && let Err(e) = std::fs::remove_dir_all(&self.path)
+        {
+            eprintln!("demo: could not remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Makes a panic on any thread stop the demo, loudly: the message (the
+/// default hook), a line saying the demo stops, and a failed exit. A
+/// panicked session thread would otherwise leave a frozen window.
+fn stop_on_panic(stop: &StopHandle) -> Arc<AtomicBool> {
+    let panicked = Arc::new(AtomicBool::new(false));
+    let flag = panicked.clone();
+    let stop = stop.clone();
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("demo: a thread panicked (above): stopping the demo");
+        flag.store(true, Ordering::SeqCst);
+        stop.stop();
+    }));
+    panicked
+}
+
 /// Runs the demo on this thread (the UI thread).
 pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    let run_dir = RunDir::new(&opts)?;
+    let dir = run_dir.path.clone();
     say(
         "Starting a local mosquitto (mutual TLS, per-run certificates), the backend emulator and the device simulators",
     );
     let rig = Rig::start(&RigOptions {
-        dir: opts.dir.clone(),
+        dir: dir.clone(),
         fixtures: opts.fixtures.clone(),
         ui_backend: if opts.interactive { "auto" } else { "headless" },
     })?;
@@ -90,7 +162,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         socket: rig.socket.clone(),
         link: link_control.clone(),
         frame: frame.clone(),
-        steps: opts.dir.join("steps"),
+        steps: dir.join("steps"),
         stop: stop.clone(),
         cards: hal::reader::fixtures::TestCards::load(&opts.fixtures.join("test-cards.json"))?,
     };
@@ -102,12 +174,20 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         allow_taps: true,
         ..RunOptions::default()
     };
+    let panicked = stop_on_panic(&stop);
     if opts.interactive {
         run.on_ready = Some(Box::new(move |_tap| {
             std::thread::spawn(move || script.interactive());
         }));
+        // One line in the terminal per outcome in the window.
+        let mut narrator = narrate::Narrator::new(&loaded.config.store.currency);
+        run.on_view = Some(Box::new(move |update| {
+            if let Some(line) = narrator.on_update(update) {
+                say(&line);
+            }
+        }));
     } else {
-        std::fs::create_dir_all(opts.dir.join("steps"))?;
+        std::fs::create_dir_all(dir.join("steps"))?;
         let f = frame.clone();
         run.on_frame = Some(Box::new(move |fr: &ui::headless::Frame| {
             *f.lock().unwrap_or_else(|p| p.into_inner()) = Some(fr.clone());
@@ -132,8 +212,17 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<()> {
         c.payments, c.charged, c.payment_duplicates, c.telemetry_events
     ));
     rig.shutdown();
+    if panicked.load(Ordering::SeqCst) {
+        bail!("a thread of the demo panicked (the message is above)");
+    }
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
         bail!("the scripted demo did not go as expected: {e}");
+    }
+    if !opts.interactive && !run_dir.remove {
+        say(&format!(
+            "The step screenshots: {}",
+            dir.join("steps").display()
+        ));
     }
     step("Done");
     Ok(())

@@ -71,6 +71,17 @@ pub enum IdentityError {
         /// Persistent handle or NV index.
         kind: &'static str,
     },
+    /// The TPM did not answer in time (a hung TPM or resource manager):
+    /// the operation is reported failed and the caller goes on (a TLS
+    /// handshake fails and is retried with backoff; a counter increment
+    /// pauses offline approval until the counter is repaired).
+    #[error("TPM {op}: no answer within {after_ms} ms")]
+    TpmTimeout {
+        /// What we were doing.
+        op: &'static str,
+        /// How long the caller waited.
+        after_ms: u64,
+    },
     /// The TPM owner thread is gone (it panicked or could not start): the
     /// daemon restarts the identity with a new [`tpm::Tpm`].
     #[error("the TPM owner thread has stopped")]

@@ -181,6 +181,31 @@ impl Swtpm {
         panic!("swtpm did not restart on port {}", self.port);
     }
 
+    /// Freezes swtpm (SIGSTOP): it keeps its connections and answers
+    /// nothing, as a hung TPM or resource manager does, until [`Swtpm::thaw`].
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen swtpm go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self
+            .lock()
+            .as_ref()
+            .map(|c| c.id())
+            .expect("swtpm is not running");
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .expect("kill(1) (procps)");
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+
     /// Whether swtpm is running.
     pub fn is_running(&self) -> bool {
         matches!(self.lock().as_mut().map(|c| c.try_wait()), Some(Ok(None)))

@@ -67,7 +67,7 @@ fn device_public(handle: u32, public: &Public) -> Result<Vec<u8>, IdentityError>
 }
 
 pub(super) fn load(tpm: &Tpm, handle: u32) -> Result<Option<TpmIdentity>, IdentityError> {
-    let sec1 = tpm.call(move |s| {
+    let sec1 = tpm.call("read the device key", move |s| {
         if !objects::exists(s, handle)? {
             return Ok(None);
         }
@@ -82,7 +82,7 @@ pub(super) fn load(tpm: &Tpm, handle: u32) -> Result<Option<TpmIdentity>, Identi
 }
 
 pub(super) fn load_or_create(tpm: &Tpm, handle: u32) -> Result<TpmIdentity, IdentityError> {
-    let (sec1, created) = tpm.call(move |s| {
+    let (sec1, created) = tpm.call_create("open or create the device key", move |s| {
         if objects::exists(s, handle)? {
             let public = objects::read_public(s, handle)?;
             return Ok((device_public(handle, &public)?, false));
@@ -146,7 +146,7 @@ impl DeviceIdentity for TpmIdentity {
     fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, IdentityError> {
         let handle = self.handle;
         let digest = *digest;
-        self.tpm.call(move |s| sign(s, handle, digest))
+        self.tpm.call("sign", move |s| sign(s, handle, digest))
     }
 
     fn describe(&self) -> String {

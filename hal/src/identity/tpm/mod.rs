@@ -26,6 +26,7 @@ mod sealed;
 mod session;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use key::TpmIdentity;
 pub use nv::TpmCounter;
@@ -62,6 +63,22 @@ pub struct TpmConfig {
     /// offline payments it seals. Read by `cart-app`, never by the TPM.
     /// Unset: a warning at every start and in `cartctl status`.
     pub recovery_public_key: Option<std::path::PathBuf>,
+    /// How long a TPM command (sign, counter, unseal) may take before the
+    /// caller gets a timeout error, in ms ([`TpmTimeouts::command`]).
+    pub command_timeout_ms: u64,
+    /// How long creating a key, sealed object or NV index may take, in ms
+    /// ([`TpmTimeouts::create`]).
+    pub create_timeout_ms: u64,
+}
+
+impl TpmConfig {
+    /// The call timeouts this config sets.
+    pub fn timeouts(&self) -> TpmTimeouts {
+        TpmTimeouts {
+            command: Duration::from_millis(self.command_timeout_ms),
+            create: Duration::from_millis(self.create_timeout_ms),
+        }
+    }
 }
 
 impl Default for TpmConfig {
@@ -73,6 +90,8 @@ impl Default for TpmConfig {
             data_key_handle: DATA_KEY_HANDLE,
             counter_nv_index: COUNTER_NV_INDEX,
             recovery_public_key: None,
+            command_timeout_ms: 5_000,
+            create_timeout_ms: 60_000,
         }
     }
 }
@@ -89,6 +108,28 @@ pub(crate) fn tpm_err(op: &'static str) -> impl Fn(tss_esapi::Error) -> Identity
 pub struct Tpm {
     owner: Arc<owner::Owner>,
     tcti: Arc<str>,
+    timeouts: TpmTimeouts,
+}
+
+/// How long a caller waits for the TPM before it gets
+/// [`IdentityError::TpmTimeout`] (a hung TPM or resource manager must not
+/// hang a TLS handshake or a checkout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TpmTimeouts {
+    /// Signing, the counter, unsealing, reads (a real TPM: tens of ms).
+    pub command: Duration,
+    /// Creating a key, a sealed object or an NV index (a real TPM: up to
+    /// seconds; these run at first start and at rotation).
+    pub create: Duration,
+}
+
+impl Default for TpmTimeouts {
+    fn default() -> Self {
+        TpmTimeouts {
+            command: Duration::from_secs(5),
+            create: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Tpm {
@@ -99,7 +140,20 @@ impl Tpm {
         Ok(Tpm {
             owner: Arc::new(owner),
             tcti: tcti.into(),
+            timeouts: TpmTimeouts::default(),
         })
+    }
+
+    /// This handle (and the identities, counters and keys opened from it)
+    /// with other call timeouts.
+    pub fn with_timeouts(mut self, timeouts: TpmTimeouts) -> Tpm {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The call timeouts in force.
+    pub fn timeouts(&self) -> TpmTimeouts {
+        self.timeouts
     }
 
     /// The TCTI this handle talks to.
@@ -128,7 +182,7 @@ impl Tpm {
 
     /// Removes the object at a persistent handle; false when it was empty.
     pub fn evict(&self, handle: u32) -> Result<bool, IdentityError> {
-        let evicted = self.owner.call(move |s| objects::evict(s, handle))?;
+        let evicted = self.call("evict an object", move |s| objects::evict(s, handle))?;
         if evicted {
             tracing::info!(
                 handle = format_args!("{handle:#010x}"),
@@ -140,12 +194,12 @@ impl Tpm {
 
     /// Whether a persistent handle holds an object.
     pub fn exists(&self, handle: u32) -> Result<bool, IdentityError> {
-        self.owner.call(move |s| objects::exists(s, handle))
+        self.call("look up a handle", move |s| objects::exists(s, handle))
     }
 
     /// Every persistent handle in use (to find orphan keys).
     pub fn persistent_handles(&self) -> Result<Vec<u32>, IdentityError> {
-        self.owner.call(objects::list_persistent)
+        self.call("list persistent handles", objects::list_persistent)
     }
 
     /// The ledger's monotonic counter at NV index `index`: defined if
@@ -167,7 +221,7 @@ impl Tpm {
     /// `n` random bytes from the TPM's generator (n <= 48 per call on most
     /// TPMs), encrypted on the bus.
     pub fn random(&self, n: usize) -> Result<Vec<u8>, IdentityError> {
-        self.owner.call(move |s| {
+        self.call("get random bytes", move |s| {
             session::run(
                 s,
                 session::Protect::Response,
@@ -181,14 +235,24 @@ impl Tpm {
     /// How many times the owner thread replaced its TPM session after a
     /// failed command (a TPM reset loses it): for the status page and tests.
     pub fn session_restarts(&self) -> Result<u64, IdentityError> {
-        self.owner.call(|s| Ok(s.session_restarts))
+        self.call("count session restarts", |s| Ok(s.session_restarts))
     }
 
-    fn call<T, F>(&self, f: F) -> Result<T, IdentityError>
+    /// A command on the owner thread, within the command timeout.
+    fn call<T, F>(&self, op: &'static str, f: F) -> Result<T, IdentityError>
     where
         T: Send + 'static,
         F: FnOnce(&mut owner::State) -> Result<T, IdentityError> + Send + 'static,
     {
-        self.owner.call(f)
+        self.owner.call(self.timeouts.command, op, f)
+    }
+
+    /// A command that may create an object, within the create timeout.
+    fn call_create<T, F>(&self, op: &'static str, f: F) -> Result<T, IdentityError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut owner::State) -> Result<T, IdentityError> + Send + 'static,
+    {
+        self.owner.call(self.timeouts.create, op, f)
     }
 }

@@ -153,7 +153,9 @@ fn open_or_define_on_owner(s: &mut State, index: u32) -> Result<bool, IdentityEr
 }
 
 pub(super) fn open_or_define(tpm: &Tpm, index: u32) -> Result<TpmCounter, IdentityError> {
-    let created = tpm.call(move |s| open_or_define_on_owner(s, index))?;
+    let created = tpm.call_create("open or define the counter", move |s| {
+        open_or_define_on_owner(s, index)
+    })?;
     if created {
         tracing::info!(
             index = format_args!("{index:#010x}"),
@@ -171,13 +173,15 @@ impl TpmCounter {
     /// authenticated answer: for the ledger's binding check).
     pub fn read(&self) -> Result<u64, IdentityError> {
         let index = self.index;
-        self.tpm.call(move |s| read_authenticated(s, index))
+        self.tpm
+            .call("read the counter", move |s| read_authenticated(s, index))
     }
 
     /// Adds one (durably, inside the TPM) and returns the new value.
     pub fn increment(&self) -> Result<u64, IdentityError> {
         let index = self.index;
-        self.tpm.call(move |s| increment(s, index))
+        self.tpm
+            .call("increment the counter", move |s| increment(s, index))
     }
 
     /// The NV index.

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
 use tss_esapi::interface_types::session_handles::AuthSession;
@@ -104,8 +105,12 @@ impl Owner {
         })
     }
 
-    /// Runs `f` on the owner thread and waits for its result.
-    pub fn call<T, F>(&self, f: F) -> Result<T, IdentityError>
+    /// Runs `f` on the owner thread and waits at most `timeout` for its
+    /// result (the wait includes the jobs queued before it). A TPM that
+    /// stops answering gives [`IdentityError::TpmTimeout`], not a caller
+    /// blocked for ever; the job itself still runs when the TPM comes back,
+    /// and its answer is dropped.
+    pub fn call<T, F>(&self, timeout: Duration, op: &'static str, f: F) -> Result<T, IdentityError>
     where
         T: Send + 'static,
         F: FnOnce(&mut State) -> Result<T, IdentityError> + Send + 'static,
@@ -118,6 +123,13 @@ impl Owner {
                 let _ = reply.send(f(state));
             }))
             .map_err(|_| IdentityError::OwnerGone)?;
-        answer.recv().map_err(|_| IdentityError::OwnerGone)?
+        match answer.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(IdentityError::TpmTimeout {
+                op,
+                after_ms: timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+            }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(IdentityError::OwnerGone),
+        }
     }
 }

@@ -23,7 +23,7 @@ fn check_sealed(handle: u32, public: &Public) -> Result<(), IdentityError> {
 }
 
 pub(super) fn load_or_create(tpm: &Tpm, handle: u32) -> Result<Zeroizing<[u8; 32]>, IdentityError> {
-    let (key, created) = tpm.call(move |s| {
+    let (key, created) = tpm.call_create("unseal or create the data key", move |s| {
         let mut created = false;
         if !objects::exists(s, handle)? {
             // The random bytes come back encrypted, and go back into the

@@ -30,8 +30,16 @@ pub fn init_logs() {
     }
 }
 
+/// The workspace's `tests/fixtures`, from this crate or from another
+/// workspace member that includes this module (cart-app's system test).
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let here = manifest.join("../fixtures");
+    if here.join(fixtures::TEST_CARDS).is_file() {
+        here
+    } else {
+        manifest.join("../tests/fixtures")
+    }
 }
 
 /// The reader's side of a card read, done with the real encryption.

@@ -1,22 +1,28 @@
-//! The cart's uplink and the backend emulator through a real mosquitto over
-//! mutual TLS, with the broker stopped and restarted and connections cut
-//! mid-publish while checkouts go on.
+//! The daemon's own checkout ([`cart_app::checkout::Checkout`]) with the
+//! reader simulator on a real pseudo-terminal, the cart's uplink and the
+//! backend emulator through a real mosquitto over mutual TLS, with the broker
+//! stopped and restarted and connections cut mid-publish while checkouts go
+//! on. What the shopper was shown stays true and every payment reaches the
+//! backend exactly once.
 //!
 //! `SYSTEM_CHECKOUTS` sets the number of checkouts (default 500).
 
+#[path = "../../tests/backend-emulator/tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cart_app::checkout::{Checkout, Shown};
 use common::*;
+use hal::reader::driver::{DriverConfig, SerialReader};
 use hal::reader::fixtures::ProcessorBehaviour;
+use hal::reader::sim::{SimConfig, SimTimings, spawn_pty};
 use mqtt_harness::Broker;
 use rand::Rng;
-use store_and_forward::payment::BackendOutcome;
 use store_and_forward::sync::SyncConfig;
-use store_and_forward::{Currency, Money, NewAttempt, PaymentKey, PaymentState, Timestamp};
+use store_and_forward::{Currency, Money, PaymentKey, PaymentState};
 
 const CARDS: &[&str] = &[
     "chip-approve",
@@ -28,55 +34,13 @@ const CARDS: &[&str] = &[
     "slow-online",
 ];
 
-/// One checkout as the daemon runs it: commit the attempt, ask online if
-/// the link is up, else (or on any failure) decide offline, same key.
-async fn checkout(
-    cart: &Cart,
-    reader: &Reader,
-    card: &str,
-    amount: Money,
-) -> (PaymentKey, PaymentState) {
-    let key = PaymentKey::new();
-    let read = reader.read(reader.card(card), &key, amount);
-    let attempt = NewAttempt {
-        key,
-        amount,
-        online_required: false,
-        card: read.clone(),
-    };
-    cart.ledger
-        .lock()
-        .unwrap()
-        .record_card_read(&attempt, Timestamp::now())
+#[test]
+fn checkouts_through_outages_reach_the_backend_exactly_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
         .unwrap();
-    let up = cart.uplink.link().state().borrow().up;
-    let online = if up {
-        cart.uplink
-            .authorize_online(&key, amount, &read, Timestamp::now())
-            .await
-            .ok()
-    } else {
-        None
-    };
-    let mut ledger = cart.ledger.lock().unwrap();
-    let state = match online {
-        Some(outcome @ (BackendOutcome::Approved { .. } | BackendOutcome::Declined { .. })) => {
-            ledger
-                .apply_backend_outcome(&key, &outcome, Timestamp::now())
-                .unwrap();
-            ledger.payment(&key).unwrap().unwrap().state
-        }
-        _ => {
-            let d = ledger.decide_offline(&key, Timestamp::now()).unwrap();
-            assert!(d.approved, "roomy limits: {:?}", d.reasons);
-            PaymentState::OfflineApproved
-        }
-    };
-    (key, state)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkouts_through_outages_reach_the_backend_exactly_once() {
     let n: usize = std::env::var("SYSTEM_CHECKOUTS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -84,8 +48,8 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
     init_logs();
     let broker = Arc::new(Broker::start());
     let proxy = Arc::new(broker.fault_proxy());
-    let emulator = emulator(&broker).await;
-    let reader = Reader::load();
+    let emulator = rt.block_on(emulator(&broker));
+    let cards = Reader::load();
     let sync = SyncConfig {
         auth_timeout_ms: 1_500,
         drain_interval_ms: 100,
@@ -97,17 +61,35 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
         },
         ..SyncConfig::default()
     };
-    let cart = Cart::start(&broker, proxy.port(), "cart-0001", sync, roomy_limits());
+    let cart = {
+        let _g = rt.enter();
+        Cart::start(&broker, proxy.port(), "cart-0001", sync, roomy_limits())
+    };
     assert!(
-        cart.uplink.link().wait_up(Duration::from_secs(20)).await,
+        rt.block_on(cart.uplink.link().wait_up(Duration::from_secs(20))),
         "cart connects"
     );
+    // The daemon's checkout, on this thread as on the daemon's reader
+    // thread, with the reader simulator behind a real serial line.
+    let checkout = Checkout::new(
+        cart.ledger.clone(),
+        Some((cart.uplink.clone(), rt.handle().clone())),
+    );
+    let mut sim_config = SimConfig::from_fixtures(&fixtures_dir()).unwrap();
+    sim_config.engine.timings = SimTimings {
+        present: Duration::from_millis(1),
+        pin: Duration::from_millis(1),
+        read: Duration::from_millis(1),
+    };
+    let sim = spawn_pty(sim_config).unwrap();
+    let mut reader =
+        SerialReader::open(sim.path().to_str().unwrap(), DriverConfig::default()).unwrap();
 
     // Chaos: stop and restart the broker, and cut connections mid-publish.
     let chaos_broker = broker.clone();
     let chaos_proxy = proxy.clone();
     let (stop_chaos, mut chaos_stopped) = tokio::sync::watch::channel(false);
-    let chaos = tokio::spawn(async move {
+    let chaos = rt.spawn(async move {
         let mut outages = 0u32;
         let mut cuts = 0u32;
         let mut round = 0u32;
@@ -149,14 +131,24 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
             card
         };
         let amount = Money::new(rand::rng().random_range(100..20_000), eur);
-        let (key, state) = checkout(&cart, &reader, card, amount).await;
-        shown.insert(key, (card.to_owned(), state));
+        sim.queue_card(card);
+        let paid = checkout
+            .pay(&mut reader, amount, false, &mut |_| {}, &|| false)
+            .unwrap_or_else(|e| panic!("checkout {i} with {card}: {e}"));
+        let state = match &paid.shown {
+            Shown::ApprovedOnline { .. } => PaymentState::OnlineApproved,
+            Shown::DeclinedOnline { .. } => PaymentState::OnlineDeclined,
+            Shown::ApprovedOffline => PaymentState::OfflineApproved,
+            other => panic!("checkout {i} with {card}: shown {other:?} (roomy limits)"),
+        };
+        assert_eq!(paid.state, Some(state), "the ledger holds what was shown");
+        shown.insert(paid.key, (card.to_owned(), state));
         if i % 10 == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
     let _ = stop_chaos.send(true);
-    let (outages, cuts) = chaos.await.unwrap();
+    let (outages, cuts) = rt.block_on(chaos).unwrap();
     assert!(broker.is_running());
     assert!(outages >= 3, "the broker went down {outages} times");
 
@@ -186,9 +178,9 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
             .unwrap_or(0);
         open == 0 && pending == 0
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !settled(&cart) {
-        if tokio::time::Instant::now() > deadline {
+        if std::time::Instant::now() > deadline {
             let l = cart.ledger.lock().unwrap();
             let mut states: HashMap<PaymentState, usize> = HashMap::new();
             for p in l.payments().unwrap() {
@@ -201,7 +193,7 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
                 emulator.counts()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::thread::sleep(Duration::from_millis(100));
     }
 
     let payments = cart.ledger.lock().unwrap().payments().unwrap();
@@ -224,7 +216,7 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
             Some(card.as_str()),
             "card data decrypted end to end"
         );
-        let behaviour = reader.card(card).processor;
+        let behaviour = cards.card(card).processor;
         // What the shopper saw stays true, and the final state follows the card.
         let expected = match (first, behaviour) {
             (PaymentState::OnlineApproved, _) => PaymentState::OnlineApproved,
@@ -275,7 +267,9 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
     );
     assert_eq!(counts.undecryptable, 0);
     // The outcome events reach the backend too.
-    eventually(60, "telemetry drained", || cart.telemetry_pending() == 0).await;
+    rt.block_on(eventually(60, "telemetry drained", || {
+        cart.telemetry_pending() == 0
+    }));
     let report = cart.uplink.report();
     eprintln!(
         "{n} checkouts, {outages} broker outages, {cuts} cuts; states {by_state:?}; backend {counts:?}; report {report:?}"
@@ -289,6 +283,9 @@ async fn checkouts_through_outages_reach_the_backend_exactly_once() {
             .iter()
             .all(|d| d.quarantined == 0)
     );
-    cart.stop().await;
-    emulator.shutdown().await;
+    sim.stop().unwrap();
+    rt.block_on(async {
+        cart.stop().await;
+        emulator.shutdown().await;
+    });
 }
