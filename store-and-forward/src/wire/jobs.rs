@@ -437,7 +437,13 @@ pub struct UpdateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<StatusDetails>,
     /// The version the device last saw; a different one is a `VersionMismatch`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Read as a number or a numeric string (AWS's own example in "Jobs
+    /// workflow" sends `"expectedVersion":"1"`); written as a number.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number_or_string"
+    )]
     pub expected_version: Option<i64>,
     /// A given execution (default: the latest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -469,6 +475,23 @@ impl UpdateRequest {
             step_timeout_in_minutes: None,
             client_token: None,
         }
+    }
+}
+
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Number(i64),
+        Text(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::Number(n)) => Ok(Some(n)),
+        Some(N::Text(t)) => t
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("not a version number: {t:?}"))),
     }
 }
 

@@ -159,6 +159,10 @@ fn malformed_payloads_are_typed_errors() {
         decode::<UpdateRequest>(br#"{"expectedVersion":1}"#),
         Err(JobsError::Json(_))
     ));
+    let u: UpdateRequest = decode(br#"{"status":"FAILED","expectedVersion":"7"}"#).unwrap();
+    assert_eq!(u.expected_version, Some(7));
+    assert!(decode::<UpdateRequest>(br#"{"status":"FAILED","expectedVersion":"x"}"#).is_err());
+    assert!(decode::<UpdateRequest>(br#"{"status":"FAILED","expectedVersion":1.5}"#).is_err());
     let huge = vec![b' '; MAX_PAYLOAD + 1];
     assert!(matches!(
         decode::<ExecutionResponse>(&huge),
