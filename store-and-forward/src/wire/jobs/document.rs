@@ -193,12 +193,12 @@ impl JobDocument {
                     ));
                 }
             }
-            JobDocument::LogLevel { minutes, .. } => {
-                if *minutes == 0 || *minutes > MAX_LOG_LEVEL_MINUTES {
-                    return Err(format!(
-                        "minutes {minutes} is not within 1..={MAX_LOG_LEVEL_MINUTES}"
-                    ));
-                }
+            JobDocument::LogLevel { minutes, .. }
+                if *minutes == 0 || *minutes > MAX_LOG_LEVEL_MINUTES =>
+            {
+                return Err(format!(
+                    "minutes {minutes} is not within 1..={MAX_LOG_LEVEL_MINUTES}"
+                ));
             }
             JobDocument::Update(u) => {
                 https(&u.bundle_url)?;
