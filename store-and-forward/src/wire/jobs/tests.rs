@@ -276,3 +276,43 @@ fn bad_job_documents_say_why() {
         }
     }
 }
+
+const VECTORS: [&[u8]; 4] = [
+    include_bytes!("../../../tests/vectors/v1/jobs/start-next.accepted.json"),
+    include_bytes!("../../../tests/vectors/v1/jobs/update.request.json"),
+    include_bytes!("../../../tests/vectors/v1/jobs/update.rejected.json"),
+    include_bytes!("../../../tests/vectors/v1/jobs/notify.json"),
+];
+
+proptest::proptest! {
+    /// A vector with one byte changed, or a topic with one character
+    /// changed, is read or refused: never a panic.
+    #[test]
+    fn mutated_input_never_panics(
+        v in 0..VECTORS.len(),
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        byte in proptest::prelude::any::<u8>(),
+        topic_at in 0usize..48,
+    ) {
+        let mut bytes = VECTORS[v].to_vec();
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        let _ = decode::<ExecutionResponse>(&bytes);
+        let _ = decode::<UpdateRequest>(&bytes);
+        let _ = decode::<ErrorResponse>(&bytes);
+        let _ = decode::<JobExecutionsChanged>(&bytes);
+        if let Ok(value) = decode::<ExecutionResponse>(&bytes)
+            && let Some(e) = value.execution
+        {
+            let _ = JobDocument::parse(e.job_document.as_ref());
+        }
+        let mut topic = Topic::Answer(Call::Update("job-1".into()), Answer::Accepted)
+            .name("cart-7")
+            .into_bytes();
+        let t = topic_at % topic.len();
+        topic[t] = byte;
+        if let Ok(topic) = String::from_utf8(topic) {
+            let _ = Topic::parse(&topic);
+        }
+    }
+}
