@@ -18,7 +18,8 @@
 //!   the request's `clientToken`.
 //! - notify-next is published when a thing's next execution changes (not
 //!   when its details do), without `execution` when none is left; notify
-//!   (the pending list) on every change of the thing's executions.
+//!   (the pending list) when one of the thing's executions is queued or
+//!   changes status (not on progress updates: every message is billed).
 //! - The step timer (`stepTimeoutInMinutes` of start-next or an update,
 //!   1 to 10080) and the job's `timeoutConfig.inProgressTimeoutInMinutes`
 //!   run from IN_PROGRESS; either expiring makes the execution TIMED_OUT.

@@ -234,7 +234,10 @@ impl Jobs {
                 touched.push(e.thing.clone());
             }
         }
-        touched.iter().flat_map(|t| self.notifications(t)).collect()
+        touched
+            .iter()
+            .flat_map(|t| self.notifications(t, true))
+            .collect()
     }
 
     /// Applies what time did: rollout releases, timeouts (and the aborts
@@ -311,7 +314,7 @@ impl Jobs {
         touched.sort();
         touched.dedup();
         for t in touched {
-            out.extend(self.notifications(&t));
+            out.extend(self.notifications(&t, true));
         }
         out
     }
@@ -414,8 +417,9 @@ impl Jobs {
     }
 
     /// notify-next when the thing's next execution changed since it was
-    /// last told, and notify (the pending list) on every change.
-    fn notifications(&mut self, thing: &str) -> Vec<Outgoing> {
+    /// last told, and notify (the pending list) when `list_changed` (an
+    /// execution was queued or changed status; not on progress updates).
+    fn notifications(&mut self, thing: &str, list_changed: bool) -> Vec<Outgoing> {
         let now = secs(self.clock.now_ms());
         let mut out = Vec::new();
         let next = self.next_of(thing).map(|e| e.job_id.clone());
@@ -431,6 +435,9 @@ impl Jobs {
             });
             self.told_next.insert(thing.to_owned(), next);
             self.counts.notifications += 1;
+        }
+        if !list_changed {
+            return out;
         }
         let mut list = JobExecutionsChanged {
             jobs: BTreeMap::new(),
@@ -459,6 +466,7 @@ impl Jobs {
             return None;
         };
         let mut out = self.tick();
+        let before = self.statuses_of(&thing);
         self.counts.requests += 1;
         // An empty payload is `{}` (every field of every request is optional
         // but UpdateJobExecution's status).
@@ -496,9 +504,18 @@ impl Jobs {
                 out.extend(self.check_abort(job));
                 self.complete_if_done(job);
             }
-            out.extend(self.notifications(&thing));
+            let changed = self.statuses_of(&thing) != before;
+            out.extend(self.notifications(&thing, changed));
         }
         Some(out)
+    }
+
+    fn statuses_of(&self, thing: &str) -> Vec<(String, JobExecutionStatus)> {
+        self.execs
+            .values()
+            .filter(|e| e.thing == thing)
+            .map(|e| (e.job_id.clone(), e.status))
+            .collect()
     }
 
     fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ErrorResponse> {

@@ -216,6 +216,8 @@ fn progress_updates_do_not_notify_next() {
     );
     assert!(answer(&out, "cart-a", Call::Update("j1".into())).is_ok());
     assert!(next_notes(&out, "cart-a").is_empty());
+    // Nor the pending list (a status change would): only the answer is sent.
+    assert_eq!(out.len(), 1, "{out:?}");
     let e = j.execution("cart-a", "j1").unwrap();
     assert_eq!(
         (e.version_number, e.status_details["progress"].as_str()),
