@@ -35,9 +35,12 @@
 //! [`JobsService::tick`]; the emulator ticks every second by default.
 //!
 //! - `jobs/config.rs`: the job as created (CreateJob's field names), the clock.
-//! - `jobs/state.rs`: the sans-IO state machine ([`Jobs`]).
+//! - `jobs/state.rs`: the sans-IO state machine ([`Jobs`]): jobs,
+//!   executions, rollout, timers, cancel, abort, notifications.
+//! - `jobs/device.rs`: the device MQTT API on that state (`Jobs::handle`).
 
 mod config;
+mod device;
 mod state;
 #[cfg(test)]
 mod tests;

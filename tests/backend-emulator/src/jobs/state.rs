@@ -7,15 +7,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use store_and_forward::wire::jobs::{
-    self, Answer, Call, DescribeRequest, ErrorCode, ErrorResponse, ExecutionResponse,
-    GetPendingRequest, GetPendingResponse, JobExecution, JobExecutionState, JobExecutionStatus,
-    JobExecutionSummary, JobExecutionsChanged, JobRef, StartNextRequest, StatusDetails, Topic,
-    UpdateRequest, UpdateResponse,
+    self, ErrorCode, ErrorResponse, ExecutionResponse, JobExecution, JobExecutionState,
+    JobExecutionStatus, JobExecutionSummary, JobExecutionsChanged, StatusDetails, Topic,
 };
 
 use super::config::{
-    Clock, FailureType, JobAdminError, JobConfig, JobStatus, TIMEOUT_MINUTES, minutes_ms,
-    ms_to_secs,
+    Clock, FailureType, JobAdminError, JobConfig, JobStatus, TIMEOUT_MINUTES, ms_to_secs,
 };
 use crate::counts::JobCounts;
 
@@ -48,15 +45,15 @@ pub struct ExecutionView {
     /// Last change.
     pub last_updated_at: i64,
     #[serde(skip)]
-    step_deadline: Option<i64>,
+    pub(super) step_deadline: Option<i64>,
     #[serde(skip)]
-    in_progress_deadline: Option<i64>,
+    pub(super) in_progress_deadline: Option<i64>,
     #[serde(skip)]
-    seq: u64,
+    pub(super) seq: u64,
 }
 
-struct Job {
-    config: JobConfig,
+pub(super) struct Job {
+    pub(super) config: JobConfig,
     status: JobStatus,
     /// Targets not rolled out yet, in order.
     waiting: Vec<String>,
@@ -67,18 +64,18 @@ struct Job {
 
 /// The Jobs service's state.
 pub struct Jobs {
-    clock: Arc<dyn Clock>,
-    jobs: BTreeMap<String, Job>,
-    execs: BTreeMap<(String, String), ExecutionView>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) jobs: BTreeMap<String, Job>,
+    pub(super) execs: BTreeMap<(String, String), ExecutionView>,
     /// The next execution each thing was last told about.
     told_next: HashMap<String, Option<String>>,
     seq: u64,
-    counts: JobCounts,
+    pub(super) counts: JobCounts,
 }
 
-type Reply = Result<Vec<u8>, ErrorResponse>;
+pub(super) type Reply = Result<Vec<u8>, ErrorResponse>;
 
-fn err(code: ErrorCode, message: impl Into<String>) -> ErrorResponse {
+pub(super) fn err(code: ErrorCode, message: impl Into<String>) -> ErrorResponse {
     ErrorResponse {
         code,
         message: message.into(),
@@ -88,7 +85,7 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ErrorResponse {
     }
 }
 
-fn state_of(e: &ExecutionView) -> JobExecutionState {
+pub(super) fn state_of(e: &ExecutionView) -> JobExecutionState {
     JobExecutionState {
         status: e.status,
         status_details: e.status_details.clone(),
@@ -96,11 +93,11 @@ fn state_of(e: &ExecutionView) -> JobExecutionState {
     }
 }
 
-fn secs(ms: i64) -> i64 {
+pub(super) fn secs(ms: i64) -> i64 {
     ms / 1000
 }
 
-fn summary(e: &ExecutionView) -> JobExecutionSummary {
+pub(super) fn summary(e: &ExecutionView) -> JobExecutionSummary {
     JobExecutionSummary {
         job_id: e.job_id.clone(),
         queued_at: secs(e.queued_at),
@@ -111,7 +108,7 @@ fn summary(e: &ExecutionView) -> JobExecutionSummary {
     }
 }
 
-fn step_minutes(m: Option<i64>) -> Result<Option<i64>, ErrorResponse> {
+pub(super) fn step_minutes(m: Option<i64>) -> Result<Option<i64>, ErrorResponse> {
     match m {
         Some(m) if !TIMEOUT_MINUTES.contains(&m) => Err(err(
             ErrorCode::InvalidRequest,
@@ -319,7 +316,7 @@ impl Jobs {
         out
     }
 
-    fn complete_if_done(&mut self, job_id: &str) {
+    pub(super) fn complete_if_done(&mut self, job_id: &str) {
         let done = self
             .jobs
             .get(job_id)
@@ -337,7 +334,7 @@ impl Jobs {
     /// Aborts `job_id` when a criterion is met: executed = executions that
     /// finished (SUCCEEDED, FAILED, REJECTED, TIMED_OUT); the job is then
     /// canceled as CancelJob without force.
-    fn check_abort(&mut self, job_id: &str) -> Vec<Outgoing> {
+    pub(super) fn check_abort(&mut self, job_id: &str) -> Vec<Outgoing> {
         let Some(job) = self.jobs.get(job_id) else {
             return Vec::new();
         };
@@ -380,7 +377,7 @@ impl Jobs {
 
     /// The thing's next pending execution: the oldest IN_PROGRESS, else
     /// the oldest QUEUED.
-    fn next_of(&self, thing: &str) -> Option<&ExecutionView> {
+    pub(super) fn next_of(&self, thing: &str) -> Option<&ExecutionView> {
         let mine = || self.execs.values().filter(|e| e.thing == thing);
         mine()
             .filter(|e| e.status == JobExecutionStatus::InProgress)
@@ -392,7 +389,7 @@ impl Jobs {
             })
     }
 
-    fn execution_data(&self, e: &ExecutionView, with_document: bool) -> JobExecution {
+    pub(super) fn execution_data(&self, e: &ExecutionView, with_document: bool) -> JobExecution {
         let now = self.clock.now_ms();
         let deadline = [e.step_deadline, e.in_progress_deadline]
             .into_iter()
@@ -419,7 +416,7 @@ impl Jobs {
     /// notify-next when the thing's next execution changed since it was
     /// last told, and notify (the pending list) when `list_changed` (an
     /// execution was queued or changed status; not on progress updates).
-    fn notifications(&mut self, thing: &str, list_changed: bool) -> Vec<Outgoing> {
+    pub(super) fn notifications(&mut self, thing: &str, list_changed: bool) -> Vec<Outgoing> {
         let now = secs(self.clock.now_ms());
         let mut out = Vec::new();
         let next = self.next_of(thing).map(|e| e.job_id.clone());
@@ -457,253 +454,5 @@ impl Jobs {
             payload: jobs::encode(&list),
         });
         out
-    }
-
-    /// Answers a request published on `topic`; `None` when the topic is
-    /// not a Jobs request. The answer comes first, notifications after.
-    pub fn handle(&mut self, topic: &str, payload: &[u8]) -> Option<Vec<Outgoing>> {
-        let (thing, Topic::Request(call)) = Topic::parse(topic).ok()? else {
-            return None;
-        };
-        let mut out = self.tick();
-        let before = self.statuses_of(&thing);
-        self.counts.requests += 1;
-        // An empty payload is `{}` (every field of every request is optional
-        // but UpdateJobExecution's status).
-        let payload: &[u8] = if payload.is_empty() { b"{}" } else { payload };
-        let token = jobs::decode::<serde_json::Value>(payload)
-            .ok()
-            .and_then(|v| v.get("clientToken")?.as_str().map(str::to_owned));
-        let reply = match &call {
-            Call::GetPending => self.get_pending(&thing, payload),
-            Call::StartNext => self.start_next(&thing, payload),
-            Call::Describe(job) => self.describe(&thing, job, payload),
-            Call::Update(job) => self.update(&thing, job, payload),
-        };
-        let answer = match reply {
-            Ok(body) => Outgoing {
-                topic: Topic::Answer(call.clone(), Answer::Accepted).name(&thing),
-                payload: body,
-            },
-            Err(mut e) => {
-                self.counts.rejected_requests += 1;
-                e.client_token = token;
-                e.timestamp = secs(self.clock.now_ms());
-                Outgoing {
-                    topic: Topic::Answer(call.clone(), Answer::Rejected).name(&thing),
-                    payload: jobs::encode(&e),
-                }
-            }
-        };
-        // The answer before the notifications it caused.
-        let notes = std::mem::take(&mut out);
-        out.push(answer);
-        out.extend(notes);
-        if matches!(call, Call::StartNext | Call::Update(_)) {
-            if let Call::Update(job) = &call {
-                out.extend(self.check_abort(job));
-                self.complete_if_done(job);
-            }
-            let changed = self.statuses_of(&thing) != before;
-            out.extend(self.notifications(&thing, changed));
-        }
-        Some(out)
-    }
-
-    fn statuses_of(&self, thing: &str) -> Vec<(String, JobExecutionStatus)> {
-        self.execs
-            .values()
-            .filter(|e| e.thing == thing)
-            .map(|e| (e.job_id.clone(), e.status))
-            .collect()
-    }
-
-    fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ErrorResponse> {
-        jobs::decode(payload).map_err(|e| err(ErrorCode::InvalidJson, e.to_string()))
-    }
-
-    fn get_pending(&self, thing: &str, payload: &[u8]) -> Reply {
-        let req: GetPendingRequest = Self::parse(payload)?;
-        let mut mine: Vec<&ExecutionView> =
-            self.execs.values().filter(|e| e.thing == thing).collect();
-        mine.sort_by_key(|e| e.seq);
-        let of = |s| {
-            mine.iter()
-                .filter(|e| e.status == s)
-                .map(|e| summary(e))
-                .collect()
-        };
-        Ok(jobs::encode(&GetPendingResponse {
-            in_progress_jobs: of(JobExecutionStatus::InProgress),
-            queued_jobs: of(JobExecutionStatus::Queued),
-            timestamp: secs(self.clock.now_ms()),
-            client_token: req.client_token,
-        }))
-    }
-
-    fn start_next(&mut self, thing: &str, payload: &[u8]) -> Reply {
-        let req: StartNextRequest = Self::parse(payload)?;
-        let step = step_minutes(req.step_timeout_in_minutes)?;
-        let now = self.clock.now_ms();
-        let key = self
-            .next_of(thing)
-            .map(|e| (e.thing.clone(), e.job_id.clone()));
-        if let Some(key) = &key {
-            let timeout = self.in_progress_timeout(&key.1);
-            if let Some(e) = self.execs.get_mut(key)
-                && e.status == JobExecutionStatus::Queued
-            {
-                self.counts.started += 1;
-                start(e, now, step, timeout, req.status_details);
-            }
-        }
-        let execution = key
-            .and_then(|k| self.execs.get(&k))
-            .map(|e| self.execution_data(e, true));
-        Ok(jobs::encode(&ExecutionResponse {
-            execution,
-            timestamp: secs(now),
-            client_token: req.client_token,
-        }))
-    }
-
-    fn in_progress_timeout(&self, job_id: &str) -> Option<i64> {
-        self.jobs
-            .get(job_id)?
-            .config
-            .timeout_config
-            .map(|t| t.in_progress_timeout_in_minutes)
-    }
-
-    fn describe(&self, thing: &str, job: &JobRef, payload: &[u8]) -> Reply {
-        let req: DescribeRequest = Self::parse(payload)?;
-        let e = match job {
-            JobRef::Next => self.next_of(thing),
-            JobRef::Id(id) => {
-                let e = self
-                    .execs
-                    .get(&(thing.to_owned(), id.clone()))
-                    .filter(|_| req.execution_number.is_none_or(|n| n == 1))
-                    .ok_or_else(|| {
-                        err(ErrorCode::ResourceNotFound, format!("no execution of {id}"))
-                    })?;
-                if e.status.is_terminal() {
-                    return Err(err(
-                        ErrorCode::TerminalStateReached,
-                        format!("{id} is {:?}", e.status),
-                    ));
-                }
-                Some(e)
-            }
-        };
-        let with_document = req.include_job_document.unwrap_or(true);
-        Ok(jobs::encode(&ExecutionResponse {
-            execution: e.map(|e| self.execution_data(e, with_document)),
-            timestamp: secs(self.clock.now_ms()),
-            client_token: req.client_token,
-        }))
-    }
-
-    fn update(&mut self, thing: &str, job_id: &str, payload: &[u8]) -> Reply {
-        let req: UpdateRequest = Self::parse(payload)?;
-        let now = self.clock.now_ms();
-        let key = (thing.to_owned(), job_id.to_owned());
-        let timeout = self.in_progress_timeout(job_id);
-        let busy = self.execs.values().any(|e| {
-            e.thing == thing && e.job_id != job_id && e.status == JobExecutionStatus::InProgress
-        });
-        let e = self
-            .execs
-            .get_mut(&key)
-            .filter(|_| req.execution_number.is_none_or(|n| n == 1))
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::ResourceNotFound,
-                    format!("no execution of {job_id}"),
-                )
-            })?;
-        if !req.status.device_may_set() {
-            return Err(err(
-                ErrorCode::InvalidRequest,
-                "status must be IN_PROGRESS, SUCCEEDED, FAILED or REJECTED",
-            ));
-        }
-        let step = step_minutes(req.step_timeout_in_minutes)?;
-        let with_state = |mut r: ErrorResponse, e: &ExecutionView| {
-            r.execution_state = Some(state_of(e));
-            r
-        };
-        if let Some(v) = req.expected_version
-            && v != e.version_number
-        {
-            let msg = format!("expectedVersion {v}, current version {}", e.version_number);
-            return Err(with_state(err(ErrorCode::VersionMismatch, msg), e));
-        }
-        if e.status.is_terminal() {
-            let msg = format!("{:?} cannot become {:?}", e.status, req.status);
-            return Err(with_state(err(ErrorCode::InvalidStateTransition, msg), e));
-        }
-        if e.status == JobExecutionStatus::Queued
-            && req.status == JobExecutionStatus::InProgress
-            && busy
-        {
-            let msg = "another execution is IN_PROGRESS on this thing (one at a time)";
-            return Err(with_state(err(ErrorCode::InvalidStateTransition, msg), e));
-        }
-        if e.status == JobExecutionStatus::Queued && req.status == JobExecutionStatus::InProgress {
-            self.counts.started += 1;
-            start(e, now, step, timeout, req.status_details);
-        } else {
-            if let Some(d) = req.status_details {
-                e.status_details = d;
-            }
-            if let Some(m) = step {
-                e.step_deadline = Some(now + minutes_ms(m));
-            }
-            e.status = req.status;
-            e.version_number += 1;
-            e.last_updated_at = now;
-        }
-        match e.status {
-            JobExecutionStatus::Succeeded => self.counts.succeeded += 1,
-            JobExecutionStatus::Failed => self.counts.failed += 1,
-            JobExecutionStatus::Rejected => self.counts.rejected += 1,
-            _ => {}
-        }
-        let e = &self.execs[&key];
-        let response = UpdateResponse {
-            execution_state: req
-                .include_job_execution_state
-                .unwrap_or(false)
-                .then(|| state_of(e)),
-            job_document: req
-                .include_job_document
-                .unwrap_or(false)
-                .then(|| self.jobs.get(job_id).map(|j| j.config.document.clone()))
-                .flatten(),
-            timestamp: secs(now),
-            client_token: req.client_token,
-        };
-        Ok(jobs::encode(&response))
-    }
-}
-
-/// QUEUED to IN_PROGRESS: the step timer (when asked) and the job's
-/// in-progress timer start now.
-fn start(
-    e: &mut ExecutionView,
-    now: i64,
-    step: Option<i64>,
-    in_progress_timeout: Option<i64>,
-    details: Option<StatusDetails>,
-) {
-    e.status = JobExecutionStatus::InProgress;
-    e.started_at = Some(now);
-    e.last_updated_at = now;
-    e.version_number += 1;
-    e.step_deadline = step.map(|m| now + minutes_ms(m));
-    e.in_progress_deadline = in_progress_timeout.map(|m| now + minutes_ms(m));
-    if let Some(d) = details {
-        e.status_details = d;
     }
 }
