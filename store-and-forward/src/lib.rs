@@ -21,7 +21,9 @@
 //! - [`sync`]: the outbox drain, online authorization and downstream
 //!   handling over the uplink.
 //! - [`wire`]: the wire contract (envelope, message bodies, topics,
-//!   telemetry packing).
+//!   telemetry packing), and AWS IoT's own MQTT APIs the cart speaks:
+//!   fleet provisioning (`wire::fleet`) and Jobs (`wire::jobs`: topics,
+//!   execution payloads, the job documents).
 //! - [`failpoint`]: crash-test hooks (feature `failpoints`).
 //! - [`uplink`]: MQTT 5 over mutual TLS to the broker (link, TLS identity, backoff, topics).
 //! - [`error`], the crate's error type [`LedgerError`].

@@ -11,6 +11,8 @@
 //! - `topics.rs`: topic names.
 //! - [`fleet`]: AWS IoT fleet provisioning's MQTT API (AWS's topics and
 //!   payloads, outside our envelope), spoken by provisioning and rotation.
+//! - [`jobs`]: AWS IoT Jobs' device MQTT API (AWS's topics and payloads,
+//!   outside our envelope) and the job documents the cart understands.
 //! - [`receipt`]: the receipt's QR code, an e-receipt URL carrying the
 //!   payment and the cart's signature over it (device key).
 //! - `telemetry.rs`: packing telemetry into messages that fill the 5 KB
@@ -19,6 +21,7 @@
 pub mod down;
 mod envelope;
 pub mod fleet;
+pub mod jobs;
 pub mod receipt;
 pub mod telemetry;
 pub mod topics;

@@ -40,6 +40,38 @@ pub struct Counts {
     pub statuses: u64,
     /// Messages that did not decode or did not match their topic.
     pub malformed: u64,
+    /// AWS IoT Jobs (`jobs.rs`).
+    #[serde(default)]
+    pub jobs: JobCounts,
+}
+
+/// What the Jobs service saw and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    /// Jobs created.
+    pub jobs_created: u64,
+    /// Jobs canceled by their abort criteria.
+    pub jobs_aborted: u64,
+    /// Executions created (rolled out to a thing).
+    pub executions: u64,
+    /// Executions that went IN_PROGRESS.
+    pub started: u64,
+    /// Executions the device finished SUCCEEDED.
+    pub succeeded: u64,
+    /// Executions the device finished FAILED.
+    pub failed: u64,
+    /// Executions the device REJECTED.
+    pub rejected: u64,
+    /// Executions whose step or in-progress timer expired.
+    pub timed_out: u64,
+    /// Executions canceled (job cancel or abort).
+    pub canceled: u64,
+    /// Device requests received.
+    pub requests: u64,
+    /// Requests answered on `.../rejected`.
+    pub rejected_requests: u64,
+    /// notify-next messages sent.
+    pub notifications: u64,
 }
 
 /// How a payment reached its outcome.

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::counts::{Counts, PaymentView, Via};
 use crate::fleet::{Fleet, FleetConfig, FleetError};
+use crate::jobs::{JobsConfig, JobsService};
 use crate::processor::{Decision, Processor};
 
 /// How the emulator connects.
@@ -83,6 +84,8 @@ pub struct Emulator {
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
     fleet: Option<Arc<Fleet>>,
+    jobs: Option<Arc<JobsService>>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -100,6 +103,15 @@ impl Emulator {
         config: EmulatorConfig,
         fleet: Option<FleetConfig>,
     ) -> Result<Emulator, EmulatorError> {
+        Self::start_with(config, fleet, None).await
+    }
+
+    /// [`Emulator::start_with_fleet`] with AWS IoT Jobs (`jobs.rs`) too.
+    pub async fn start_with(
+        config: EmulatorConfig,
+        fleet: Option<FleetConfig>,
+        jobs: Option<JobsConfig>,
+    ) -> Result<Emulator, EmulatorError> {
         let fleet = fleet.map(Fleet::new).transpose()?.map(Arc::new);
         let processor = Arc::new(Processor::load(&config.fixtures)?);
         let cert = match &config.identity {
@@ -112,16 +124,42 @@ impl Emulator {
         if fleet.is_some() {
             subs.extend(Fleet::subscriptions().map(|t| (t.to_owned(), QoS::AtLeastOnce)));
         }
+        if jobs.is_some() {
+            subs.extend(
+                store_and_forward::wire::jobs::BACKEND_FILTERS
+                    .map(|t| (t.to_owned(), QoS::AtLeastOnce)),
+            );
+        }
         let (link, incoming) = uplink::start(config.link, cert, subs)?;
         let state = Arc::new(Mutex::new(State::default()));
-        let served = (link.clone(), state.clone(), fleet.clone());
+        let ticker = jobs.as_ref().and_then(|c| c.tick_every);
+        let jobs = jobs.map(|c| Arc::new(JobsService::new(&c, link.clone())));
+        let ticker = ticker.zip(jobs.clone()).map(|(every, jobs)| {
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                loop {
+                    interval.tick().await;
+                    if let Err(e) = jobs.tick().await {
+                        warn!(cause = %e, "jobs tick not published");
+                    }
+                }
+            })
+        });
+        let served = (link.clone(), state.clone(), fleet.clone(), jobs.clone());
         let task = tokio::spawn(serve(served, processor, incoming));
         Ok(Emulator {
             link,
             state,
             task,
             fleet,
+            jobs,
+            ticker,
         })
+    }
+
+    /// AWS IoT Jobs, when started with it.
+    pub fn jobs(&self) -> Option<&JobsService> {
+        self.jobs.as_deref()
     }
 
     /// The fleet-provisioning responder and its certificate registry.
@@ -136,7 +174,11 @@ impl Emulator {
 
     /// The totals.
     pub fn counts(&self) -> Counts {
-        lock(&self.state).counts.clone()
+        let mut counts = lock(&self.state).counts.clone();
+        if let Some(j) = &self.jobs {
+            counts.jobs = j.with(|j| j.counts());
+        }
+        counts
     }
 
     /// Every payment seen.
@@ -314,13 +356,23 @@ impl Emulator {
 
     /// Disconnects.
     pub async fn shutdown(self) {
+        if let Some(t) = self.ticker {
+            t.abort();
+        }
         self.link.shutdown().await;
         self.task.abort();
     }
 }
 
+type Served = (
+    LinkHandle,
+    Arc<Mutex<State>>,
+    Option<Arc<Fleet>>,
+    Option<Arc<JobsService>>,
+);
+
 async fn serve(
-    (link, state, fleet): (LinkHandle, Arc<Mutex<State>>, Option<Arc<Fleet>>),
+    (link, state, fleet, jobs): Served,
     processor: Arc<Processor>,
     mut incoming: mpsc::Receiver<Incoming>,
 ) {
@@ -330,10 +382,15 @@ async fn serve(
     // full). Awaiting inline would deadlock under load.
     while let Some(msg) = incoming.recv().await {
         let (link, state, processor) = (link.clone(), state.clone(), processor.clone());
-        let fleet = fleet.clone();
+        let (fleet, jobs) = (fleet.clone(), jobs.clone());
         tokio::spawn(async move {
             if let Some(f) = &fleet
                 && f.handle(&link, &msg).await
+            {
+                return;
+            }
+            if let Some(j) = &jobs
+                && j.handle(&msg).await
             {
                 return;
             }

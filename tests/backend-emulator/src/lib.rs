@@ -18,6 +18,8 @@
 //! - [`counts`]: what it saw, for tests (API) and scripts (JSON).
 //! - [`fleet`]: AWS IoT fleet provisioning (CreateCertificateFromCsr,
 //!   RegisterThing) and the certificate registry per cart.
+//! - [`jobs`]: AWS IoT Jobs (the device MQTT API, rollout, timeouts,
+//!   cancellation, abort), on an injectable clock.
 //! - [`recovery`]: a dead-TPM cart's recovery export in, its payments
 //!   forwarded exactly once (the `cart-recover` tool).
 #![deny(missing_docs)]
@@ -25,13 +27,15 @@
 pub mod counts;
 pub mod emulator;
 pub mod fleet;
+pub mod jobs;
 pub mod processor;
 pub mod receipts;
 pub mod recovery;
 mod staff;
 mod streams;
 
-pub use counts::{Counts, PaymentView, Via};
+pub use counts::{Counts, JobCounts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};
 pub use fleet::{CertStatus, CertView, Fleet, FleetConfig};
+pub use jobs::{JobConfig, JobsConfig, JobsService};
 pub use receipts::{ReceiptRefused, ReceiptVerdict};

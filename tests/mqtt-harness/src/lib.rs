@@ -284,18 +284,23 @@ impl Broker {
 pub const CLAIM_IDENTITY: &str = "claim";
 
 /// The ACL: the backend reads and writes every cart's topics and AWS IoT's
-/// fleet-provisioning topics; every identity (a cart, the claim) may call
-/// the fleet-provisioning API (request topics) and read its answers. Under
-/// mosquitto those answers reach every subscriber (AWS IoT sends them to
-/// the requesting connection only): clients match answers by content.
+/// fleet-provisioning and Jobs topics; every identity (a cart, the claim)
+/// may call the fleet-provisioning API (request topics) and read its
+/// answers. Under mosquitto those answers reach every subscriber (AWS IoT
+/// sends them to the requesting connection only): clients match answers by
+/// content. A cart reaches the Jobs API of its own thing only
+/// (`$aws/things/{cart}/jobs/#`, as AWS's example policy with
+/// `${iot:Connection.Thing.ThingName}`).
 fn acl_text() -> String {
     format!(
         "user {BACKEND_IDENTITY}\n\
          topic readwrite carts/#\n\
          topic readwrite $aws/certificates/#\n\
          topic readwrite $aws/provisioning-templates/#\n\
+         topic readwrite $aws/things/#\n\
          \n\
          pattern readwrite carts/%u/#\n\
+         pattern readwrite $aws/things/%u/jobs/#\n\
          pattern write $aws/certificates/create-from-csr/json\n\
          pattern read $aws/certificates/create-from-csr/json/accepted\n\
          pattern read $aws/certificates/create-from-csr/json/rejected\n\

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use backend_emulator::{Emulator, EmulatorConfig};
+use backend_emulator::{Emulator, EmulatorConfig, JobConfig, JobsConfig};
 use clap::Parser;
 use store_and_forward::uplink::LinkConfig;
 
@@ -48,6 +48,14 @@ struct Args {
     /// The version of the staff lists sent with `--staff-list`.
     #[arg(long, default_value_t = 1)]
     staff_list_version: u64,
+    /// Answers AWS IoT Jobs (the broker must let `backend` use `$aws/things/#`).
+    #[arg(long)]
+    jobs: bool,
+    /// Creates a job at start from a JSON file with CreateJob's fields
+    /// (`jobId`, `targets`, `document`, `jobExecutionsRolloutConfig`,
+    /// `abortConfig`, `timeoutConfig`); implies `--jobs`. Repeatable.
+    #[arg(long = "job", value_name = "FILE")]
+    job_files: Vec<PathBuf>,
 }
 
 #[tokio::main]
@@ -76,9 +84,24 @@ async fn main() -> anyhow::Result<()> {
         identity,
         fixtures: args.fixtures.clone(),
     };
-    let emulator = Emulator::start(config)
+    let jobs = (args.jobs || !args.job_files.is_empty()).then(JobsConfig::default);
+    let emulator = Emulator::start_with(config, None, jobs)
         .await
         .context("starting the emulator")?;
+    if !args.job_files.is_empty() && !emulator.wait_up(Duration::from_secs(30)).await {
+        anyhow::bail!("the broker did not answer within 30 s; no job created");
+    }
+    for file in &args.job_files {
+        let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let job: JobConfig = serde_json::from_slice(&text)
+            .with_context(|| format!("{}: not a job (CreateJob's fields)", file.display()))?;
+        if let Some(service) = emulator.jobs() {
+            service
+                .create_job(job)
+                .await
+                .with_context(|| format!("creating the job of {}", file.display()))?;
+        }
+    }
     for spec in &args.staff_lists {
         let Some((cart, ids)) = spec.split_once('=') else {
             anyhow::bail!("--staff-list {spec:?}: expected CART=ID[,ID...]");
