@@ -11,7 +11,16 @@ checked out):
     packaging/sysusers.d/cart.conf, which oe-core's rootfs check compares
     with /etc/passwd and /etc/group;
   - the recipe installs through packaging/install.sh (files.list) and names
-    every unit files.list installs in SYSTEMD_SERVICE.
+    every unit files.list installs in SYSTEMD_SERVICE;
+  - updates (docs/updates.md): common.yml pins every layer the cart's
+    layer.conf depends on (meta-rauc among them); release.yml marks a
+    release (CART_RELEASE, which makes cart_release_keys refuse the
+    development keys) and forwards the signing variables; each RAUC
+    system.conf uses only keys RAUC 1.8 (the QEMU guest's, which refuses
+    unknown keys) and 1.15 (the image's) both read, takes its compatible
+    string from CART_RAUC_COMPATIBLE, and cart-bundle writes the same one
+    in verity format; RAUC's D-Bus policy lets only root and the cart's
+    user call it.
 
 Run with the Python that has kas installed (scripts/setup.sh puts it in
 target/yocto-tools).
@@ -133,13 +142,103 @@ def check_install():
         errors.append(f"SYSTEMD_SERVICE {sorted(services)} != units in files.list {sorted(listed)}")
 
 
+# The system.conf keys RAUC 1.8 and 1.15 both read, per section ("slot" for
+# every [slot.CLASS.N]); docs/updates.md says why the cart uses each.
+RAUC_KEYS = {
+    "system": {"compatible", "bootloader", "grubenv", "data-directory", "bundle-formats"},
+    "keyring": {"path"},
+    "slot": {"device", "type", "bootname"},
+}
+# The layers whose collections LAYERDEPENDS_cart names, by kas repository.
+LAYER_REPOS = {
+    "core": "openembedded-core",
+    "openembedded-layer": "meta-openembedded",
+    "meta-python": "meta-openembedded",
+    "networking-layer": "meta-openembedded",
+    "tpm-layer": "meta-security",
+    "rauc": "meta-rauc",
+}
+
+
+def read(*parts):
+    with open(os.path.join(LAYER, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def check_updates():
+    import yaml  # kas depends on PyYAML
+
+    common = yaml.safe_load(read("kas", "common.yml")) or {}
+    repos = common.get("repos") or {}
+    m = re.search(r'^LAYERDEPENDS_cart = "([^"]*)"', read("conf", "layer.conf"), re.M)
+    for collection in (m.group(1).split() if m else []):
+        repo = LAYER_REPOS.get(collection)
+        if repo is None:
+            errors.append(f"layer.conf depends on {collection}: add its repository to LAYER_REPOS and kas/common.yml")
+        elif repo not in repos:
+            errors.append(f"kas/common.yml: no repository {repo} for the layer collection {collection}")
+
+    release = yaml.safe_load(read("kas", "release.yml")) or {}
+    headers = "\n".join((release.get("local_conf_header") or {}).values())
+    if not re.search(r'^CART_RELEASE = "1"$', headers, re.M):
+        errors.append('kas/release.yml: local_conf_header must set CART_RELEASE = "1" (refuses the development keys)')
+    for var in ("RAUC_KEY_FILE", "RAUC_CERT_FILE", "RAUC_KEYRING_FILE"):
+        if var not in (release.get("env") or {}):
+            errors.append(f"kas/release.yml: env must forward {var} (the release's signing material)")
+    if 'INHERIT += "cart_release_keys"' not in read("conf", "distro", "cart.conf"):
+        errors.append("conf/distro/cart.conf: must inherit cart_release_keys")
+
+    confs = sorted(glob.glob(os.path.join(LAYER, "recipes-core", "rauc", "files", "*", "system.conf")))
+    if not confs:
+        errors.append("no RAUC system.conf under recipes-core/rauc/files/<machine>/")
+    for conf in confs:
+        name = os.path.relpath(conf, LAYER)
+        section = None
+        for n, line in enumerate(open(conf, encoding="utf-8"), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            sm = re.fullmatch(r"\[([^\]]+)\]", line)
+            if sm:
+                section = sm.group(1)
+                kind = "slot" if re.fullmatch(r"slot\.[\w-]+\.\d+", section) else section
+                if kind not in RAUC_KEYS:
+                    errors.append(f"{name}:{n}: section [{section}] is not one RAUC 1.8 and 1.15 both read")
+                continue
+            key, _, value = line.partition("=")
+            key = key.strip()
+            if section is None or key not in RAUC_KEYS.get(kind, set()):
+                errors.append(f"{name}:{n}: key {key} in [{section}] is not one the cart uses from RAUC 1.8 and 1.15")
+            if section == "system" and key == "compatible" and value.strip() != "@CART_RAUC_COMPATIBLE@":
+                errors.append(f"{name}:{n}: compatible must be @CART_RAUC_COMPATIBLE@ (filled in by rauc-conf)")
+
+    bundle = read("recipes-core", "bundles", "cart-bundle_1.0.bb")
+    if 'RAUC_BUNDLE_FORMAT = "verity"' not in bundle:
+        errors.append('cart-bundle: RAUC_BUNDLE_FORMAT must be "verity"')
+    if 'RAUC_BUNDLE_COMPATIBLE = "${CART_RAUC_COMPATIBLE}"' not in bundle:
+        errors.append("cart-bundle: RAUC_BUNDLE_COMPATIBLE must be ${CART_RAUC_COMPATIBLE}, as system.conf")
+
+    policy = read("recipes-core", "rauc", "files", "de.pengutronix.rauc.conf")
+    policy = re.sub(r"<!--.*?-->", "", policy, flags=re.S)
+    _, users, _ = sysusers()
+    for m in re.finditer(r'<policy ([^>]*)>(.*?)</policy>', policy, re.S):
+        who, body = m.group(1), m.group(2)
+        allows = re.search(r'<allow send_destination="de\.pengutronix\.rauc"', body)
+        um = re.fullmatch(r'user="([^"]+)"', who.strip())
+        if allows and not (um and um.group(1) in {"root"} | set(users)):
+            errors.append(f"de.pengutronix.rauc.conf: <policy {who}> may call RAUC; only root and the cart's user may")
+
+
 def main():
     check_kas()
     check_users()
     check_install()
+    check_updates()
     if errors:
         sys.exit("check-layer:\n  " + "\n  ".join(errors))
-    print("check-layer: kas files valid and pinned; users and groups match sysusers.d; units match files.list")
+    print("check-layer: kas files valid and pinned; users and groups match sysusers.d; units match files.list; "
+          "RAUC layer pinned, release refuses the development keys, system.conf keys read by RAUC 1.8 and 1.15, "
+          "D-Bus policy root and cart only")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 # Parses yocto-layer/ with bitbake against the layers kas/common.yml pins,
 # offline (BB_NO_NETWORK), and resolves the images' whole dependency graph:
 #   bitbake -p                        parse every recipe of every layer
-#   bitbake -g cart-image cart-image-dev   every provider the images need
+#   bitbake -g cart-image cart-image-dev [cart-bundle]
+#                                     every provider the images (and, on the
+#                                     machines with updates, the bundle) need
 # It fails on a parse error, a missing provider, or any WARNING or ERROR line
 # bitbake prints (QA warnings at parse time included). Not in the test
 # command: it needs the layers checked out (~1.5 GB) and takes minutes.
@@ -15,6 +17,7 @@
 #   openembedded-core    (branch wrynose)
 #   meta-openembedded    (branch wrynose)
 #   meta-security        (branch wrynose)
+#   meta-rauc            (rauc/meta-rauc, branch wrynose)
 # Each is put at the commit kas/common.yml pins (`git checkout --detach`);
 # the commit must be in the clone. The build folder is YOCTO_BUILD (default
 # ${TMPDIR:-/tmp}/cart-yocto-check-MACHINE), outside the checkout: bitbake
@@ -80,15 +83,24 @@ BBLAYERS = " \\
   $sources/meta-openembedded/meta-python \\
   $sources/meta-openembedded/meta-networking \\
   $sources/meta-security/meta-tpm \\
+  $sources/meta-rauc \\
   $snapshot/yocto-layer \\
 "
 EOF
 # What kas/cart-$machine.yml and kas/dev.yml put in local.conf, offline.
+# qemux86-64 boots GRUB (RAUC's grub backend picks the root slot), with a
+# bundle to resolve too; the other machines systemd-boot.
+efi_provider=systemd-boot
+targets="cart-image cart-image-dev"
+if [ "$machine" = qemux86-64 ]; then
+  efi_provider=grub-efi
+  targets="$targets cart-bundle"
+fi
 cat > "$build/conf/local.conf" <<EOF
 MACHINE = "$machine"
 DISTRO = "cart"
 MACHINE_FEATURES:append = " efi"
-EFI_PROVIDER = "systemd-boot"
+EFI_PROVIDER = "$efi_provider"
 INHERIT += "externalsrc"
 EXTERNALSRC:pn-cart-app = "\${CART_LAYERDIR}/.."
 BB_NO_NETWORK = "1"
@@ -113,7 +125,7 @@ log=$build/check.log
 status=0
 run "bitbake -p" 2>&1 | tee -a "$log" || status=1
 if [ $status -eq 0 ]; then
-  run "bitbake -g cart-image cart-image-dev" 2>&1 | tee -a "$log" || status=1
+  run "bitbake -g $targets" 2>&1 | tee -a "$log" || status=1
 fi
 if grep -E '^(WARNING|ERROR)' "$log" >/dev/null; then
   echo "check-yocto: bitbake printed warnings or errors (above)" >&2
@@ -121,6 +133,6 @@ if grep -E '^(WARNING|ERROR)' "$log" >/dev/null; then
 fi
 if [ $status -eq 0 ]; then
   n=$(wc -l < "$build/pn-buildlist")
-  echo "check-yocto: $machine parsed; cart-image and cart-image-dev resolve ($n recipes in pn-buildlist)"
+  echo "check-yocto: $machine parsed; $targets resolve ($n recipes in pn-buildlist)"
 fi
 exit $status
