@@ -4,7 +4,8 @@
 //!
 //! Journal fields (no prefix, upper case, as `journalctl` expects):
 //! `CART_ID` on every entry; `PAYMENT_KEY` on payment entries; `DEVICE`
-//! (`scanner`, `reader`, `tpm`, `link`) on device entries. For example
+//! (`scanner`, `reader`, `tpm`, `link`) on device entries; `JOB_ID` on a
+//! remote job's entries. For example
 //! `journalctl -u cart-app PAYMENT_KEY=0190...` follows one payment.
 //! The log level comes from `RUST_LOG` (default `info`).
 
@@ -18,6 +19,8 @@ pub mod fields {
     pub const PAYMENT_KEY: &str = "payment_key";
     /// The device an entry is about.
     pub const DEVICE: &str = "device";
+    /// A remote job's id.
+    pub const JOB_ID: &str = "job_id";
 }
 
 /// Where logging went.
@@ -33,6 +36,40 @@ fn filter() -> EnvFilter {
     filter_or("info")
 }
 
+type Reload = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// The daemon's filter, changeable at run time ([`raise`]).
+static RELOAD: std::sync::OnceLock<Reload> = std::sync::OnceLock::new();
+/// Raises in force: a later one replaces an earlier one's restore.
+static RAISES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets the daemon's log level to `level` (`error` .. `trace`) for `for_`,
+/// then back to what the environment (or the default) says: a remote job
+/// for a technician chasing a fault. Needs the journal logging of
+/// [`init_daemon`].
+pub fn raise(level: &str, for_: std::time::Duration) -> Result<(), String> {
+    let handle = RELOAD
+        .get()
+        .ok_or_else(|| "logging is not the daemon's (no journal)".to_owned())?;
+    let wanted = EnvFilter::try_new(level).map_err(|e| format!("log level {level:?}: {e}"))?;
+    handle
+        .reload(wanted)
+        .map_err(|e| format!("log level not changed: {e}"))?;
+    let me = RAISES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    let handle = handle.clone();
+    std::thread::Builder::new()
+        .name("log-level".into())
+        .spawn(move || {
+            std::thread::sleep(for_);
+            if RAISES.load(std::sync::atomic::Ordering::SeqCst) == me {
+                let _ = handle.reload(filter());
+                tracing::warn!("log level back to its configured value");
+            }
+        })
+        .map_err(|e| format!("timer thread: {e}"))?;
+    Ok(())
+}
+
 fn filter_or(default: &str) -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
 }
@@ -46,12 +83,14 @@ pub fn init_daemon(cart_id: &str) -> LogTarget {
                     .with_field_prefix(None)
                     .with_syslog_identifier("cart-app".into())
                     .with_custom_fields([("CART_ID", cart_id.as_bytes())]);
+                let (filter, handle) = tracing_subscriber::reload::Layer::new(filter());
                 if tracing_subscriber::registry()
-                    .with(filter())
+                    .with(filter)
                     .with(layer)
                     .try_init()
                     .is_ok()
                 {
+                    let _ = RELOAD.set(handle);
                     return LogTarget::Journal;
                 }
             }

@@ -235,6 +235,17 @@ impl Session {
         self.phase == Phase::Paying
     }
 
+    /// Whether no shopper is using the cart: nothing scanned since the
+    /// last sale ended.
+    pub fn idle(&self) -> bool {
+        self.phase == Phase::Idle
+    }
+
+    /// Whether the cart shows out of service.
+    pub fn out_of_service(&self) -> bool {
+        self.out_of_service
+    }
+
     /// The screen to show when nothing else asks for one.
     fn resting_screen(&self) -> Screen {
         if self.out_of_service {

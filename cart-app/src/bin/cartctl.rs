@@ -594,6 +594,13 @@ fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
             v => format!("version {v}"),
         },
     );
+    if let Some(reason) = st.jobs.get("operator.out_of_service") {
+        line(
+            "service",
+            format!("OUT OF SERVICE by an operator ({reason})"),
+        );
+    }
+    line("jobs", jobs_line(&st.jobs));
     let mut exposure = status.exposure_line();
     if let Some(oldest) = st.exposure.oldest_unforwarded {
         exposure.push_str(&format!(
@@ -654,4 +661,31 @@ fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
         format!("{} dropped over quota", st.telemetry_dropped),
     );
     out
+}
+
+/// The job in hand and the last one, as a technician reads them.
+fn jobs_line(jobs: &std::collections::BTreeMap<String, String>) -> String {
+    use store_and_forward::sync::jobs::{JobPhase, JobRecord, LastJob};
+    let current = jobs
+        .get("jobs.current")
+        .and_then(|j| serde_json::from_str::<JobRecord>(j).ok())
+        .map(|r| match r.phase {
+            JobPhase::Running => format!("{} ({}) running", r.job_id, r.operation),
+            JobPhase::Finishing { status, .. } => {
+                format!(
+                    "{} ({}) {status:?}, not yet acknowledged",
+                    r.job_id, r.operation
+                )
+            }
+        });
+    let last = jobs
+        .get("jobs.last")
+        .and_then(|j| serde_json::from_str::<LastJob>(j).ok())
+        .map(|l| format!("last {} ({}) {:?}", l.job_id, l.operation, l.status));
+    match (current, last) {
+        (None, None) => "none".to_owned(),
+        (Some(c), None) => c,
+        (None, Some(l)) => l,
+        (Some(c), Some(l)) => format!("{c}; {l}"),
+    }
 }

@@ -27,9 +27,12 @@
 //! - [`supervise`]: a device thread's panic costs one step, not the daemon.
 //! - [`control_server`]: the control socket `cartctl` talks to.
 //! - [`maintenance`]: the ledger's maintenance, at start and on a schedule.
+//! - [`jobs`]: the remote jobs the application runs (out of service,
+//!   rotation, log level, reboot), each at an idle cart.
 
 pub mod control_server;
 pub mod identity;
+pub mod jobs;
 pub mod maintenance;
 pub mod parts;
 pub mod settings;
@@ -438,9 +441,18 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     // rotation requests to the rotation task.
     {
         let tx = Mutex::new(session_tx.clone());
+        let job_ctx = jobs::JobContext {
+            session: Arc::new(Mutex::new(session_tx.clone())),
+            shared: shared.clone(),
+            ledger: ledger.clone(),
+            rotation: rotation_tx.clone(),
+        };
         rt.spawn(async move {
             while let Some(ev) = app_rx.recv().await {
                 match ev {
+                    AppEvent::Job { run, done } => {
+                        tokio::spawn(jobs::run(job_ctx.clone(), run, done));
+                    }
                     AppEvent::Rotation { id, .. } => {
                         info!(request = %id, "certificate rotation requested by the backend");
                         if rotation_tx.send(Trigger::Request { id }).await.is_err() {

@@ -42,6 +42,13 @@ pub enum Msg {
     },
     /// The backend sent something for the application.
     App(AppEvent),
+    /// An operator (a remote job) took the cart out of service or put it
+    /// back; kept apart from the daemon's own reasons (not provisioned,
+    /// stopping), so neither clears the other.
+    Operator {
+        /// Out of service.
+        out_of_service: bool,
+    },
     /// The daemon is stopping: no new payments.
     Stop,
     /// Leave the loop (after `Stop` and the payment's end).
@@ -55,7 +62,14 @@ pub struct SessionState {
     pub paying: AtomicBool,
     /// The reader is reachable.
     pub reader_up: AtomicBool,
+    /// No shopper session: nothing scanned, nothing paying (jobs that
+    /// change the cart wait for it).
+    pub idle: AtomicBool,
 }
+
+/// The ledger's cart-state key that keeps an operator's "out of service"
+/// across restarts (its value: the reason).
+pub const OPERATOR_OUT_OF_SERVICE: &str = "operator.out_of_service";
 
 /// Starts the session thread.
 #[allow(clippy::too_many_arguments)]
@@ -78,6 +92,14 @@ pub fn spawn_session(
         .spawn(move || {
             let mut telemetry = TelemetryBuffer::new(200, 2_000);
             let mut fault = FaultView::default();
+            // Out of service by the daemon (not provisioned, stopping) and
+            // by an operator: the screen shows it while either holds.
+            let mut daemon_out = false;
+            let mut operator_out = lock(&ledger)
+                .state(OPERATOR_OUT_OF_SERVICE)
+                .ok()
+                .flatten()
+                .is_some();
             let mut show = |u: ViewUpdate| {
                 if let Some(hook) = on_view.as_mut() {
                     hook(&u);
@@ -94,8 +116,20 @@ pub fn spawn_session(
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
                 let effects = match msg {
+                    None if operator_out && !session.out_of_service() => {
+                        // Kept from before the restart.
+                        session.handle(Input::OutOfService(true), &catalog)
+                    }
                     None => Vec::new(),
                     Some(Msg::Exit) => break,
+                    Some(Msg::Input(Input::OutOfService(on))) => {
+                        daemon_out = on;
+                        session.handle(Input::OutOfService(daemon_out || operator_out), &catalog)
+                    }
+                    Some(Msg::Operator { out_of_service }) => {
+                        operator_out = out_of_service;
+                        session.handle(Input::OutOfService(daemon_out || operator_out), &catalog)
+                    }
                     Some(Msg::Input(Input::Scan(Scan {
                         content: ScanContent::NonProduct(NonProduct::Wifi(creds)),
                         ..
@@ -169,6 +203,14 @@ pub fn spawn_session(
                         done.report(outcome);
                         Vec::new()
                     }
+                    Some(Msg::App(AppEvent::Job { run, done })) => {
+                        // Jobs are run by the daemon's job runner, not here.
+                        warn!(job_id = %run.job_id, "job reached the session thread: failed");
+                        done.finish(store_and_forward::sync::jobs::JobOutcome::Failed(
+                            "misrouted".into(),
+                        ));
+                        Vec::new()
+                    }
                     Some(Msg::App(AppEvent::Rotation { id, .. })) => {
                         warn!(request = %id, "certificate rotation requested by the backend");
                         Vec::new()
@@ -203,6 +245,9 @@ pub fn spawn_session(
                 if !session.paying() {
                     shared.paying.store(false, Ordering::SeqCst);
                 }
+                shared
+                    .idle
+                    .store(session.idle() && !session.paying(), Ordering::SeqCst);
                 let now = Timestamp::now();
                 if !telemetry.is_empty() && telemetry.is_due(now) {
                     flush(&ledger, &mut telemetry, now);

@@ -162,6 +162,11 @@ pub struct LedgerStatus {
     /// would strand the offline payments it seals; see docs/identity.md).
     #[serde(default)]
     pub recovery_keys: Vec<String>,
+    /// Remote jobs: the one in hand (`jobs.current`), the last finished
+    /// (`jobs.last`), as JSON, and an operator's out of service
+    /// (`operator.out_of_service`, its reason).
+    #[serde(default)]
+    pub jobs: BTreeMap<String, String>,
 }
 
 /// A payment record set aside: the broker refused it for good, or it could
@@ -511,6 +516,11 @@ pub(crate) fn status_of(
         quarantined_payments: super::outbox::quarantined_payments(conn, 50)?,
         staff_list_version: read_state_i64(conn, keys::STAFF_LIST_VERSION)?.unwrap_or(0) as u64,
         recovery_keys: super::recovery::key_ids(conn)?,
+        jobs: {
+            let mut jobs = states_with_prefix(conn, "jobs.")?;
+            jobs.extend(states_with_prefix(conn, "operator.")?);
+            jobs
+        },
     })
 }
 

@@ -230,7 +230,13 @@ impl Uplink {
     /// Asks the backend for a stream whole: a delta did not fit the
     /// version held. One request per gap (the envelope id names the
     /// version held).
-    fn request_resync(&self, of: Kind, have_version: u64, rejected_version: u64, now: Timestamp) {
+    pub(crate) fn request_resync(
+        &self,
+        of: Kind,
+        have_version: u64,
+        rejected_version: u64,
+        now: Timestamp,
+    ) {
         let body = ResyncRequest {
             of,
             have_version,
@@ -254,7 +260,7 @@ impl Uplink {
         }
     }
 
-    fn forward_to_app(&self, ev: AppEvent) -> bool {
+    pub(crate) fn forward_to_app(&self, ev: AppEvent) -> bool {
         match &self.app {
             Some(tx) => tx.try_send(ev).is_ok(),
             // Nobody consumes it on this cart: record the version only.

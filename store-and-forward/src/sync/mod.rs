@@ -7,12 +7,14 @@
 //!   marking records delivered, rejections quarantined.
 //! - `online.rs`: online authorization by MQTT 5 request/response.
 //! - `downstream.rs`: decoding, applying and acknowledging what comes down.
+//! - `jobs.rs`: remote jobs (AWS IoT Jobs), one at a time, recorded durably.
 //! - `report.rs`: the delivery report.
 //!
 //! [`uplink`]: crate::uplink
 
 mod downstream;
 mod drain;
+pub mod jobs;
 mod online;
 pub mod report;
 
@@ -103,6 +105,14 @@ pub enum AppEvent {
         /// Where the application reports the outcome.
         done: CatalogDone,
     },
+    /// A remote job for the application (out of service, reboot, ...).
+    /// Its outcome goes back through `done`.
+    Job {
+        /// The job.
+        run: jobs::JobRun,
+        /// Where the application reports progress and the outcome.
+        done: jobs::JobDone,
+    },
     /// The backend asks for a certificate rotation.
     Rotation {
         /// The request id.
@@ -176,16 +186,28 @@ pub struct Uplink {
     /// When backend contact was last written to the ledger (ms): written
     /// at most once a second.
     contact_noted: std::sync::atomic::AtomicI64,
+    /// The application's reports on jobs, and their receiver (taken by
+    /// [`Uplink::run`]).
+    jobs_tx: mpsc::Sender<jobs::JobReport>,
+    jobs_rx: Mutex<Option<mpsc::Receiver<jobs::JobReport>>>,
+    /// The job this process handed to the application.
+    jobs_active: Mutex<Option<String>>,
 }
 
 impl Uplink {
     /// The subscriptions the link must hold for the sync (pass them to
     /// [`crate::uplink::start`]).
     pub fn subscriptions(cart_id: &str) -> Vec<(String, QoS)> {
-        vec![
+        let mut subs = vec![
             (topics::down_filter(cart_id), QoS::AtLeastOnce),
             (topics::rpc_filter(cart_id), QoS::AtLeastOnce),
-        ]
+        ];
+        subs.extend(
+            crate::wire::jobs::device_subscriptions(cart_id)
+                .into_iter()
+                .map(|t| (t, QoS::AtLeastOnce)),
+        );
+        subs
     }
 
     /// A sync over `ledger` and `link`; catalog deltas and rotation
@@ -196,6 +218,7 @@ impl Uplink {
         link: LinkHandle,
         app: Option<mpsc::Sender<AppEvent>>,
     ) -> Arc<Uplink> {
+        let (jobs_tx, jobs_rx) = mpsc::channel(16);
         Arc::new(Uplink {
             config,
             ledger,
@@ -205,6 +228,9 @@ impl Uplink {
             flush: std::sync::atomic::AtomicBool::new(false),
             app,
             contact_noted: std::sync::atomic::AtomicI64::new(0),
+            jobs_tx,
+            jobs_rx: Mutex::new(Some(jobs_rx)),
+            jobs_active: Mutex::new(None),
         })
     }
 
@@ -273,16 +299,36 @@ impl Uplink {
     ) {
         let me = self.clone();
         let mut stop = shutdown.clone();
+        let mut job_reports = lock(&self.jobs_rx).take();
+        let mut link_state = self.link.state();
         let downstream = tokio::spawn(async move {
+            // Jobs: asked for after every connect, including the first.
+            let mut asked = false;
             loop {
+                let up = link_state.borrow_and_update().up;
+                if up && !asked {
+                    me.jobs_on_connect().await;
+                }
+                asked = up;
                 tokio::select! {
                     msg = incoming.recv() => match msg {
+                        Some(msg) if Uplink::is_jobs_topic(&msg.topic) => {
+                            me.handle_jobs(&msg).await;
+                            me.kick();
+                        }
                         Some(msg) => {
                             me.handle_incoming(&msg).await;
                             me.kick();
                         }
                         None => break,
                     },
+                    Some(report) = async {
+                        match job_reports.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => me.on_job_report(report).await,
+                    r = link_state.changed() => if r.is_err() { break },
                     _ = stop.changed() => if *stop.borrow() { break },
                 }
             }

@@ -252,6 +252,27 @@ impl Cart {
         )
     }
 
+    /// [`Cart::start_on`] with the application's events going to `app`.
+    pub fn start_on_with_app(
+        link: LinkConfig,
+        identity: (PathBuf, PathBuf),
+        sync_cart: &str,
+        sync: SyncConfig,
+        ledger: Arc<Mutex<Ledger>>,
+        dir: PathBuf,
+        app: tokio::sync::mpsc::Sender<store_and_forward::sync::AppEvent>,
+    ) -> Cart {
+        Cart::start_on_with(
+            link,
+            identity,
+            sync_cart,
+            sync,
+            ledger,
+            Holder::Kept(dir),
+            Some(app),
+        )
+    }
+
     fn start_on_with(
         link: LinkConfig,
         identity: (PathBuf, PathBuf),
