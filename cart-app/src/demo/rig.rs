@@ -73,11 +73,16 @@ impl Rig {
         };
         let (bc, bk) = broker.client_cert("backend");
         let emulator = rt.block_on(async {
-            let em = Emulator::start(EmulatorConfig {
-                link: link("backend", broker.port()),
-                identity: Some((bc, bk)),
-                fixtures: opts.fixtures.clone(),
-            })
+            // With AWS IoT Jobs: operators' jobs (tests, `--job` files).
+            let em = Emulator::start_with(
+                EmulatorConfig {
+                    link: link("backend", broker.port()),
+                    identity: Some((bc, bk)),
+                    fixtures: opts.fixtures.clone(),
+                },
+                None,
+                Some(backend_emulator::JobsConfig::default()),
+            )
             .await?;
             if !em.wait_up(Duration::from_secs(20)).await {
                 bail!("the backend emulator could not reach mosquitto");
