@@ -1,5 +1,7 @@
 //! The checkout path: the attempt's commit, the decision's commit, and
-//! outcomes learned from the backend (online, forwarded, late or in doubt).
+//! outcomes learned from the backend (online, forwarded, late or in doubt)
+//! and reversals' results. Every state change goes through `transition`,
+//! which asks the lifecycle table (`lifecycle.rs`).
 //!
 //! Two fsyncs per checkout: [`Ledger::record_card_read`] commits the attempt
 //! with the card-read result; the decision ([`Ledger::decide_offline`] or
