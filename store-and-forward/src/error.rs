@@ -105,15 +105,17 @@ pub enum LedgerError {
     /// An attempt with this key exists already (a key is used once).
     #[error("payment attempt {0} exists already")]
     DuplicatePayment(PaymentKey),
-    /// The transition is not in the state machine; nothing was changed.
-    #[error("payment {key}: illegal transition {from} -> {to}")]
+    /// The event has no cell in the state machine (`lifecycle.rs`) for
+    /// the payment's state; nothing was changed. A bug of the caller: the
+    /// checkout reports it and shows no decision.
+    #[error("payment {key}: illegal transition: {event} in state {from}")]
     IllegalTransition {
         /// The attempt.
         key: PaymentKey,
         /// Its state.
         from: PaymentState,
-        /// The state asked for.
-        to: PaymentState,
+        /// The event refused.
+        event: crate::lifecycle::PaymentEvent,
     },
     /// A backend outcome contradicts the one already recorded; the recorded
     /// one stays and the conflict is reported.

@@ -11,7 +11,9 @@
 //! - [`ledger`]: the [`Ledger`] itself (open, checkout path, outbox,
 //!   telemetry, cart state), one file per operation family.
 //! - [`policy`]: offline limits, their validation, the pure decision.
-//! - [`payment`]: idempotency keys, card-read results, the state machine.
+//! - [`payment`]: idempotency keys, card-read results, the payment states.
+//! - [`lifecycle`]: the one transition table (states × events) the ledger
+//!   enforces and the tests check.
 //! - [`telemetry`]: the events and the group-commit buffer.
 //! - [`staff`]: the staff list for age checks (hashed badges, the
 //!   approval recorded with a sale).
@@ -34,6 +36,7 @@ pub mod datakey;
 pub mod error;
 pub mod failpoint;
 pub mod ledger;
+pub mod lifecycle;
 pub mod money;
 pub mod payment;
 pub mod policy;
@@ -46,6 +49,7 @@ pub mod wire;
 
 pub use error::LedgerError;
 pub use ledger::{Ledger, LedgerConfig};
+pub use lifecycle::{IllegalTransition, PaymentEvent};
 pub use money::{Currency, Money};
 pub use payment::{BackendOutcome, CardRead, EntryMode, NewAttempt, PaymentKey, PaymentState};
 pub use time::Timestamp;

@@ -426,13 +426,13 @@ fn crash_before_decision_leaves_attempt_in_doubt_with_an_inquiry() {
         .unwrap();
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].kind, "payment_inquiry");
-    // The backend never saw it: nothing was charged.
+    // The backend never saw it: nothing was charged; closed as cancelled.
     ledger
         .apply_backend_outcome(&a.key, &BackendOutcome::Unknown, t0())
         .unwrap();
     assert_eq!(
         ledger.payment(&a.key).unwrap().unwrap().state,
-        PaymentState::Failed
+        PaymentState::Cancelled
     );
     assert!(
         ledger
@@ -443,7 +443,7 @@ fn crash_before_decision_leaves_attempt_in_doubt_with_an_inquiry() {
 }
 
 #[test]
-fn in_doubt_learns_a_late_online_approval() {
+fn in_doubt_approved_there_is_reversed_never_kept() {
     let fx = Fixture::new();
     let mut ledger = fx.open();
     let a = attempt(eur(100), 1);
@@ -455,8 +455,13 @@ fn in_doubt_learns_a_late_online_approval() {
         .unwrap();
     assert_eq!(
         ledger.payment(&a.key).unwrap().unwrap().state,
-        PaymentState::OnlineApproved
+        PaymentState::ReversalPending
     );
+    let batch = ledger
+        .take_batch(OutboxClass::Payment, 0, 10, 1 << 20, t0())
+        .unwrap();
+    let kinds: Vec<&str> = batch.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, ["payment_reversal"], "the inquiry is moot");
 }
 
 #[test]

@@ -160,6 +160,8 @@ proptest! {
                             if e.0 == PaymentState::OfflineApproved {
                                 prop_assert_eq!(r.kind.as_str(), "payment_forward");
                                 e.0 = PaymentState::Forwarded;
+                            } else if e.0 == PaymentState::ReversalPending {
+                                prop_assert_eq!(r.kind.as_str(), "payment_reversal");
                             } else {
                                 prop_assert_eq!(e.0, PaymentState::InDoubt);
                             }
@@ -178,7 +180,8 @@ proptest! {
                     let expected = match (state, approve) {
                         (PaymentState::OfflineApproved | PaymentState::Forwarded, true) => Some(PaymentState::Confirmed),
                         (PaymentState::OfflineApproved | PaymentState::Forwarded, false) => Some(PaymentState::DeclinedAfterForward),
-                        (PaymentState::InDoubt, true) => Some(PaymentState::OnlineApproved),
+                        // Approved but never shown approved: reversed.
+                        (PaymentState::InDoubt | PaymentState::OfflineDeclined | PaymentState::Cancelled, true) => Some(PaymentState::ReversalPending),
                         (PaymentState::InDoubt, false) => Some(PaymentState::OnlineDeclined),
                         _ => None,
                     };

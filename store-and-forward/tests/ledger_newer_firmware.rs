@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use rusqlite::Connection;
+use store_and_forward::PaymentState;
 use store_and_forward::ledger::{OutboxBody, OutboxClass};
 
 #[test]
@@ -21,7 +22,10 @@ fn a_ledger_with_a_newer_kind_and_state_opens_and_flows() {
     drop(ledger);
 
     // What newer firmware wrote: a payment in a new state with a record of
-    // a new kind, and a control message of a new kind.
+    // a new kind, and a control message of a new kind. (Names this firmware
+    // does not know: `reversal_pending` and `payment_reversal` were the
+    // example here until this firmware learned them.)
+    assert_eq!(PaymentState::parse("chargeback_pending"), None);
     {
         let c = Connection::open(fx.path()).unwrap();
         let seq: i64 = c
@@ -32,12 +36,12 @@ fn a_ledger_with_a_newer_kind_and_state_opens_and_flows() {
             )
             .unwrap();
         c.execute(
-            "UPDATE payments SET state = 'reversal_pending' WHERE seq = ?1",
+            "UPDATE payments SET state = 'chargeback_pending' WHERE seq = ?1",
             [seq],
         )
         .unwrap();
         c.execute(
-            "INSERT INTO outbox (class, kind, payment_seq, size, created_ms) VALUES (0, 'payment_reversal', ?1, 0, ?2)",
+            "INSERT INTO outbox (class, kind, payment_seq, size, created_ms) VALUES (0, 'payment_chargeback', ?1, 0, ?2)",
             rusqlite::params![seq, t0().0],
         )
         .unwrap();
@@ -60,7 +64,7 @@ fn a_ledger_with_a_newer_kind_and_state_opens_and_flows() {
         batch[0]
     );
     assert!(
-        matches!(&batch[1].body, OutboxBody::Unknown(what) if what.contains("reversal_pending")),
+        matches!(&batch[1].body, OutboxBody::Unknown(what) if what.contains("chargeback_pending")),
         "{:?}",
         batch[1]
     );
@@ -68,7 +72,7 @@ fn a_ledger_with_a_newer_kind_and_state_opens_and_flows() {
     ledger.mark_delivered(&[batch[0].id], t0()).unwrap();
     let status = ledger.status(t0()).unwrap();
     assert_eq!(
-        status.payments.get("reversal_pending"),
+        status.payments.get("chargeback_pending"),
         Some(&1),
         "reported"
     );
@@ -95,5 +99,5 @@ fn a_ledger_with_a_newer_kind_and_state_opens_and_flows() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(raw, "reversal_pending", "left alone");
+    assert_eq!(raw, "chargeback_pending", "left alone");
 }

@@ -21,11 +21,11 @@ use store_and_forward::policy::{Exposure, LimitsConfig};
 use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::wire::down::{
     AuthResponse, CatalogDelta, CatalogItem, DenyListUpdate, ForwardResult, PolicyUpdate,
-    RotationRequest, StaffListUpdate,
+    ReversalOutcome, ReversalResult, RotationRequest, StaffListUpdate,
 };
 use store_and_forward::wire::up::{
     Ack, AckBatch, AckResult, AuthRequest, CardData, CartStatus, Forward, Inquiry,
-    ProvisioningComplete, ResyncRequest, RotationComplete, Versions,
+    ProvisioningComplete, ResyncRequest, Reversal, RotationComplete, Versions,
 };
 use store_and_forward::wire::{self, Kind, decode_down, decode_up, encode, encode_compressed};
 use store_and_forward::{Timestamp, ledger::OutboxDepth};
@@ -216,6 +216,33 @@ fn samples() -> Vec<(String, Vec<u8>)> {
                 not_after: Timestamp(TS.0 + 365 * 86_400_000),
                 orphans: vec![],
                 unanswered_requests: 0,
+            },
+        ),
+    );
+    add(
+        Kind::PaymentReversal,
+        KEY,
+        encode(
+            Kind::PaymentReversal,
+            CART,
+            KEY,
+            TS,
+            &Reversal {
+                amount: eur(1_999),
+                created: TS,
+            },
+        ),
+    );
+    add(
+        Kind::ReversalResult,
+        KEY,
+        encode(
+            Kind::ReversalResult,
+            CART,
+            KEY,
+            TS,
+            &ReversalResult {
+                result: ReversalOutcome::Reversed,
             },
         ),
     );

@@ -3,7 +3,8 @@
 //! [`export_read_only`] reads a ledger file read-only, without the TPM and
 //! without running any recovery: every payment the backend must still hear
 //! about (offline approvals not yet confirmed: a forward; attempts left
-//! without a decision: an inquiry), with its card data still sealed under
+//! without a decision: an inquiry; approvals never shown whose reversal is
+//! not answered yet: a reversal), with its card data still sealed under
 //! the data key, plus the data key wrapped to the backend's recovery keys
 //! and the ledger's key check. Nothing in it is card data in clear: the
 //! masked PAN and the reader's fingerprint are clear in the ledger too.
@@ -18,7 +19,9 @@ use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::outbox::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, PaymentForward};
+use super::outbox::{
+    KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, KIND_PAYMENT_REVERSAL, PaymentForward,
+};
 use super::payments::{key_from_blob, split_plaintext};
 use super::state::{keys, read_meta};
 use crate::datakey::Sealer;
@@ -62,8 +65,9 @@ pub struct WrappedKey {
 /// One payment, its card data sealed as in the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportedPayment {
-    /// `payment_forward` (an offline approval to authorize) or
-    /// `payment_inquiry` (an attempt left without a decision: ask).
+    /// `payment_forward` (an offline approval to authorize),
+    /// `payment_inquiry` (an attempt left without a decision: ask) or
+    /// `payment_reversal` (an approval the shopper never saw: give back).
     pub kind: String,
     /// The idempotency key.
     pub key: PaymentKey,
@@ -147,22 +151,26 @@ pub fn export_read_only(
 fn records(conn: &Connection) -> Result<Vec<ExportedPayment>, LedgerError> {
     let forward = [PaymentState::OfflineApproved, PaymentState::Forwarded];
     let inquire = [PaymentState::InDoubt, PaymentState::CardRead];
+    let reverse = PaymentState::ReversalPending;
     let mut stmt = conn.prepare(
         "SELECT key, amount_minor, currency, state, masked_pan, fingerprint, entry_mode,
                 card_sealed, created_ms, offline_approved_ms, counter_value
-         FROM payments WHERE state IN (?1, ?2, ?3, ?4) ORDER BY seq",
+         FROM payments WHERE state IN (?1, ?2, ?3, ?4, ?5) ORDER BY seq",
     )?;
     let mut rows = stmt.query([
         forward[0].as_str(),
         forward[1].as_str(),
         inquire[0].as_str(),
         inquire[1].as_str(),
+        reverse.as_str(),
     ])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let state: String = r.get(3)?;
         let kind = if forward.iter().any(|s| s.as_str() == state) {
             KIND_PAYMENT_FORWARD
+        } else if state == reverse.as_str() {
+            KIND_PAYMENT_REVERSAL
         } else {
             KIND_PAYMENT_INQUIRY
         };

@@ -46,7 +46,9 @@ pub use recovery::Escrowed;
 
 /// The kinds of outbox records the ledger itself writes.
 pub mod outbox_kinds {
-    pub use super::outbox::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, KIND_TELEMETRY};
+    pub use super::outbox::{
+        KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, KIND_PAYMENT_REVERSAL, KIND_TELEMETRY,
+    };
 }
 pub use payments::{Applied, PaymentRecord};
 pub use state::{

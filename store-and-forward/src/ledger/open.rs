@@ -240,11 +240,12 @@ impl Ledger {
         let mut keys = Vec::with_capacity(rows.len());
         for (seq, raw) in rows {
             let key = super::payments::key_from_blob(&raw)?;
-            super::payments::set_state(
+            super::payments::transition(
                 &tx,
+                &key,
                 seq,
                 PaymentState::CardRead,
-                PaymentState::InDoubt,
+                crate::lifecycle::PaymentEvent::CrashedUndecided,
                 now,
                 Some("restart before decision"),
             )?;

@@ -14,6 +14,7 @@ use super::Ledger;
 use super::payments::{key_from_blob, split_plaintext};
 use super::state::OutboxDepth;
 use crate::error::LedgerError;
+use crate::lifecycle::PaymentEvent;
 use crate::money::{Currency, Money};
 use crate::payment::{EntryMode, PaymentKey, PaymentState};
 use crate::time::Timestamp;
@@ -22,6 +23,9 @@ use crate::time::Timestamp;
 pub const KIND_PAYMENT_FORWARD: &str = "payment_forward";
 /// Kind of an in-doubt inquiry (ask the backend what it knows of a key).
 pub const KIND_PAYMENT_INQUIRY: &str = "payment_inquiry";
+/// Kind of a reversal (give back a payment approved by the backend but
+/// never shown approved to the shopper).
+pub const KIND_PAYMENT_REVERSAL: &str = "payment_reversal";
 /// Kind of a telemetry event.
 pub const KIND_TELEMETRY: &str = "telemetry";
 
@@ -29,7 +33,7 @@ pub const KIND_TELEMETRY: &str = "telemetry";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboxClass {
-    /// Payment forwards and inquiries: never dropped.
+    /// Payment forwards, inquiries and reversals: never dropped.
     Payment = 0,
     /// Acknowledgements and cart status.
     Control = 1,
@@ -68,8 +72,8 @@ impl OutboxClass {
     }
 }
 
-/// A payment to forward or to ask about, with its card data unsealed for
-/// the wire. Zeroized on drop.
+/// A payment to forward, to ask about or to reverse, with its card data
+/// unsealed for the wire. Zeroized on drop.
 #[derive(Debug, Clone)]
 pub struct PaymentForward {
     /// Idempotency key.
@@ -99,7 +103,7 @@ pub struct PaymentForward {
 /// What a record carries.
 #[derive(Debug, Clone)]
 pub enum OutboxBody {
-    /// A payment forward or inquiry, built from the payments table.
+    /// A payment forward, inquiry or reversal, built from the payments table.
     Payment(Box<PaymentForward>),
     /// Opaque bytes (telemetry event, ack, status) as enqueued.
     Bytes(Vec<u8>),
@@ -382,14 +386,6 @@ impl Ledger {
                  WHERE id BETWEEN ?2 AND ?3 AND status = 0
                  RETURNING class, kind, payment_seq, size",
             )?;
-            let mut fwd = tx.prepare_cached(
-                "UPDATE payments SET state = 'forwarded', forwarded_ms = ?1, updated_ms = ?1
-                 WHERE seq = ?2 AND state = 'offline_approved'",
-            )?;
-            let mut log = tx.prepare_cached(
-                "INSERT INTO payment_log (payment_seq, at_ms, from_state, to_state)
-                 VALUES (?1, ?2, 'offline_approved', 'forwarded')",
-            )?;
             let mut forwarded = Vec::new();
             for (first, last) in runs(&sorted) {
                 let mut rows = upd.query(params![now.0, first, last])?;
@@ -407,9 +403,40 @@ impl Ledger {
                     }
                 }
             }
+            let mut get = tx.prepare_cached("SELECT key, state FROM payments WHERE seq = ?1")?;
+            let mut stamp =
+                tx.prepare_cached("UPDATE payments SET forwarded_ms = ?1 WHERE seq = ?2")?;
             for seq in forwarded {
-                if fwd.execute(params![now.0, seq])? == 1 {
-                    log.execute(params![seq, now.0])?;
+                let Some((raw, state)) = get
+                    .query_row([seq], |r| {
+                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                // A state of newer firmware is left alone; a payment the
+                // backend answered before the PUBACK came has moved on (the
+                // table has no `forwarded` for it): the delivery changes
+                // nothing.
+                let Some(from) = PaymentState::parse(&state) else {
+                    continue;
+                };
+                if from.on(PaymentEvent::Forwarded).is_err() {
+                    continue;
+                }
+                let key = key_from_blob(&raw)?;
+                let to = super::payments::transition(
+                    &tx,
+                    &key,
+                    seq,
+                    from,
+                    PaymentEvent::Forwarded,
+                    now,
+                    None,
+                )?;
+                if to != from {
+                    stamp.execute(params![now.0, seq])?;
                 }
             }
         }
@@ -531,7 +558,7 @@ impl Ledger {
         Ok(())
     }
 
-    /// Queues again the forwards and inquiries that the broker acknowledged
+    /// Queues again the forwards, inquiries and reversals that the broker acknowledged
     /// but the backend never answered within `older_than_secs` (a PUBACK
     /// only says the broker has it). The backend deduplicates by key, so a
     /// repeat never charges twice. Returns how many were queued.
@@ -553,16 +580,16 @@ impl Ledger {
         let rows: Vec<(i64, String)> = tx
             .prepare_cached(
                 "SELECT p.seq, p.state FROM payments p
-                 WHERE p.state IN ('forwarded', 'in_doubt') AND p.updated_ms < ?1
+                 WHERE p.state IN ('forwarded', 'in_doubt', 'reversal_pending') AND p.updated_ms < ?1
                    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_seq = p.seq AND o.status = 0)",
             )?
             .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         for (seq, state) in &rows {
-            let kind = if state == "forwarded" {
-                KIND_PAYMENT_FORWARD
-            } else {
-                KIND_PAYMENT_INQUIRY
+            let kind = match state.as_str() {
+                "forwarded" => KIND_PAYMENT_FORWARD,
+                "reversal_pending" => KIND_PAYMENT_REVERSAL,
+                _ => KIND_PAYMENT_INQUIRY,
             };
             insert(&tx, OutboxClass::Payment, kind, Some(*seq), None, now)?;
             tx.prepare_cached("UPDATE payments SET updated_ms = ?1 WHERE seq = ?2")?

@@ -1,5 +1,7 @@
 //! The checkout path: the attempt's commit, the decision's commit, and
-//! outcomes learned from the backend (online, forwarded, late or in doubt).
+//! outcomes learned from the backend (online, forwarded, late or in doubt)
+//! and reversals' results. Every state change goes through `transition`,
+//! which asks the lifecycle table (`lifecycle.rs`).
 //!
 //! Two fsyncs per checkout: [`Ledger::record_card_read`] commits the attempt
 //! with the card-read result; the decision ([`Ledger::decide_offline`] or
@@ -12,10 +14,11 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use super::Ledger;
-use super::outbox::{self, KIND_PAYMENT_FORWARD, OutboxClass};
+use super::outbox::{self, KIND_PAYMENT_FORWARD, KIND_PAYMENT_REVERSAL, OutboxClass};
 use super::state::{keys, read_meta, read_state_i64, write_meta};
 use crate::error::LedgerError;
 use crate::failpoint;
+use crate::lifecycle::{IllegalTransition, PaymentEvent};
 use crate::money::{Currency, Money};
 use crate::payment::{BackendOutcome, CardRead, EntryMode, NewAttempt, PaymentKey, PaymentState};
 use crate::policy::{self, Context, Exposure, LedgerIntegrity, OfflineDecision, StorageLow};
@@ -110,9 +113,68 @@ pub(crate) fn split_plaintext(p: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((emv, blob))
 }
 
-/// Moves a payment from `from` to `to`, logging the change. The caller has
-/// checked legality; the `WHERE state` guard makes a stale view fail loudly.
-pub(crate) fn set_state(
+/// The ledger's error for an event the table refuses: a backend answer
+/// that contradicts the recorded state is a conflict (reported, the
+/// recorded state stays); anything else is an illegal transition.
+pub(crate) fn refused(key: &PaymentKey, e: IllegalTransition) -> LedgerError {
+    if e.event.is_from_backend() {
+        warn!(payment_key = %key, state = %e.from, event = %e.event, "backend outcome conflicts with the ledger");
+        LedgerError::ConflictingOutcome {
+            key: *key,
+            state: e.from,
+        }
+    } else {
+        LedgerError::IllegalTransition {
+            key: *key,
+            from: e.from,
+            event: e.event,
+        }
+    }
+}
+
+/// Applies `event` to the payment at row `seq`, in state `from`, through
+/// the transition table ([`PaymentState::on`]): every state change of the
+/// ledger goes through here. Returns the new state; the same state back is
+/// a replay and nothing is written.
+///
+/// A backend answer that settles the payment makes whatever it still had
+/// queued moot (an inquiry, a forward, a reversal). Entering
+/// `reversal_pending` queues the payment's reversal in the same
+/// transaction: the table has one way in, so it is queued once.
+pub(crate) fn transition(
+    tx: &Connection,
+    key: &PaymentKey,
+    seq: i64,
+    from: PaymentState,
+    event: PaymentEvent,
+    now: Timestamp,
+    detail: Option<&str>,
+) -> Result<PaymentState, LedgerError> {
+    let to = from.on(event).map_err(|e| refused(key, e))?;
+    if to == from {
+        return Ok(to);
+    }
+    write_state(tx, seq, from, to, now, detail)?;
+    if event.is_from_backend() {
+        outbox::supersede_for_payment(tx, seq, now)?;
+    }
+    if to == PaymentState::ReversalPending {
+        outbox::insert(
+            tx,
+            OutboxClass::Payment,
+            KIND_PAYMENT_REVERSAL,
+            Some(seq),
+            None,
+            now,
+        )?;
+        warn!(payment_key = %key, %from, "approved by the backend but never shown approved: reversal queued");
+    }
+    Ok(to)
+}
+
+/// Writes a change the table allowed, with its log line. The `WHERE state`
+/// guard makes a stale view fail loudly.
+fn write_state(
     tx: &Connection,
     seq: i64,
     from: PaymentState,
@@ -359,18 +421,21 @@ impl Ledger {
         self.ensure_durable()?;
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let row = load_row(&tx, key)?;
-        if row.state != PaymentState::CardRead {
-            return Err(LedgerError::IllegalTransition {
-                key: *key,
-                from: row.state,
-                to: PaymentState::OfflineApproved,
-            });
-        }
+        // Both decisions leave the same states: refuse before the policy runs.
+        row.state
+            .on(PaymentEvent::OfflineApproved)
+            .map_err(|e| refused(key, e))?;
         let ctx = self.policy_context(&tx, &row.fingerprint, now)?;
         let decision = policy::evaluate(&self.limits, row.amount, row.online_required, &ctx);
         let decision_json = serde_json::to_string(&decision).unwrap_or_default();
         let mut counter_target = None;
-        let to = if decision.approved {
+        let event = if decision.approved {
+            PaymentEvent::OfflineApproved
+        } else {
+            PaymentEvent::OfflineDeclined
+        };
+        let to = transition(&tx, key, row.seq, row.state, event, now, None)?;
+        if decision.approved {
             let expected: u64 = read_meta(&tx, keys::COUNTER_EXPECTED)?
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
@@ -390,13 +455,10 @@ impl Ledger {
                 None,
                 now,
             )?;
-            PaymentState::OfflineApproved
         } else {
             tx.prepare_cached("UPDATE payments SET decided_ms = ?1, decision = ?2 WHERE seq = ?3")?
                 .execute(params![now.0, decision_json, row.seq])?;
-            PaymentState::OfflineDeclined
-        };
-        set_state(&tx, row.seq, PaymentState::CardRead, to, now, None)?;
+        }
         let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, row.age_check, now)?;
         failpoint::hit("decision.before_commit");
         tx.commit()?;
@@ -444,60 +506,82 @@ impl Ledger {
         outcome: &BackendOutcome,
         now: Timestamp,
     ) -> Result<Applied, LedgerError> {
-        use PaymentState::*;
         self.ensure_durable()?;
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let row = load_row(&tx, key)?;
-        let to = match (row.state, outcome) {
-            (CardRead | InDoubt, BackendOutcome::Approved { .. }) => Some(OnlineApproved),
-            (CardRead | InDoubt, BackendOutcome::Declined { .. }) => Some(OnlineDeclined),
-            (InDoubt, BackendOutcome::Unknown) => Some(Failed),
-            (OfflineApproved | Forwarded, BackendOutcome::Approved { .. }) => Some(Confirmed),
-            (OfflineApproved | Forwarded, BackendOutcome::Declined { .. }) => {
-                Some(DeclinedAfterForward)
+        let (event, reference, reason) = match outcome {
+            BackendOutcome::Approved { reference } => (
+                PaymentEvent::BackendApproved,
+                Some(reference.as_str()),
+                None,
+            ),
+            BackendOutcome::Declined { reason } => {
+                (PaymentEvent::BackendDeclined, None, Some(reason.as_str()))
             }
-            (OnlineApproved | Confirmed, BackendOutcome::Approved { .. })
-            | (OnlineDeclined | DeclinedAfterForward, BackendOutcome::Declined { .. })
-            | (OfflineDeclined | Cancelled | Failed, BackendOutcome::Declined { .. })
-            | (_, BackendOutcome::Unknown) => None,
-            (state, _) => {
-                warn!(payment_key = %key, %state, ?outcome, "backend outcome conflicts with the ledger");
-                return Err(LedgerError::ConflictingOutcome { key: *key, state });
-            }
+            BackendOutcome::Unknown => (
+                PaymentEvent::BackendUnknown,
+                None,
+                Some("backend has no record"),
+            ),
         };
-        let Some(to) = to else {
+        let to = row.state.on(event).map_err(|e| refused(key, e))?;
+        if to == row.state {
             return Ok(Applied::Unchanged { state: row.state });
-        };
-        let (reference, reason) = match outcome {
-            BackendOutcome::Approved { reference } => (Some(reference.as_str()), None),
-            BackendOutcome::Declined { reason } => (None, Some(reason.as_str())),
-            BackendOutcome::Unknown => (None, Some("backend has no record")),
-        };
+        }
         tx.prepare_cached(
             "UPDATE payments SET backend_reference = COALESCE(?1, backend_reference),
                  backend_reason = COALESCE(?2, backend_reason),
                  decided_ms = COALESCE(decided_ms, ?3) WHERE seq = ?4",
         )?
         .execute(params![reference, reason, now.0, row.seq])?;
-        set_state(&tx, row.seq, row.state, to, now, reason)?;
-        if matches!(
-            to,
-            Confirmed | DeclinedAfterForward | OnlineApproved | OnlineDeclined | Failed
-        ) {
-            // A forward or inquiry still queued is now moot.
-            outbox::supersede_for_payment(&tx, row.seq, now)?;
-        }
+        transition(&tx, key, row.seq, row.state, event, now, reason)?;
         let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, row.age_check, now)?;
         failpoint::hit("decision.before_commit");
         tx.commit()?;
         failpoint::hit("decision.after_commit");
         self.telemetry_bytes += ev_bytes;
         self.note_commit();
-        if to == DeclinedAfterForward {
+        if to == PaymentState::DeclinedAfterForward {
             warn!(payment_key = %key, amount = %row.amount, "declined after forward: merchant loss");
         } else {
             info!(payment_key = %key, from = %row.state, to = %to, "backend outcome applied");
         }
+        Ok(Applied::Changed {
+            from: row.state,
+            to,
+        })
+    }
+
+    /// Applies the backend's answer to a reversal (`reversal_result`):
+    /// `reversal_pending` becomes `reversed` whether the backend reversed
+    /// it now, had reversed it before, or knew no payment to reverse
+    /// (`result` is recorded as the reason). Idempotent: a second result
+    /// changes nothing. A result for a payment that is not being reversed
+    /// is a conflict; the recorded state stays.
+    pub fn apply_reversal_result(
+        &mut self,
+        key: &PaymentKey,
+        result: &str,
+        now: Timestamp,
+    ) -> Result<Applied, LedgerError> {
+        self.ensure_durable()?;
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let row = load_row(&tx, key)?;
+        let event = PaymentEvent::ReversalDone;
+        let to = row.state.on(event).map_err(|e| refused(key, e))?;
+        if to == row.state {
+            return Ok(Applied::Unchanged { state: row.state });
+        }
+        tx.prepare_cached("UPDATE payments SET backend_reason = ?1 WHERE seq = ?2")?
+            .execute(params![result, row.seq])?;
+        transition(&tx, key, row.seq, row.state, event, now, Some(result))?;
+        let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, row.age_check, now)?;
+        failpoint::hit("decision.before_commit");
+        tx.commit()?;
+        failpoint::hit("decision.after_commit");
+        self.telemetry_bytes += ev_bytes;
+        self.note_commit();
+        info!(payment_key = %key, amount = %row.amount, result, "reversal answered: nothing stays charged");
         Ok(Applied::Changed {
             from: row.state,
             to,
@@ -511,7 +595,7 @@ impl Ledger {
         reason: &str,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
-        self.close_undecided(key, PaymentState::Cancelled, reason, now)
+        self.close_undecided(key, PaymentEvent::Cancelled, reason, now)
     }
 
     /// The attempt failed before a decision (reader fault).
@@ -521,27 +605,20 @@ impl Ledger {
         reason: &str,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
-        self.close_undecided(key, PaymentState::Failed, reason, now)
+        self.close_undecided(key, PaymentEvent::Failed, reason, now)
     }
 
     fn close_undecided(
         &mut self,
         key: &PaymentKey,
-        to: PaymentState,
+        event: PaymentEvent,
         reason: &str,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
         self.ensure_durable()?;
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let row = load_row(&tx, key)?;
-        if !row.state.can_become(to) || row.state != PaymentState::CardRead {
-            return Err(LedgerError::IllegalTransition {
-                key: *key,
-                from: row.state,
-                to,
-            });
-        }
-        set_state(&tx, row.seq, row.state, to, now, Some(reason))?;
+        let to = transition(&tx, key, row.seq, row.state, event, now, Some(reason))?;
         let ev_bytes = enqueue_outcome_event(&tx, key, row.amount, to, row.age_check, now)?;
         tx.commit()?;
         self.telemetry_bytes += ev_bytes;

@@ -10,9 +10,9 @@ use super::{AppEvent, CatalogDone, CatalogOutcome, Uplink};
 use crate::Timestamp;
 use crate::error::LedgerError;
 use crate::ledger::{Applied, OutboxClass, UpdateOutcome};
-use crate::payment::{BackendOutcome, PaymentKey};
+use crate::payment::PaymentKey;
 use crate::uplink::Incoming;
-use crate::wire::down::{AuthResponse, ForwardResult};
+use crate::wire::down::{AuthResponse, ForwardResult, ReversalResult};
 use crate::wire::up::{Ack, AckResult, ResyncRequest};
 use crate::wire::{self, Down, Header, Kind, decode_down, encode};
 
@@ -62,9 +62,16 @@ impl Uplink {
         let kind = header.kind;
         let result = match down {
             Down::AuthResponse(AuthResponse { outcome })
-            | Down::ForwardResult(ForwardResult { outcome }) => {
-                self.apply_outcome(&header, &outcome, now)
-            }
+            | Down::ForwardResult(ForwardResult { outcome }) => self
+                .apply_outcome(&header, |ledger, key| {
+                    ledger.apply_backend_outcome(key, &outcome, now)
+                }),
+            // Acknowledged only once `reversed` is committed; a second
+            // result is a replay (ignored).
+            Down::ReversalResult(ReversalResult { result }) => self
+                .apply_outcome(&header, |ledger, key| {
+                    ledger.apply_reversal_result(key, result.as_str(), now)
+                }),
             Down::PolicyUpdate(p) => {
                 let r = self.ledger().apply_limits_update(&p.limits, now);
                 versioned(r, p.limits.version, kind)
@@ -180,11 +187,12 @@ impl Uplink {
         }
     }
 
+    /// Applies what the backend said about one payment (`apply`, on the
+    /// ledger) and says how to acknowledge it.
     fn apply_outcome(
         &self,
         header: &Header,
-        outcome: &BackendOutcome,
-        now: Timestamp,
+        apply: impl FnOnce(&mut crate::Ledger, &PaymentKey) -> Result<Applied, LedgerError>,
     ) -> Result<(AckResult, Option<u64>, Option<String>), Kind> {
         let Ok(key) = PaymentKey::parse(&header.id) else {
             return Ok((
@@ -193,7 +201,8 @@ impl Uplink {
                 Some(format!("not a payment key: {:?}", header.id)),
             ));
         };
-        match self.ledger().apply_backend_outcome(&key, outcome, now) {
+        let applied = apply(&mut self.ledger(), &key);
+        match applied {
             Ok(Applied::Changed { .. }) => Ok((AckResult::Applied, None, None)),
             Ok(Applied::Unchanged { .. }) => Ok((AckResult::Ignored, None, None)),
             Err(e @ (LedgerError::UnknownPayment(_) | LedgerError::ConflictingOutcome { .. })) => {

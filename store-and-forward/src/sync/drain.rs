@@ -13,12 +13,14 @@ use tracing::{debug, error, warn};
 
 use super::{SyncError, Uplink};
 use crate::Timestamp;
-use crate::ledger::outbox_kinds::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY};
+use crate::ledger::outbox_kinds::{
+    KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, KIND_PAYMENT_REVERSAL,
+};
 use crate::ledger::{OutboxBody, OutboxClass, OutboxRecord};
 use crate::uplink::link::permanent_refusal;
 use crate::uplink::{LinkError, PubAck, PublishProps, QoS};
 use crate::wire::telemetry::{METERING_UNIT, pack, validate};
-use crate::wire::up::{Ack, AckBatch, CardData, Forward, Inquiry};
+use crate::wire::up::{Ack, AckBatch, CardData, Forward, Inquiry, Reversal};
 use crate::wire::{self, Kind, encode, topics};
 
 /// What one pass sent.
@@ -264,6 +266,21 @@ impl Uplink {
                                 class,
                                 topic: topics::up(cart, Kind::PaymentInquiry),
                                 payload: encode(Kind::PaymentInquiry, cart, &key, now, &body)
+                                    .into(),
+                                ids: vec![r.id],
+                                records: 1,
+                            });
+                        }
+                        (OutboxBody::Payment(p), KIND_PAYMENT_REVERSAL) => {
+                            let body = Reversal {
+                                amount: p.amount,
+                                created: p.created,
+                            };
+                            let key = p.key.to_string();
+                            out.push(Outgoing {
+                                class,
+                                topic: topics::up(cart, Kind::PaymentReversal),
+                                payload: encode(Kind::PaymentReversal, cart, &key, now, &body)
                                     .into(),
                                 ids: vec![r.id],
                                 records: 1,

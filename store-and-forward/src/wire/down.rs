@@ -27,6 +27,38 @@ pub struct ForwardResult {
     pub outcome: BackendOutcome,
 }
 
+/// What the backend did with a reversal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReversalOutcome {
+    /// Reversed now: the charge is given back.
+    Reversed,
+    /// The backend knows no approved payment with this key: nothing was
+    /// charged, nothing to give back.
+    UnknownPayment,
+    /// Reversed before (a repeat): nothing more to do.
+    AlreadyReversed,
+}
+
+impl ReversalOutcome {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReversalOutcome::Reversed => "reversed",
+            ReversalOutcome::UnknownPayment => "unknown_payment",
+            ReversalOutcome::AlreadyReversed => "already_reversed",
+        }
+    }
+}
+
+/// Answer to a `payment_reversal`. Envelope id: the payment key. Each of
+/// the three results closes the payment as `reversed` on the cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReversalResult {
+    /// What the backend did.
+    pub result: ReversalOutcome,
+}
+
 /// New offline limits. Envelope id: the version.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyUpdate {
@@ -107,6 +139,8 @@ pub enum Down {
     AuthResponse(AuthResponse),
     /// Forward or inquiry result.
     ForwardResult(ForwardResult),
+    /// Reversal result.
+    ReversalResult(ReversalResult),
     /// Offline limits.
     PolicyUpdate(PolicyUpdate),
     /// Deny-list.
@@ -125,6 +159,7 @@ impl Down {
         match self {
             Down::AuthResponse(_) => Kind::AuthResponse,
             Down::ForwardResult(_) => Kind::ForwardResult,
+            Down::ReversalResult(_) => Kind::ReversalResult,
             Down::PolicyUpdate(_) => Kind::PolicyUpdate,
             Down::DenyListUpdate(_) => Kind::DenyListUpdate,
             Down::CatalogDelta(_) => Kind::CatalogDelta,
@@ -137,6 +172,7 @@ impl Down {
         Ok(match kind {
             Kind::AuthResponse => Down::AuthResponse(body(kind, v)?),
             Kind::ForwardResult => Down::ForwardResult(body(kind, v)?),
+            Kind::ReversalResult => Down::ReversalResult(body(kind, v)?),
             Kind::PolicyUpdate => {
                 let mut v = v;
                 let limits = v.get_mut("limits").map(Value::take).unwrap_or(Value::Null);

@@ -37,6 +37,9 @@ pub enum Kind {
     Ack,
     /// Up: several acknowledgements in one message (id: the first ack's id).
     AckBatch,
+    /// Up: give back a payment the backend approved but the shopper was
+    /// never shown approved (id: payment key).
+    PaymentReversal,
     /// Up: the first message with the device certificate after fleet
     /// provisioning (id: the certificate id).
     ProvisioningComplete,
@@ -50,6 +53,8 @@ pub enum Kind {
     AuthResponse,
     /// Down: result of a forward or an inquiry (id: payment key).
     ForwardResult,
+    /// Down: result of a reversal (id: payment key).
+    ReversalResult,
     /// Down: new offline limits (id: version).
     PolicyUpdate,
     /// Down: deny-list update (id: version).
@@ -64,7 +69,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 19] = [
         Kind::AuthRequest,
         Kind::PaymentForward,
         Kind::PaymentInquiry,
@@ -82,6 +87,8 @@ impl Kind {
         Kind::CatalogDelta,
         Kind::RotationRequest,
         Kind::StaffListUpdate,
+        Kind::PaymentReversal,
+        Kind::ReversalResult,
     ];
 
     /// The name on the wire and in topics.
@@ -104,6 +111,8 @@ impl Kind {
             Kind::CatalogDelta => "catalog_delta",
             Kind::RotationRequest => "rotation_request",
             Kind::StaffListUpdate => "staff_list_update",
+            Kind::PaymentReversal => "payment_reversal",
+            Kind::ReversalResult => "reversal_result",
         }
     }
 
@@ -126,6 +135,7 @@ impl Kind {
                 | Kind::ProvisioningComplete
                 | Kind::RotationComplete
                 | Kind::ResyncRequest
+                | Kind::PaymentReversal
         )
     }
 }

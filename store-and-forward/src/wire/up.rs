@@ -79,6 +79,19 @@ pub struct Inquiry {
     pub created: Timestamp,
 }
 
+/// Give back a payment: the backend approved it but the shopper was never
+/// shown it approved (a late online approval after an offline decline or a
+/// cancel; an in-doubt attempt the backend had approved). Envelope id: the
+/// payment key; the backend reverses a key once and answers a repeat
+/// `already_reversed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reversal {
+    /// Amount (as authorized).
+    pub amount: Money,
+    /// When the attempt was committed.
+    pub created: Timestamp,
+}
+
 impl From<&PaymentForward> for CardData {
     fn from(p: &PaymentForward) -> Self {
         CardData {
@@ -248,6 +261,8 @@ pub enum Up {
     PaymentForward(Forward),
     /// In-doubt inquiry.
     PaymentInquiry(Inquiry),
+    /// Reversal of an approval never shown.
+    PaymentReversal(Reversal),
     /// Telemetry.
     TelemetryBatch(TelemetryBatch),
     /// Status.
@@ -287,6 +302,7 @@ impl Up {
             Up::AuthRequest(_) => Kind::AuthRequest,
             Up::PaymentForward(_) => Kind::PaymentForward,
             Up::PaymentInquiry(_) => Kind::PaymentInquiry,
+            Up::PaymentReversal(_) => Kind::PaymentReversal,
             Up::TelemetryBatch(_) => Kind::TelemetryBatch,
             Up::CartStatus(_) => Kind::CartStatus,
             Up::Ack(_) => Kind::Ack,
@@ -302,6 +318,7 @@ impl Up {
             Kind::AuthRequest => Up::AuthRequest(body(kind, v)?),
             Kind::PaymentForward => Up::PaymentForward(body(kind, v)?),
             Kind::PaymentInquiry => Up::PaymentInquiry(body(kind, v)?),
+            Kind::PaymentReversal => Up::PaymentReversal(body(kind, v)?),
             Kind::TelemetryBatch => Up::TelemetryBatch(body(kind, v)?),
             Kind::CartStatus => Up::CartStatus(Box::new(body(kind, v)?)),
             Kind::Ack => Up::Ack(body(kind, v)?),

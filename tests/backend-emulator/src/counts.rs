@@ -23,6 +23,18 @@ pub struct Counts {
     pub payment_duplicates: u64,
     /// Distinct keys approved (charged once each).
     pub charged: u64,
+    /// Reversals received (including repeats).
+    #[serde(default)]
+    pub reversals: u64,
+    /// Distinct keys reversed (each charge given back once).
+    #[serde(default)]
+    pub reversed: u64,
+    /// Reversals of a key reversed before: answered `already_reversed`.
+    #[serde(default)]
+    pub reversal_duplicates: u64,
+    /// Reversals of a key with no approval here: answered `unknown_payment`.
+    #[serde(default)]
+    pub reversal_unknown: u64,
     /// Card data that did not decrypt for its payment.
     pub undecryptable: u64,
     /// Telemetry messages.
@@ -103,4 +115,7 @@ pub struct PaymentView {
     pub card: Option<String>,
     /// Messages about this key beyond the first.
     pub duplicates: u64,
+    /// The charge was given back (a reversal).
+    #[serde(default)]
+    pub reversed: bool,
 }

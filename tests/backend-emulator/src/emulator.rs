@@ -1,7 +1,7 @@
 //! The emulator's MQTT side. It subscribes to every cart's upstream topics
 //! with the `backend` identity, answers online authorizations on the
 //! request's response topic, answers forwards and inquiries on the cart's
-//! `down/forward_result`, ingests telemetry with dedupe, and publishes
+//! `down/forward_result` and reversals on `down/reversal_result`, ingests telemetry with dedupe, and publishes
 //! downstream updates.
 
 use std::collections::{HashMap, HashSet};
@@ -16,7 +16,8 @@ use store_and_forward::uplink::{
     self, Incoming, LinkConfig, LinkError, LinkHandle, PublishProps, QoS, SwappableClientCert,
 };
 use store_and_forward::wire::down::{
-    AuthResponse, CatalogDelta, DenyListUpdate, ForwardResult, PolicyUpdate, RotationRequest,
+    AuthResponse, CatalogDelta, DenyListUpdate, ForwardResult, PolicyUpdate, ReversalResult,
+    RotationRequest,
 };
 use store_and_forward::wire::up::{Ack, CardData, CartStatus};
 use store_and_forward::wire::{Kind, Up, decode_up, encode, topics};
@@ -57,13 +58,16 @@ pub enum EmulatorError {
     Fleet(#[from] FleetError),
 }
 
+/// One payment key as the backend records it.
 #[derive(Default)]
-struct Payment {
-    amount: Option<Money>,
-    outcome: Option<BackendOutcome>,
-    via: Option<Via>,
-    card: Option<String>,
-    duplicates: u64,
+pub(crate) struct Payment {
+    pub(crate) amount: Option<Money>,
+    pub(crate) outcome: Option<BackendOutcome>,
+    pub(crate) via: Option<Via>,
+    pub(crate) card: Option<String>,
+    pub(crate) duplicates: u64,
+    /// Reversed: the charge was given back (once).
+    pub(crate) reversed: bool,
 }
 
 #[derive(Default)]
@@ -194,6 +198,7 @@ impl Emulator {
                 via: p.via,
                 card: p.card.clone(),
                 duplicates: p.duplicates,
+                reversed: p.reversed,
             })
             .collect()
     }
@@ -501,6 +506,29 @@ async fn handle(
             };
             send_forward_result(link, &cart, &key, outcome).await;
         }
+        Up::PaymentReversal(rev) => {
+            let result = {
+                let mut s = lock(state);
+                let id = (cart.clone(), key.clone());
+                let is_new = !s.payments.contains_key(&id);
+                let s = &mut *s;
+                let p = s.payments.entry(id).or_default();
+                p.amount.get_or_insert(rev.amount);
+                let result = crate::reversals::reverse(p, is_new, &mut s.counts);
+                info!(cart, payment = key, ?result, "reversal");
+                result
+            };
+            let payload = encode(
+                Kind::ReversalResult,
+                &cart,
+                &key,
+                Timestamp::now(),
+                &ReversalResult { result },
+            );
+            // A lost answer is not retried here: the cart sends the
+            // reversal again when no result comes.
+            let _ = publish_down(link, &cart, Kind::ReversalResult, payload).await;
+        }
         Up::TelemetryBatch(batch) => {
             let mut s = lock(state);
             s.counts.telemetry_messages += 1;
@@ -634,6 +662,7 @@ fn decide_online(
             via: Some(Via::Online),
             card: Some(name),
             duplicates: 0,
+            reversed: false,
         },
     );
     decision

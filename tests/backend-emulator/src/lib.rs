@@ -11,6 +11,8 @@
 //! - [`processor`]: card data decryption and the test cards' rules.
 //! - [`emulator`]: the MQTT side: requests in, answers and updates out.
 //! - [`receipts`]: the e-receipt page's check of a receipt URL.
+//! - `reversals.rs`: reversals with processor semantics (idempotent by
+//!   key; an unknown or already reversed payment answered cleanly).
 //! - `staff.rs`: the staff lists published per cart (age checks), and
 //!   which badge a recorded approval names.
 //! - `streams.rs`: the catalog and deny-list as published per cart,
@@ -31,6 +33,7 @@ pub mod jobs;
 pub mod processor;
 pub mod receipts;
 pub mod recovery;
+mod reversals;
 mod staff;
 mod streams;
 

@@ -4,7 +4,7 @@
 //! [`recover`] unwraps the ledger's data key with the fleet's recovery
 //! private key, checks it against the ledger's key check, unseals each
 //! record and sends it to the backend's ingest the way the cart would have
-//! (a `payment_forward` or `payment_inquiry` envelope under the payment's
+//! (a `payment_forward`, `payment_inquiry` or `payment_reversal` envelope under the payment's
 //! own idempotency key, on the cart's upstream topic), then waits for each
 //! result. The backend deduplicates by that key, so a second run (or a
 //! record the cart had already forwarded before its TPM died) charges
@@ -16,12 +16,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use hal::identity::recovery::{RecoveryKeyError, RecoveryPrivateKey};
 use store_and_forward::Timestamp;
-use store_and_forward::ledger::outbox_kinds::KIND_PAYMENT_FORWARD;
+use store_and_forward::ledger::outbox_kinds::{KIND_PAYMENT_FORWARD, KIND_PAYMENT_REVERSAL};
 use store_and_forward::ledger::{ExportError, RecoveryExport};
 use store_and_forward::payment::BackendOutcome;
 use store_and_forward::uplink::{Incoming, LinkError, LinkHandle, PublishProps, QoS};
-use store_and_forward::wire::down::Down;
-use store_and_forward::wire::up::{CardData, Forward, Inquiry};
+use store_and_forward::wire::down::{Down, ReversalOutcome};
+use store_and_forward::wire::up::{CardData, Forward, Inquiry, Reversal};
 use store_and_forward::wire::{Kind, decode_down, encode, topics};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -49,6 +49,8 @@ pub enum RecoverError {
 pub struct RecoveryReport {
     /// The backend's answer per payment sent (forwards and inquiries).
     pub outcomes: BTreeMap<String, BackendOutcome>,
+    /// The backend's answer per reversal sent.
+    pub reversals: BTreeMap<String, ReversalOutcome>,
     /// Records sent that got no answer within the timeout (run again:
     /// the backend deduplicates).
     pub unanswered: Vec<String>,
@@ -56,10 +58,10 @@ pub struct RecoveryReport {
     pub unreadable: Vec<(String, String)>,
 }
 
-/// The subscription [`recover`] needs on its link: the cart's forward
-/// results.
+/// The subscription [`recover`] needs on its link: what comes down for
+/// the cart (its forward and reversal results; the rest is ignored).
 pub fn subscription(cart: &str) -> (String, QoS) {
-    (topics::down(cart, Kind::ForwardResult), QoS::AtLeastOnce)
+    (topics::down_filter(cart), QoS::AtLeastOnce)
 }
 
 /// Forwards the export's payments through `link` (subscribed to
@@ -101,6 +103,13 @@ pub async fn recover(
             };
             let kind = Kind::PaymentForward;
             (kind, encode(kind, cart, &id, Timestamp::now(), &body))
+        } else if record.kind == KIND_PAYMENT_REVERSAL {
+            let body = Reversal {
+                amount: forward.amount,
+                created: forward.created,
+            };
+            let kind = Kind::PaymentReversal;
+            (kind, encode(kind, cart, &id, Timestamp::now(), &body))
         } else {
             let body = Inquiry {
                 amount: forward.amount,
@@ -120,19 +129,23 @@ pub async fn recover(
         waiting.push(id);
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    while report.outcomes.len() < waiting.len() {
+    while report.outcomes.len() + report.reversals.len() < waiting.len() {
         let Ok(Some(msg)) = tokio::time::timeout_at(deadline, incoming.recv()).await else {
             break;
         };
-        if let Ok((header, Down::ForwardResult(r))) = decode_down(&msg.payload, cart)
-            && waiting.contains(&header.id)
-        {
-            report.outcomes.insert(header.id, r.outcome);
+        match decode_down(&msg.payload, cart) {
+            Ok((header, Down::ForwardResult(r))) if waiting.contains(&header.id) => {
+                report.outcomes.insert(header.id, r.outcome);
+            }
+            Ok((header, Down::ReversalResult(r))) if waiting.contains(&header.id) => {
+                report.reversals.insert(header.id, r.result);
+            }
+            _ => {}
         }
     }
     report.unanswered = waiting
         .into_iter()
-        .filter(|id| !report.outcomes.contains_key(id))
+        .filter(|id| !report.outcomes.contains_key(id) && !report.reversals.contains_key(id))
         .collect();
     Ok(report)
 }

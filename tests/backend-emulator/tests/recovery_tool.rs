@@ -92,6 +92,23 @@ async fn cart_recover_forwards_each_payment_once() {
             assert!(l.decide_offline(&key, Timestamp::now()).unwrap().approved);
             sold.push((key, amount));
         }
+        // An approval the shopper never saw, its reversal not answered yet
+        // when the TPM died: the export carries the reversal.
+        let key = PaymentKey::new();
+        let amount = Money::new(990, eur);
+        let a = NewAttempt {
+            key,
+            amount,
+            online_required: true,
+            card: reader.read(reader.card("chip-approve"), &key, amount),
+        };
+        l.record_card_read(&a, Timestamp::now()).unwrap();
+        assert!(!l.decide_offline(&key, Timestamp::now()).unwrap().approved);
+        let late = store_and_forward::BackendOutcome::Approved {
+            reference: "LATE".into(),
+        };
+        l.apply_backend_outcome(&key, &late, Timestamp::now())
+            .unwrap();
     }
     let export = export_read_only(
         &dir.path().join("ledger.sqlite"),
@@ -108,8 +125,10 @@ async fn cart_recover_forwards_each_payment_once() {
         let (code, out, err) = cart_recover(&broker, &export_file, &key_file);
         assert_eq!(code, 0, "round {round}: {out}{err}");
         assert_eq!(out.matches("\"approved\"").count(), 2, "{out}");
-        assert!(out.contains("\"answered\":2"), "{out}");
+        assert!(out.contains("\"answered\":3"), "{out}");
+        assert!(out.contains("\"reversal\":\"unknown_payment\""), "{out}");
         assert_eq!(em.counts().charged, 2, "round {round}");
+        assert_eq!(em.counts().reversals, round + 1, "round {round}");
         for (key, amount) in &sold {
             let p = em
                 .payments()

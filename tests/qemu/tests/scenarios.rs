@@ -1018,9 +1018,15 @@ fn drain(cart: &mut Cart, what: &str) {
     let mut states = Default::default();
     let settled = qemu_suite::wait_for(Duration::from_secs(180), || {
         states = payment_states(cart);
-        ["card_read", "in_doubt", "offline_approved", "forwarded"]
-            .iter()
-            .all(|s| states.get(*s).copied().unwrap_or(0) == 0)
+        [
+            "card_read",
+            "in_doubt",
+            "offline_approved",
+            "forwarded",
+            "reversal_pending",
+        ]
+        .iter()
+        .all(|s| states.get(*s).copied().unwrap_or(0) == 0)
     });
     if !settled {
         cart.fail(&format!(
@@ -1061,10 +1067,12 @@ fn check_ledger(cart: &mut Cart, told: u32) -> u32 {
         .into_iter()
         .filter(|p| p.cart == CART)
         .map(|p| {
+            // A charge reversed (an approval the shopper never saw, e.g.
+            // an in-doubt attempt approved there) was given back.
             let approved = matches!(
                 p.outcome,
                 Some(store_and_forward::payment::BackendOutcome::Approved { .. })
-            );
+            ) && !p.reversed;
             (p.key, approved)
         })
         .collect();

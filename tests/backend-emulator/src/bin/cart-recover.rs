@@ -105,11 +105,17 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             serde_json::json!({ "payment": payment, "outcome": outcome })
         );
     }
+    for (payment, result) in &report.reversals {
+        println!(
+            "{}",
+            serde_json::json!({ "payment": payment, "reversal": result })
+        );
+    }
     println!(
         "{}",
         serde_json::json!({
             "cart": export.cart_id,
-            "answered": report.outcomes.len(),
+            "answered": report.outcomes.len() + report.reversals.len(),
             "unanswered": report.unanswered,
             "unreadable": report.unreadable,
         })
