@@ -63,13 +63,14 @@ impl Uplink {
             let mut hint = 200usize;
             loop {
                 let now = Timestamp::now();
-                let records = self.ledger().take_batch(
-                    class,
-                    cursor,
-                    self.config.batch_records.max(1),
-                    usize::MAX,
-                    now,
-                )?;
+                // Read (and unsealed) off the runtime's workers.
+                let ledger = self.ledger.clone();
+                let limit = self.config.batch_records.max(1);
+                let records = tokio::task::spawn_blocking(move || {
+                    super::lock(&ledger).take_batch(class, cursor, limit, usize::MAX, now)
+                })
+                .await
+                .map_err(|e| SyncError::Blocking(e.to_string()))??;
                 let Some(last) = records.last() else { break };
                 cursor = last.id;
                 let full_batch = records.len() >= self.config.batch_records.max(1);
@@ -88,7 +89,7 @@ impl Uplink {
                             while let Some(more) = inflight.try_join_next() {
                                 ready.push(more);
                             }
-                            self.settle(ready, &mut pass)?;
+                            self.settle(ready, &mut pass).await?;
                         }
                         if pass.interrupted.is_some() {
                             break 'classes;
@@ -111,7 +112,7 @@ impl Uplink {
                 while let Some(more) = inflight.try_join_next() {
                     ready.push(more);
                 }
-                self.settle(ready, &mut pass)?;
+                self.settle(ready, &mut pass).await?;
                 if pass.interrupted.is_some() {
                     break 'classes;
                 }
@@ -121,13 +122,13 @@ impl Uplink {
         while let Some(done) = inflight.join_next().await {
             ready.push(done);
         }
-        self.settle(ready, &mut pass)?;
+        self.settle(ready, &mut pass).await?;
         Ok(pass)
     }
 
     /// Applies finished publishes to the ledger in as few transactions as
     /// possible.
-    fn settle(
+    async fn settle(
         &self,
         ready: Vec<Result<Done, tokio::task::JoinError>>,
         pass: &mut DrainPass,
@@ -138,8 +139,9 @@ impl Uplink {
         let now = Timestamp::now();
         let mut delivered = Vec::new();
         let mut retry = Vec::new();
+        let mut quarantine = Vec::new();
         let mut report = Vec::new();
-        let mut ledger = self.ledger();
+        let mut refused = 0u64;
         for done in ready {
             let (m, result) = match done {
                 Ok(d) => d,
@@ -168,9 +170,9 @@ impl Uplink {
                 }) => {
                     let why = format!("broker reason {reason_code}: {reason}");
                     warn!(topic = %m.topic, records = m.ids.len(), %why, "message rejected: quarantined");
-                    ledger.quarantine(&m.ids, &why, now)?;
                     pass.quarantined += m.ids.len() as u64;
-                    self.with_report(|r| r.quarantined += m.ids.len() as u64);
+                    refused += m.ids.len() as u64;
+                    quarantine.push((m.ids, why));
                 }
                 Err(e @ (LinkError::Disconnected | LinkError::Shutdown)) => {
                     pass.interrupted.get_or_insert_with(|| e.to_string());
@@ -180,9 +182,8 @@ impl Uplink {
                     | LinkError::UnsupportedQos
                     | LinkError::TooLarge { .. }),
                 ) => {
-                    let why = e.to_string();
-                    ledger.quarantine(&m.ids, &why, now)?;
                     pass.quarantined += m.ids.len() as u64;
+                    quarantine.push((m.ids, e.to_string()));
                 }
                 Err(e) => {
                     warn!(cause = %e, topic = %m.topic, "publish failed: will retry with backoff");
@@ -190,15 +191,29 @@ impl Uplink {
                 }
             }
         }
-        if !delivered.is_empty() {
-            ledger.mark_delivered(&delivered, now)?;
-        }
-        for (ids, why) in retry {
-            ledger.mark_failed(&ids, &why, &self.config.retry, now)?;
-            self.with_report(|r| r.retried += ids.len() as u64);
-        }
-        drop(ledger);
+        // The ledger's writes (and their fsync) off the runtime's workers:
+        // the link's keep-alive and the other tasks go on meanwhile.
+        let retried: u64 = retry.iter().map(|(ids, _)| ids.len() as u64).sum();
+        let ledger = self.ledger.clone();
+        let policy = self.config.retry;
+        tokio::task::spawn_blocking(move || -> Result<(), SyncError> {
+            let mut ledger = super::lock(&ledger);
+            for (ids, why) in &quarantine {
+                ledger.quarantine(ids, why, now)?;
+            }
+            if !delivered.is_empty() {
+                ledger.mark_delivered(&delivered, now)?;
+            }
+            for (ids, why) in &retry {
+                ledger.mark_failed(ids, why, &policy, now)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| SyncError::Blocking(e.to_string()))??;
         self.with_report(|r| {
+            r.quarantined += refused;
+            r.retried += retried;
             for (class, topic, payload, records) in report {
                 let cat = match class {
                     OutboxClass::Payment => &mut r.payments,

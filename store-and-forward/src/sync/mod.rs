@@ -170,6 +170,10 @@ pub enum SyncError {
     /// The link failed.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// A ledger task off the runtime's workers did not finish (it
+    /// panicked, or the runtime is shutting down).
+    #[error("ledger task: {0}")]
+    Blocking(String),
 }
 
 /// The sync: the ledger, the link and the delivery report.

@@ -168,6 +168,7 @@ impl Driver {
                     s.last_error = Some(format!("subscriptions refused: {refused:?}"));
                 });
             }
+            self.shared.state.send_modify(|s| s.subscribed = s.up);
             return;
         }
         let forward = {
@@ -212,8 +213,10 @@ impl Driver {
                 s.last_error = Some(format!("subscriptions not sent: {e}"));
             });
         }
+        let none = self.shared.subscriptions.is_empty();
         self.shared.state.send_modify(|s| {
             s.up = true;
+            s.subscribed = none;
             s.since = Timestamp::now();
             s.connects += 1;
         });
@@ -265,6 +268,7 @@ impl Driver {
                     s.since = Timestamp::now();
                 }
                 s.up = false;
+                s.subscribed = false;
             });
             tracing::info!(client_id = %self.shared.client_id, failed, "connection dropped on request");
             for msg in late {
@@ -286,6 +290,7 @@ impl Driver {
                 s.since = Timestamp::now();
             }
             s.up = false;
+            s.subscribed = false;
             s.failures += 1;
             s.last_error = Some(text.clone());
             s.tls_failure = tls;
@@ -328,25 +333,31 @@ impl Driver {
             // Changes while the link was up are not a return.
             w.clear();
         }
-        // Probe only a broker that cannot be reached now: one that answers
-        // TCP but refused the connection is paced by the backoff alone.
+        // The probe ends the wait only when the broker comes back: seen
+        // unreachable, then reachable. A broker that answers TCP but
+        // refused the connection is paced by the backoff alone; one that
+        // was still closing its listener when the drop was seen (a broker
+        // restart) is caught once it is gone and back.
         let probe = match self.probe_interval {
             Some(every) if delay > every => {
                 let timeout = every.min(Duration::from_secs(2));
-                (!reachable(&self.host, self.port, timeout).await).then_some((every, timeout))
+                let gone = !reachable(&self.host, self.port, timeout).await;
+                Some((every, timeout, gone))
             }
             _ => None,
         };
         let (host, port, jitter) = (self.host.clone(), self.port, self.probe_jitter);
         let probing = async move {
-            let Some((every, timeout)) = probe else {
+            let Some((every, timeout, mut gone)) = probe else {
                 return std::future::pending::<()>().await;
             };
             loop {
                 tokio::time::sleep(every + jitter.mul_f64(rand::random::<f64>())).await;
-                if reachable(&host, port, timeout).await {
+                let answers = reachable(&host, port, timeout).await;
+                if answers && gone {
                     return;
                 }
+                gone |= !answers;
             }
         };
         let network = self.network.as_ref();
@@ -412,6 +423,7 @@ impl Driver {
                 s.since = Timestamp::now();
             }
             s.up = false;
+            s.subscribed = false;
         });
         self.shared.stopped.send_replace(true);
     }

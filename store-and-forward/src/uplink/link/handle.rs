@@ -191,10 +191,12 @@ impl LinkHandle {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Waits until the link is up or `timeout` passes; returns whether it is up.
+    /// Waits until the link is up and its subscriptions are acknowledged
+    /// (what the backend sends from then on arrives), or `timeout` passes;
+    /// returns whether it is.
     pub async fn wait_up(&self, timeout: Duration) -> bool {
         let mut rx = self.state();
-        tokio::time::timeout(timeout, rx.wait_for(|s| s.up))
+        tokio::time::timeout(timeout, rx.wait_for(|s| s.up && s.subscribed))
             .await
             .map(|r| r.is_ok())
             .unwrap_or(false)

@@ -150,6 +150,10 @@ pub struct LinkState {
     pub connects: u64,
     /// Failed connection attempts and lost connections so far.
     pub failures: u64,
+    /// The broker answered this connection's SUBSCRIBE (or there is none):
+    /// what the backend sends from now on reaches the cart.
+    #[serde(default)]
+    pub subscribed: bool,
 }
 
 /// What the handle and the owner thread share.
@@ -257,6 +261,7 @@ pub fn start(
         tls_failure: None,
         connects: 0,
         failures: 0,
+        subscribed: false,
     });
     let (stopped, _) = watch::channel(false);
     let shared = Arc::new(Shared {
