@@ -259,28 +259,46 @@ impl Uplink {
 
     async fn on_execution(&self, execution: Option<JobExecution>) {
         let record = self.job_record();
-        let Some(e) = execution else {
-            if let Some(r) = record {
-                // Cancelled, timed out or removed at the backend.
-                warn!(job_id = %r.job_id, "job no longer pending at the backend: dropped");
-                self.write_record(None, None);
-                *super::lock(&self.jobs_active) = None;
-            }
-            return;
+        // Notifications may arrive out of order: one that does not name the
+        // job in hand (none, or another job) is no proof it ended. Ask for
+        // that job itself; its own answer decides.
+        let other = match (&record, &execution) {
+            (Some(r), None) => Some(r.job_id.clone()),
+            (Some(r), Some(e)) if r.job_id != e.job_id => Some(r.job_id.clone()),
+            _ => None,
         };
-        if let Some(r) = &record
-            && r.job_id != e.job_id
-        {
-            warn!(job_id = %r.job_id, next = %e.job_id, "job no longer the backend's next: dropped");
-            self.write_record(None, None);
-            *super::lock(&self.jobs_active) = None;
+        if let Some(job_id) = other {
+            self.describe(job_id).await;
+            return;
+        }
+        let Some(e) = execution else { return };
+        if record.is_none() && self.last_job_id().as_deref() == Some(e.job_id.as_str()) {
+            // A late notification of the job just finished.
+            return;
         }
         let record = record.filter(|r| r.job_id == e.job_id);
         if e.status.is_terminal() {
-            if record.is_some() {
-                info!(job_id = %e.job_id, status = ?e.status, "job ended at the backend");
-                self.write_record(None, None);
+            if let Some(r) = record {
+                // Our own final status, whose `accepted` was not seen, is
+                // the job done; any other is the job ended there.
+                let last = match &r.phase {
+                    JobPhase::Finishing { status, .. } if *status == e.status => Some(LastJob {
+                        job_id: r.job_id.clone(),
+                        operation: r.operation.clone(),
+                        status: *status,
+                        at_ms: Timestamp::now().0,
+                    }),
+                    _ => None,
+                };
+                if last.is_some() {
+                    info!(job_id = %e.job_id, status = ?e.status, "job done at the backend");
+                } else {
+                    info!(job_id = %e.job_id, status = ?e.status, "job ended at the backend: dropped");
+                }
+                self.write_record(None, last.as_ref());
                 *super::lock(&self.jobs_active) = None;
+                // What comes next.
+                self.jobs_on_connect().await;
             }
             return;
         }
@@ -322,9 +340,9 @@ impl Uplink {
     async fn start_job(&self, e: JobExecution) {
         let refused = match JobDocument::parse(e.job_document.as_ref()) {
             Err(err) => Some(err.to_string()),
-            Ok(JobDocument::Unknown { operation }) => Some(format!(
-                "operation {operation:?} is unknown to this firmware"
-            )),
+            Ok(JobDocument::Unknown { operation }) => {
+                Some(format!("unknown operation: {operation}"))
+            }
             Ok(JobDocument::Update(_)) => Some("update: unsupported by this firmware".to_owned()),
             Ok(_) => None,
         };
@@ -490,18 +508,34 @@ impl Uplink {
         }
     }
 
+    /// Asks for one execution (its answer goes to `on_execution`).
+    async fn describe(&self, job_id: String) {
+        let req = DescribeRequest {
+            include_job_document: Some(true),
+            ..DescribeRequest::default()
+        };
+        self.jobs_publish(Call::Describe(JobRef::Id(job_id)), jobs::encode(&req))
+            .await;
+    }
+
+    fn last_job_id(&self) -> Option<String> {
+        let raw = self.ledger().state(LAST_KEY).ok().flatten()?;
+        serde_json::from_str::<LastJob>(&raw).ok().map(|l| l.job_id)
+    }
+
     async fn on_rejected(&self, call: Call, err: ErrorResponse) {
-        let Call::Update(job_id) = call else {
-            warn!(code = ?err.code, message = %err.message, "jobs request refused");
-            return;
+        let job_id = match call {
+            Call::Update(id) | Call::Describe(JobRef::Id(id)) => id,
+            _ => {
+                warn!(code = ?err.code, message = %err.message, "jobs request refused");
+                return;
+            }
         };
         match err.code {
             ErrorCode::VersionMismatch => {
                 // Ask for the execution as it is, and reconcile.
                 info!(%job_id, "job version conflict: asking for the execution");
-                let req = DescribeRequest::default();
-                self.jobs_publish(Call::Describe(JobRef::Id(job_id)), jobs::encode(&req))
-                    .await;
+                self.describe(job_id).await;
             }
             ErrorCode::InvalidStateTransition
             | ErrorCode::TerminalStateReached
@@ -511,6 +545,7 @@ impl Uplink {
                     warn!(%job_id, code = ?err.code, message = %err.message, "job ended at the backend: dropped");
                     self.write_record(None, None);
                     *super::lock(&self.jobs_active) = None;
+                    self.jobs_on_connect().await;
                 }
             }
             _ => {

@@ -3,7 +3,7 @@
 //! ends SUCCEEDED; an unknown operation is REJECTED with its reason; a job
 //! in hand when the cart stops is resumed by the next start, not started
 //! twice, and an outcome decided before a stop is sent again, not run
-//! again; duplicated notifications change nothing; a job cancelled while
+//! again; duplicated or stale notifications change nothing; a job cancelled while
 //! in progress is dropped; a version conflict is reconciled.
 
 mod common;
@@ -190,6 +190,41 @@ async fn jobs_run_once_across_restarts_and_cancellations() {
     assert!(
         rx.try_recv().is_err(),
         "a repeated $next/get runs nothing again"
+    );
+    // Notifications out of order: a stale "nothing next" and a "next" of
+    // another job do not drop the job in hand; the cart asks for that job
+    // itself, and it is still IN_PROGRESS.
+    let notify = format!("$aws/things/{CART}/jobs/notify-next");
+    let requests_before = jobs.with(|j| j.counts()).requests;
+    em.publish_raw(&notify, br#"{"timestamp":1}"#.to_vec())
+        .await
+        .unwrap();
+    em.publish_raw(
+        &notify,
+        json!({"timestamp": 2, "execution": {
+            "jobId": "other-1", "thingName": CART, "status": "QUEUED",
+            "queuedAt": 1, "lastUpdatedAt": 1, "versionNumber": 1, "executionNumber": 1,
+            "jobDocument": {"operation": "catalog_resync"}}})
+        .to_string()
+        .into_bytes(),
+    )
+    .await
+    .unwrap();
+    // Each one is answered by a request of the cart (a describe of its
+    // job), and the answers by nothing.
+    eventually(20, "the cart asked", || {
+        jobs.with(|j| j.counts()).requests >= requests_before + 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        cart.uplink.job_record().map(|r| r.job_id).as_deref(),
+        Some("level-1"),
+        "a stale notification dropped the job in hand"
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "the stale notifications ran nothing"
     );
     done.finish(JobOutcome::Succeeded(details(
         "log_level",
