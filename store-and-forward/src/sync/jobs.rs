@@ -489,7 +489,15 @@ impl Uplink {
             .execution_state
             .as_ref()
             .map_or(r.version + 1, |s| s.version_number);
+        // The answer to which update: an IN_PROGRESS answered after the
+        // outcome was decided is not the outcome's (that one, sent with
+        // the older version, is refused and sent again).
+        let answered = resp.execution_state.as_ref().map(|s| s.status);
         match &r.phase {
+            JobPhase::Finishing { status, .. } if answered.is_some_and(|a| a != *status) => {
+                r.version = version;
+                self.write_record(Some(&r), None);
+            }
             JobPhase::Finishing { status, .. } => {
                 let last = LastJob {
                     job_id: r.job_id.clone(),

@@ -4,7 +4,8 @@
 //! in hand when the cart stops is resumed by the next start, not started
 //! twice, and an outcome decided before a stop is sent again, not run
 //! again; duplicated or stale notifications change nothing; a job cancelled while
-//! in progress is dropped; a version conflict is reconciled.
+//! in progress is dropped; a version conflict is reconciled; an outcome
+//! decided before the IN_PROGRESS answer arrives still ends the job.
 
 mod common;
 
@@ -324,6 +325,24 @@ async fn jobs_run_once_across_restarts_and_cancellations() {
         jobs.with(|j| j.counts()).rejected_requests > refused_before,
         "the stale update was refused first"
     );
+
+    // 7. An outcome decided at once, before the IN_PROGRESS update is
+    // answered: that answer is not the outcome's; the job ends SUCCEEDED.
+    for n in 0..3 {
+        let id = format!("oos-fast-{n}");
+        jobs.create_job(JobConfig::new(
+            &id,
+            &[CART],
+            json!({"operation": "out_of_service"}),
+        ))
+        .await
+        .unwrap();
+        let (run, done) = next_job(&mut rx).await;
+        assert_eq!(run.job_id, id);
+        done.finish(JobOutcome::Succeeded(details("service", "out")));
+        wait_status(&em, &id, JobExecutionStatus::Succeeded).await;
+        eventually(20, "record cleared", || cart.uplink.job_record().is_none()).await;
+    }
 
     cart.stop().await;
     em.shutdown().await;
