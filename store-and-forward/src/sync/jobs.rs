@@ -23,6 +23,11 @@
 //! version conflict is answered by asking for the execution and
 //! reconciling; an IN_PROGRESS execution the cart has no record of is
 //! reported FAILED, not guessed at.
+//!
+//! Messages may come out of order: a notification that does not name the
+//! job in hand is answered by describing that job (its answer decides),
+//! and an `accepted` is matched to the update it answers by the execution
+//! state it carries.
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
