@@ -90,6 +90,18 @@ pub struct LastJob {
     pub at_ms: i64,
 }
 
+impl LastJob {
+    /// `record` ended now with `status`.
+    fn of(record: &JobRecord, status: JobExecutionStatus) -> LastJob {
+        LastJob {
+            job_id: record.job_id.clone(),
+            operation: record.operation.clone(),
+            status,
+            at_ms: Timestamp::now().0,
+        }
+    }
+}
+
 /// A job for the application to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRun {
@@ -287,12 +299,9 @@ impl Uplink {
                 // Our own final status, whose `accepted` was not seen, is
                 // the job done; any other is the job ended there.
                 let last = match &r.phase {
-                    JobPhase::Finishing { status, .. } if *status == e.status => Some(LastJob {
-                        job_id: r.job_id.clone(),
-                        operation: r.operation.clone(),
-                        status: *status,
-                        at_ms: Timestamp::now().0,
-                    }),
+                    JobPhase::Finishing { status, .. } if *status == e.status => {
+                        Some(LastJob::of(&r, *status))
+                    }
                     _ => None,
                 };
                 if last.is_some() {
@@ -504,12 +513,7 @@ impl Uplink {
                 self.write_record(Some(&r), None);
             }
             JobPhase::Finishing { status, .. } => {
-                let last = LastJob {
-                    job_id: r.job_id.clone(),
-                    operation: r.operation.clone(),
-                    status: *status,
-                    at_ms: Timestamp::now().0,
-                };
+                let last = LastJob::of(&r, *status);
                 if self.write_record(None, Some(&last)) {
                     info!(%job_id, status = ?status, "job done at the backend");
                 }
