@@ -17,6 +17,6 @@ pub mod topics;
 
 pub use link::{
     Incoming, LinkConfig, LinkError, LinkHandle, LinkState, PubAck, PublishProps, QoS, TlsFailure,
-    TransportAck, start,
+    Traffic, TransportAck, start,
 };
 pub use tls::{SwappableClientCert, TlsError, certified_key_from_pem_files};

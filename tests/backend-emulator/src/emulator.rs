@@ -176,6 +176,11 @@ impl Emulator {
         self.link.wait_up(timeout).await
     }
 
+    /// The emulator's own link (its traffic is the backend's ingest).
+    pub fn link(&self) -> &LinkHandle {
+        &self.link
+    }
+
     /// The totals.
     pub fn counts(&self) -> Counts {
         let mut counts = lock(&self.state).counts.clone();

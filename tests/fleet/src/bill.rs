@@ -22,6 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use store_and_forward::uplink::Traffic;
 use thiserror::Error;
 
 /// AWS IoT Core's metering step.
@@ -141,6 +142,28 @@ impl Usage {
     /// Records one job execution.
     pub fn job_execution(&mut self) {
         self.job_executions += 1;
+    }
+
+    /// Usage from what carts' links measured ([`Traffic`], summed or
+    /// one cart's): CONNECT and SUBSCRIBE one step each (a few hundred
+    /// bytes), PUBLISHes by their own 5 KB steps, every PUBACK the carts
+    /// sent (MQTT 5: a few bytes, one step), connected minutes rounded up
+    /// per connection; every PUBLISH from a cart routed to the backend's
+    /// ingest by one rule with one action. Packet sizes are whole MQTT
+    /// packets, a little above what AWS meters: the bill errs high.
+    pub fn from_traffic(t: &Traffic) -> Usage {
+        let mut u = Usage {
+            connect: t.connects,
+            publish_in: t.publish_out_steps,
+            publish_out: t.publish_in_steps,
+            puback_in: t.pubacks_out,
+            subscribe: t.subscribes,
+            rules_triggered: t.publish_out_steps,
+            rule_actions: t.publishes_out,
+            ..Usage::default()
+        };
+        u.connection_minutes = t.connected_ms.div_ceil(60_000).max(t.connects.min(1));
+        u
     }
 
     /// All metered messages.

@@ -1,13 +1,67 @@
-//! Fleet operations at scale, measured on this machine.
+//! Fleet operations at scale, measured on this machine: N carts of the
+//! project's real ledger, uplink and sync code in one process, against a
+//! real mosquitto (mutual TLS, per-cart ACLs) with the backend emulator
+//! behind it; the scenarios an operator of thousands of carts asks about,
+//! and the cloud bill from the traffic measured.
 //!
 //! # Layout
-//! - [`bill`]: the cloud bill. MQTT traffic as AWS IoT Core meters it (each
-//!   packet kind's rule, 5 KB steps, connection minutes, the ingest rule,
-//!   job executions), projected to a cart-month and priced from a
-//!   replaceable table (`prices/*.toml`), for one fleet size or several.
+//! - [`cart`]: one simulated cart (its own SQLite ledger, certificate,
+//!   link and sync; a shopper stand-in checking out and reporting
+//!   telemetry; an application stand-in answering jobs).
+//! - [`fleet`]: the broker, the emulator and the carts; draining and the
+//!   exactly-once check against the backend.
+//! - [`scenario`]: steady fleet, broker restart, fleet-wide outage, job
+//!   rollout; each a report.
+//! - [`bill`]: MQTT traffic as AWS IoT Core meters it (each packet kind's
+//!   rule, 5 KB steps, connection minutes, the ingest rule, job
+//!   executions), projected to a cart-month and priced from a replaceable
+//!   table (`prices/*.toml`), for one fleet size or several; the quota
+//!   projection.
+//! - [`probe`]: CPU and memory of the broker and of this process, from
+//!   `/proc`; the open-files limit.
 //!
-//! The fleet simulator (N carts of the project's real ledger, uplink and
-//! sync code against mosquitto and the emulator) feeds [`bill::Usage`] from
-//! what it measures; it is not written yet.
+//! The binary `fleet-sim` runs the scenarios (docs/fleet.md); the test
+//! `tests/reduced.rs` runs each at 100 carts in the README's test command.
 
 pub mod bill;
+pub mod cart;
+pub mod fleet;
+pub mod probe;
+pub mod scenario;
+
+use thiserror::Error;
+
+/// A simulation failed (not a finding: a finding is in a report).
+#[derive(Debug, Error)]
+pub enum SimError {
+    /// The fixtures (test cards, keys) did not load.
+    #[error("fixtures: {0}")]
+    Fixtures(String),
+    /// A file or folder.
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    /// A ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] store_and_forward::LedgerError),
+    /// A link failed to start or publish.
+    #[error(transparent)]
+    Link(#[from] store_and_forward::uplink::LinkError),
+    /// A TLS identity did not load.
+    #[error(transparent)]
+    Tls(#[from] store_and_forward::uplink::TlsError),
+    /// The emulator did not start.
+    #[error(transparent)]
+    Emulator(#[from] backend_emulator::EmulatorError),
+    /// The Jobs service refused an operator action.
+    #[error(transparent)]
+    Jobs(#[from] backend_emulator::jobs::JobsServiceError),
+    /// A bad setting.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Something did not happen in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A check could not be made.
+    #[error("check: {0}")]
+    Check(String),
+}

@@ -175,6 +175,12 @@ impl Broker {
         self.resume();
     }
 
+    /// The broker's process id while it runs (to sample its CPU and memory).
+    pub fn pid(&self) -> Option<u32> {
+        let child = self.child.lock().expect("broker lock");
+        child.as_ref().map(Child::id)
+    }
+
     /// Whether the broker process is alive.
     pub fn is_running(&self) -> bool {
         let mut child = self.child.lock().expect("broker lock");

@@ -39,6 +39,13 @@ pub struct LinkConfig {
     /// once the broker or the network is back, ms (default 500): carts that
     /// regain their network at once spread their connects.
     pub probe_jitter_ms: u64,
+    /// Random spread of reconnects (default true): the backoff is drawn
+    /// uniformly below its ceiling and probes and returns get up to
+    /// `probe_jitter_ms`. `false` waits the whole ceiling and adds no
+    /// spread, so carts that lost the broker together come back together:
+    /// only to measure the connection storm the jitter prevents (the fleet
+    /// simulator); the image never sets it.
+    pub backoff_jitter: bool,
     /// Reconnect at once when the kernel reports a network change (a
     /// netlink route socket), instead of waiting out the backoff
     /// (default true).
@@ -80,6 +87,7 @@ impl Default for LinkConfig {
             backoff_max_ms: 60_000,
             probe_interval_ms: 1_000,
             probe_jitter_ms: 500,
+            backoff_jitter: true,
             watch_network: true,
             inflight: 100,
             max_pending: 1000,

@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
+use super::traffic::Meter;
 use super::{Incoming, LinkError, PubAck, QoS};
 
 /// Reply slot of one publish.
@@ -26,6 +27,8 @@ pub(crate) struct Pending {
     pub(crate) tx: AckSender,
     /// Released when the publish resolves: bounds queued + in-flight publishes.
     pub(crate) _permit: Option<OwnedSemaphorePermit>,
+    /// The PUBLISH packet's size, metered when it is written.
+    pub(crate) bytes: usize,
 }
 
 /// The link's bookkeeping of callers waiting on the broker.
@@ -36,6 +39,8 @@ pub(crate) struct Dispatch {
     sent: VecDeque<Pending>,
     awaiting: HashMap<u16, Pending>,
     requests: HashMap<Bytes, oneshot::Sender<Incoming>>,
+    /// What crossed the link.
+    pub(crate) meter: Meter,
 }
 
 /// MQTT 5 PUBACK reason codes that mean "accepted".
@@ -55,6 +60,7 @@ impl Dispatch {
             tracing::warn!(pkid, "PUBLISH written that no caller sent");
             return;
         };
+        self.meter.publish_out(p.bytes);
         if p.qos == QoS::AtMostOnce || pkid == 0 {
             let _ = p.tx.send(Ok(PubAck { reason: 0 }));
             return;
@@ -146,6 +152,7 @@ mod tests {
                 qos,
                 tx,
                 _permit: None,
+                bytes: 0,
             },
             rx,
         )

@@ -49,6 +49,8 @@ pub(crate) struct Driver {
     port: u16,
     probe_interval: Option<Duration>,
     probe_jitter: Duration,
+    /// Draw the backoff at random below its ceiling (else the ceiling).
+    jitter: bool,
     /// The kernel's network changes (opened on first use; `None` when not
     /// wanted or not available).
     network: Option<NetworkWatch>,
@@ -90,7 +92,12 @@ impl Driver {
             port: config.port,
             probe_interval: (config.probe_interval_ms > 0)
                 .then(|| Duration::from_millis(config.probe_interval_ms)),
-            probe_jitter: Duration::from_millis(config.probe_jitter_ms),
+            probe_jitter: if config.backoff_jitter {
+                Duration::from_millis(config.probe_jitter_ms)
+            } else {
+                Duration::ZERO
+            },
+            jitter: config.backoff_jitter,
             network: None,
             watch_network: config.watch_network,
         }
@@ -195,6 +202,14 @@ impl Driver {
             // finds the subscription in place.
             let mut d = self.shared.lock();
             self.connection = self.shared.next_connection();
+            let filter_bytes = (!self.shared.subscriptions.is_empty()).then(|| {
+                self.shared
+                    .subscriptions
+                    .iter()
+                    .map(|(f, _)| f.len())
+                    .sum::<usize>()
+            });
+            d.meter.connected(Instant::now(), filter_bytes);
             if !self.shared.subscriptions.is_empty() {
                 let filters = self
                     .shared
@@ -260,6 +275,7 @@ impl Driver {
             self.eventloop.clean();
             self.eventloop.pending.clear();
             self.eventloop.state.collision = None;
+            d.meter.disconnected(Instant::now());
             d.fail_all()
         };
         let Some(err) = cause else {
@@ -312,9 +328,7 @@ impl Driver {
     /// if the broker could not be reached at all, when a probe finds it
     /// again; false when asked to stop meanwhile.
     async fn wait_backoff(&mut self) -> bool {
-        let delay = self
-            .backoff
-            .next_delay(Instant::now(), rand::random::<f64>());
+        let delay = self.backoff.next_delay(Instant::now(), self.draw());
         tracing::debug!(
             delay_ms = delay.as_millis() as u64,
             attempt = self.backoff.attempt(),
@@ -389,6 +403,15 @@ impl Driver {
         }
     }
 
+    /// The backoff's draw: uniform in [0, 1), or the ceiling without jitter.
+    fn draw(&self) -> f64 {
+        if self.jitter {
+            rand::random::<f64>()
+        } else {
+            1.0
+        }
+    }
+
     async fn graceful_disconnect(&mut self) {
         let up = self.shared.lock().up;
         if !up {
@@ -415,6 +438,7 @@ impl Driver {
             let mut d = self.shared.lock();
             self.eventloop.clean();
             self.eventloop.pending.clear();
+            d.meter.disconnected(Instant::now());
             d.fail_all();
         }
         self.shared.permits.close();
@@ -466,6 +490,7 @@ fn apply(d: &mut Dispatch, ev: Event, guard: impl Fn(u16) -> TransportAck) -> Op
             None
         }
         Event::Incoming(Packet::Publish(p)) => {
+            d.meter.publish_in(p.size());
             let ack = match p.qos {
                 rumqttc::v5::mqttbytes::QoS::AtMostOnce => TransportAck::none(),
                 _ => guard(p.pkid),

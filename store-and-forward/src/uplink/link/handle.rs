@@ -131,6 +131,7 @@ impl LinkHandle {
                 qos,
                 tx,
                 _permit: Some(permit),
+                bytes: size,
             });
         }
         rx.await.unwrap_or(Err(LinkError::Disconnected))
@@ -189,6 +190,19 @@ impl LinkHandle {
         self.shared
             .unacked
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// What crossed the link so far (packets, bytes, 5 KB steps, connected
+    /// time): the measured side of a per-message bill.
+    pub fn traffic(&self) -> super::Traffic {
+        let pubacks = self
+            .shared
+            .pubacks_out
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .lock()
+            .meter
+            .snapshot(std::time::Instant::now(), pubacks)
     }
 
     /// Waits until the link is up and its subscriptions are acknowledged

@@ -26,8 +26,9 @@ mod driver;
 mod error;
 mod handle;
 mod reach;
+mod traffic;
 
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -40,6 +41,7 @@ pub use error::{LinkError, TlsFailure, permanent_refusal, tls_failure};
 pub use handle::LinkHandle;
 /// MQTT quality of service (QoS 0 and 1 are used; AWS IoT has no QoS 2).
 pub use rumqttc::v5::mqttbytes::QoS;
+pub use traffic::Traffic;
 
 use crate::time::Timestamp;
 use crate::uplink::tls::SwappableClientCert;
@@ -179,6 +181,8 @@ pub(crate) struct Shared {
     pub(crate) connection: Mutex<u64>,
     /// Incoming messages handed out and not yet acknowledged.
     pub(crate) unacked: std::sync::atomic::AtomicUsize,
+    /// PUBACKs queued for incoming QoS 1 messages ([`Traffic`]).
+    pub(crate) pubacks_out: AtomicU64,
 }
 
 impl Shared {
@@ -223,11 +227,17 @@ impl Shared {
         }
         let mut publish = rumqttc::v5::mqttbytes::v5::Publish::new("", QoS::AtLeastOnce, "", None);
         publish.pkid = pkid;
-        if let Err(e) = self.client.try_ack(&publish) {
-            // The request channel is full or closed: the broker keeps the
-            // message in flight until the connection ends, then drops it
-            // (clean session) and the backend sends it again.
-            tracing::warn!(pkid, cause = %e, "could not queue an acknowledgement");
+        match self.client.try_ack(&publish) {
+            Ok(()) => {
+                self.pubacks_out
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The request channel is full or closed: the broker keeps the
+                // message in flight until the connection ends, then drops it
+                // (clean session) and the backend sends it again.
+                tracing::warn!(pkid, cause = %e, "could not queue an acknowledgement");
+            }
         }
     }
 
@@ -279,6 +289,7 @@ pub fn start(
         stopped,
         connection: Mutex::new(0),
         unacked: std::sync::atomic::AtomicUsize::new(0),
+        pubacks_out: AtomicU64::new(0),
     });
     let driver = driver::Driver::new(eventloop, shared.clone(), incoming_tx, &config);
     // The runtime is built on the owner thread itself (a runtime must not
