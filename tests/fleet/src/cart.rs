@@ -147,6 +147,9 @@ pub struct SimCart {
     failures: Mutex<Vec<String>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The shopper stand-in, and how to stop it between two steps.
+    shopper: Mutex<Option<JoinHandle<()>>>,
+    stop_shopping: watch::Sender<bool>,
     dir: PathBuf,
 }
 
@@ -226,6 +229,8 @@ impl SimCart {
             failures: Mutex::new(Vec::new()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
+            shopper: Mutex::new(None),
+            stop_shopping: watch::channel(false).0,
             dir: setup.dir,
         });
         let run = tokio::spawn(uplink.run(incoming, rx));
@@ -237,8 +242,19 @@ impl SimCart {
     /// Starts the shopper and the application stand-ins.
     pub fn start_activity(self: &Arc<Self>, activity: Activity, reader: Arc<Reader>, seed: u64) {
         let me = self.clone();
-        let shopper = tokio::spawn(async move { me.shop(activity, reader, seed).await });
-        lock(&self.tasks).push(shopper);
+        let stop = self.stop_shopping.subscribe();
+        let shopper = tokio::spawn(async move { me.shop(activity, reader, seed, stop).await });
+        *lock(&self.shopper) = Some(shopper);
+    }
+
+    /// Stops the shopper stand-in after its current step (a checkout
+    /// finishes; buffered readings are committed).
+    pub async fn stop_activity(&self) {
+        let _ = self.stop_shopping.send(true);
+        let task = lock(&self.shopper).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
     }
 
     /// The cart's folder.
@@ -260,6 +276,14 @@ impl SimCart {
     pub fn pending(&self) -> Result<u64, SimError> {
         let depth = lock(&self.ledger).outbox_depth()?;
         Ok(depth.iter().map(|d| d.pending).sum())
+    }
+
+    /// Whether a record created before `t` is still waiting to leave.
+    pub fn waiting_since_before(&self, t: Timestamp) -> Result<bool, SimError> {
+        let depth = lock(&self.ledger).outbox_depth()?;
+        Ok(depth
+            .iter()
+            .any(|d| d.pending > 0 && d.oldest_pending.is_some_and(|o| o.0 < t.0)))
     }
 
     /// Payments not yet confirmed by the backend (forwarded and answered).
@@ -291,6 +315,7 @@ impl SimCart {
 
     /// Stops the activity, the sync and the link.
     pub async fn stop(&self) {
+        self.stop_activity().await;
         let _ = self.shutdown.send(true);
         let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
         for t in tasks {
@@ -363,12 +388,21 @@ impl SimCart {
     /// The shopper stand-in: readings at the configured rate (committed in
     /// groups every 2 s or 200 events, as the daemon does) and checkouts
     /// at random intervals around the configured mean.
-    async fn shop(self: Arc<Self>, activity: Activity, reader: Arc<Reader>, seed: u64) {
+    async fn shop(
+        self: Arc<Self>,
+        activity: Activity,
+        reader: Arc<Reader>,
+        seed: u64,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut rng = StdRng::seed_from_u64(seed);
         let eur = Currency::new("EUR").expect("EUR is a currency");
         let period = Duration::from_secs_f64(1.0 / activity.readings_per_sec.max(1e-3));
         // Carts do not tick in step: each starts at a random phase.
-        tokio::time::sleep(period.mul_f64(rng.random::<f64>())).await;
+        tokio::select! {
+            _ = tokio::time::sleep(period.mul_f64(rng.random::<f64>())) => {}
+            _ = stop.changed() => return,
+        }
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buffer = TelemetryBuffer::new(200, 2_000);
@@ -383,7 +417,16 @@ impl SimCart {
         };
         let mut checkout_at = next_checkout(&mut rng);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => {
+                    let events = buffer.take();
+                    if let Err(e) = self.commit_telemetry(&events) {
+                        lock(&self.failures).push(format!("telemetry: {e}"));
+                    }
+                    return;
+                }
+            }
             let now = Timestamp::now();
             seq += 1;
             let reading = TelemetryEvent::Reading {

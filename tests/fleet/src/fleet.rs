@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use backend_emulator::jobs::ManualClock;
 use backend_emulator::{Emulator, EmulatorConfig, JobsConfig};
-use mqtt_harness::Broker;
+use mqtt_harness::{Broker, FaultProxy};
 use serde::Serialize;
 use store_and_forward::BackendOutcome;
 use store_and_forward::sync::SyncConfig;
@@ -48,6 +48,9 @@ pub struct FleetConfig {
     pub start_per_sec: usize,
     /// Where the carts' folders go (`None`: a temporary folder, removed).
     pub dir: Option<PathBuf>,
+    /// Carts reach the broker through a [`FaultProxy`] that can refuse
+    /// them all (the fleet's outage) while the backend stays connected.
+    pub via_proxy: bool,
 }
 
 impl Default for FleetConfig {
@@ -64,6 +67,7 @@ impl Default for FleetConfig {
             jobs_clock: None,
             start_per_sec: 200,
             dir: None,
+            via_proxy: false,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Fleet {
     pub broker: Broker,
     /// The backend.
     pub emulator: Emulator,
+    /// The carts' way to the broker, when `via_proxy`.
+    pub proxy: Option<FaultProxy>,
     /// The carts, in index order.
     pub carts: Vec<Arc<SimCart>>,
     /// Each cart's group (index into `config.groups`).
@@ -92,10 +98,10 @@ pub struct Fleet {
 /// The link configuration of every simulated cart: the shipped defaults
 /// except the address, the test CA, and no netlink watch (all carts share
 /// this machine's one network).
-pub fn cart_link(broker: &Broker, jitter: bool) -> LinkConfig {
+pub fn cart_link(broker: &Broker, port: u16, jitter: bool) -> LinkConfig {
     LinkConfig {
         host: "127.0.0.1".into(),
-        port: broker.port(),
+        port,
         tls: true,
         ca_file: Some(broker.ca_pem_path()),
         server_name: Some("localhost".into()),
@@ -147,7 +153,7 @@ impl Fleet {
             incoming_capacity: 8_192,
             inflight: 1_000,
             max_pending: 10_000,
-            ..cart_link(&broker, true)
+            ..cart_link(&broker, broker.port(), true)
         };
         let jobs = JobsConfig {
             clock: match &config.jobs_clock {
@@ -176,7 +182,9 @@ impl Fleet {
         let reader = Arc::new(Reader::load(&fixtures_dir())?);
         let rss_before_carts = probe::read(None).map_or(0, |r| r.rss_bytes);
         let started = Instant::now();
-        let link = cart_link(&broker, config.jitter);
+        let proxy = config.via_proxy.then(|| broker.fault_proxy());
+        let port = proxy.as_ref().map_or(broker.port(), FaultProxy::port);
+        let link = cart_link(&broker, port, config.jitter);
         let mut carts = Vec::with_capacity(config.carts);
         let mut group_of = Vec::with_capacity(config.carts);
         let batch = (config.start_per_sec / 10).max(1);
@@ -200,6 +208,7 @@ impl Fleet {
         let fleet = Fleet {
             broker,
             emulator,
+            proxy,
             carts,
             group_of,
             reader,
@@ -366,6 +375,13 @@ impl Fleet {
         })
     }
 
+    /// Stops every cart's shopper (each after its current step).
+    pub async fn stop_activity(&self) {
+        for c in &self.carts {
+            c.stop_activity().await;
+        }
+    }
+
     /// Stops every cart, then the emulator (the broker stops when dropped).
     pub async fn stop(self) {
         for c in &self.carts {
@@ -377,7 +393,7 @@ impl Fleet {
 
 /// Telemetry rows the cart's ledger ever stored (the simulation runs no
 /// retention, so delivered rows are still there), read from its file.
-fn telemetry_rows(c: &SimCart) -> Result<u64, SimError> {
+pub fn telemetry_rows(c: &SimCart) -> Result<u64, SimError> {
     let path = c.dir().join("ledger.sqlite");
     let conn =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

@@ -24,6 +24,8 @@ use store_and_forward::telemetry::TelemetryEvent;
 use store_and_forward::uplink::Traffic;
 use store_and_forward::{Currency, Money, Timestamp};
 
+use tracing::info;
+
 use crate::SimError;
 use crate::bill::{MONTH, Monthly, PriceTable, Usage};
 use crate::cart::Activity;
@@ -127,6 +129,9 @@ pub struct GroupBill {
     pub usd: Vec<(u64, f64, f64)>,
     /// The bill's lines at the first fleet size.
     pub lines: Vec<crate::bill::Line>,
+    /// Set when the measured (represented) window was shorter than three
+    /// lingers or status intervals: the month is then underestimated.
+    pub caveat: Option<String>,
 }
 
 /// The steady scenario's figures.
@@ -204,11 +209,17 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
     })
     .await?;
     let broker_pid = fleet.broker.pid();
+    info!(
+        carts = fleet.carts.len(),
+        start_secs = fleet.start_time.as_secs_f64(),
+        "fleet up; warming up"
+    );
     tokio::time::sleep(Duration::from_secs(cfg.warmup_secs)).await;
     let t0 = Instant::now();
     let traffic0 = fleet.traffic();
     let reports0: Vec<DeliveryReport> = fleet.carts.iter().map(|c| c.uplink.report()).collect();
     let approved0: u64 = fleet.carts.iter().map(|c| c.approved().len() as u64).sum();
+    let produced0 = produced(&fleet)?;
     let (mut broker, mut sim) = (Sampler::default(), Sampler::default());
     while t0.elapsed() < Duration::from_secs(cfg.secs) {
         broker.add(probe::read(broker_pid));
@@ -221,6 +232,7 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
     let traffic1 = fleet.traffic();
     let reports1: Vec<DeliveryReport> = fleet.carts.iter().map(|c| c.uplink.report()).collect();
     let approved1: u64 = fleet.carts.iter().map(|c| c.approved().len() as u64).sum();
+    let produced1 = produced(&fleet)?;
     let all = delta(&sum(&traffic0), &sum(&traffic1));
     let rss_now = probe::read(None).map_or(0, |r| r.rss_bytes);
     let per_cart_kib =
@@ -253,12 +265,13 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
                 })
                 .fold((0u64, 0u64), |s, x| (s.0 + x.0, s.1 + x.1))
         };
-        let (tel_units, tel_events) = cat(|r| (r.telemetry.billable_units, r.telemetry.records));
+        let (tel_units, _) = cat(|r| (r.telemetry.billable_units, r.telemetry.records));
+        let tel_events: u64 = members.iter().map(|&i| produced1[i] - produced0[i]).sum();
         let (ctl_units, _) = cat(|r| (r.control.billable_units, r.control.records));
         let (pay_units, _) = cat(|r| (r.payments.billable_units, r.payments.records));
         let per_month = |x: u64| x as f64 * month_factor / n;
-        // The naive design: each event its own message (one step), and each
-        // routed by the ingest rule.
+        // The naive design: each event the carts produced its own message
+        // (one step), and each routed by the ingest rule.
         let mut naive = month;
         let swap = per_month(tel_events) - per_month(tel_units);
         naive.messages += swap;
@@ -286,8 +299,19 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
             naive_messages: naive.messages,
             usd,
             lines: cfg.prices.bill(&month, first).lines,
+            caveat: {
+                let longest = setting.telemetry_linger_secs.max(setting.status_interval_secs);
+                (represented.as_secs() < 3 * longest).then(|| {
+                    format!(
+                        "{} s represented, under 3 x {longest} s: measure longer or raise --time-scale",
+                        represented.as_secs()
+                    )
+                })
+            },
         });
     }
+    info!("measured; shoppers stop, draining for the exactly-once check");
+    fleet.stop_activity().await;
     fleet.drain(Duration::from_secs(300)).await?;
     let exactly_once = fleet.verify_exactly_once()?;
     let report = SteadyReport {
@@ -308,6 +332,15 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
     };
     fleet.stop().await;
     Ok(report)
+}
+
+/// Telemetry events each cart has stored so far.
+fn produced(fleet: &Fleet) -> Result<Vec<u64>, SimError> {
+    fleet
+        .carts
+        .iter()
+        .map(|c| crate::fleet::telemetry_rows(c))
+        .collect()
 }
 
 // ---------------------------------------------------------------- restart
@@ -457,10 +490,10 @@ pub struct OutageReport {
     pub telemetry_backlog: u64,
     /// Offline payments waiting when the link returned.
     pub payment_backlog: u64,
-    /// From the broker's return until every cart was connected, seconds.
+    /// From the link's return until every cart was connected, seconds.
     pub reconnect_secs: f64,
-    /// From the broker's return until every record was delivered and every
-    /// payment confirmed, seconds.
+    /// From the link's return until every record of the outage was
+    /// delivered and every payment confirmed, seconds.
     pub drain_secs: f64,
     /// Most messages the backend received in one second.
     pub peak_ingest_msgs_per_sec: u64,
@@ -472,12 +505,23 @@ pub struct OutageReport {
 
 /// Scenario 3.
 pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
+    // The cloud stays up (the backend connected, as AWS's ingest rules
+    // always are); the carts' way to it goes.
     let fleet = Fleet::start(FleetConfig {
         carts: cfg.carts,
+        via_proxy: true,
         ..FleetConfig::default()
     })
     .await?;
-    fleet.broker.stop();
+    let proxy = fleet
+        .proxy
+        .as_ref()
+        .ok_or_else(|| SimError::Check("no proxy".into()))?;
+    info!(
+        carts = fleet.carts.len(),
+        "fleet up; cutting every cart off"
+    );
+    proxy.set_refusing(true);
     // Every cart sees its link drop before it sells offline.
     let deadline = Instant::now() + Duration::from_secs(60);
     while fleet.carts_up() > 0 {
@@ -531,6 +575,7 @@ pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
         }
     }
     let backlog_build_secs = built.elapsed().as_secs_f64();
+    info!(backlog_build_secs, "backlog built; the link returns");
     let mut telemetry_backlog = 0;
     for c in &fleet.carts {
         let depth = c
@@ -546,8 +591,9 @@ pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
     }
     let ingest = |f: &Fleet| f.emulator.link().traffic().publishes_in;
     let ingest0 = ingest(&fleet);
-    fleet.broker.resume();
+    proxy.set_refusing(false);
     let back = Instant::now();
+    let back_ts = Timestamp::now();
     let mut reconnect_secs = None;
     let mut peak = 0u64;
     let mut last = (Instant::now(), ingest0);
@@ -563,12 +609,17 @@ pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
             peak = peak.max(rate.round() as u64);
             last = (Instant::now(), now);
         }
+        // The backlog is the outage's records: what the carts queue after
+        // the return (the confirmations' telemetry) lingers as designed.
         let mut waiting = 0;
         for c in &fleet.carts {
-            waiting += c.pending()? + c.unconfirmed()?;
+            waiting += c.unconfirmed()? + u64::from(c.waiting_since_before(back_ts)?);
         }
         if waiting == 0 {
             break;
+        }
+        if last.0.elapsed() < Duration::from_millis(300) {
+            info!(waiting, up = fleet.carts_up(), "draining");
         }
         if Instant::now() > drain_deadline {
             return Err(SimError::Timeout(format!(
@@ -579,6 +630,8 @@ pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
     }
     let drain_secs = back.elapsed().as_secs_f64();
     let total = ingest(&fleet) - ingest0;
+    // What came after (lingering telemetry) goes too before the check.
+    fleet.drain(Duration::from_secs(cfg.timeout_secs)).await?;
     let exactly_once = fleet.verify_exactly_once()?;
     let report = OutageReport {
         carts: fleet.carts.len(),

@@ -1,6 +1,7 @@
 //! A TCP proxy on loopback that injects network faults between a client and
 //! the broker: cut every connection at once (as a Wi-Fi drop does), or go
-//! silent while keeping sockets open (a half-open link only keep-alive finds).
+//! silent while keeping sockets open (a half-open link only keep-alive finds),
+//! or refuse everyone for a while (an outage in front of a broker that stays up).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -12,6 +13,7 @@ struct Shared {
     target_port: u16,
     conns: Mutex<Vec<TcpStream>>,
     blackhole: AtomicBool,
+    refusing: AtomicBool,
     stop: AtomicBool,
     accepted: AtomicU64,
 }
@@ -31,6 +33,7 @@ impl FaultProxy {
             target_port,
             conns: Mutex::new(Vec::new()),
             blackhole: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
         });
@@ -64,6 +67,18 @@ impl FaultProxy {
     }
 }
 
+impl FaultProxy {
+    /// While on, the network behind the proxy is gone: open connections
+    /// are cut and new ones closed at once (as a broker that is down, while
+    /// the broker itself and its other clients, the backend, stay up).
+    pub fn set_refusing(&self, on: bool) {
+        self.shared.refusing.store(on, Ordering::SeqCst);
+        if on {
+            self.cut_all();
+        }
+    }
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -79,6 +94,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let Ok(client) = client else { continue };
         shared.accepted.fetch_add(1, Ordering::SeqCst);
+        if shared.refusing.load(Ordering::SeqCst) {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
         let Ok(upstream) = TcpStream::connect(("127.0.0.1", shared.target_port)) else {
             // Broker down: the client sees its connection closed at once.
             let _ = client.shutdown(Shutdown::Both);
