@@ -93,38 +93,78 @@ pub enum TelemetryEvent {
 
 /// `n` periodic readings, one a second from `start`, as a cart would send
 /// them: a seeded random walk of temperature, battery, signal, state and
-/// position. For benchmarks and demos that need realistic telemetry (the
-/// encoding measurements in docs/wire-format.md, the 72 h backlog).
+/// position ([`ReadingWalk`]). For benchmarks and demos that need realistic
+/// telemetry (the encoding measurements in docs/wire-format.md, the 72 h
+/// backlog).
 pub fn simulated_readings(n: usize, start: Timestamp, seed: u64) -> Vec<TelemetryEvent> {
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-    let mut rng = StdRng::seed_from_u64(seed);
-    let (mut temp, mut batt, mut rssi, mut x, mut y) = (21.0f32, 100.0f32, -60i16, 10.0f32, 5.0f32);
-    let states = ["idle", "shopping", "paying"];
-    let mut state = 0usize;
+    let mut walk = ReadingWalk::new(seed);
     (0..n)
-        .map(|i| {
-            temp += rng.random_range(-0.05..0.05);
-            batt = (batt - rng.random_range(0.0..0.001)).max(0.0);
-            rssi = (rssi + rng.random_range(-2..=2)).clamp(-90, -30);
-            if rng.random_bool(0.002) {
-                state = rng.random_range(0..3);
-            }
-            if state == 1 {
-                x = (x + rng.random_range(-0.5..0.5)).clamp(0.0, 80.0);
-                y = (y + rng.random_range(-0.5..0.5)).clamp(0.0, 40.0);
-            }
-            TelemetryEvent::Reading {
-                at: Timestamp(start.0 + i as i64 * 1000),
-                seq: i as u64,
-                temperature_c: (temp * 10.0).round() / 10.0,
-                battery_pct: batt as u8,
-                rssi_dbm: rssi,
-                state: states[state].to_string(),
-                position: Some(((x * 10.0).round() / 10.0, (y * 10.0).round() / 10.0)),
-            }
-        })
+        .map(|i| walk.next_at(Timestamp(start.0 + i as i64 * 1000)))
         .collect()
+}
+
+/// A cart's periodic readings as a seeded random walk: temperature drifts,
+/// the battery drains, the signal wanders, the cart moves while shopping
+/// and changes state now and then. For simulations (the fleet simulator
+/// steps one per cart) and [`simulated_readings`].
+#[derive(Debug)]
+pub struct ReadingWalk {
+    rng: rand::rngs::StdRng,
+    seq: u64,
+    temp: f32,
+    batt: f32,
+    rssi: i16,
+    x: f32,
+    y: f32,
+    state: usize,
+}
+
+impl ReadingWalk {
+    /// A walk from the same start state for every seed.
+    pub fn new(seed: u64) -> ReadingWalk {
+        use rand::SeedableRng;
+        ReadingWalk {
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            seq: 0,
+            temp: 21.0,
+            batt: 100.0,
+            rssi: -60,
+            x: 10.0,
+            y: 5.0,
+            state: 0,
+        }
+    }
+
+    /// The next reading, taken at `at`.
+    pub fn next_at(&mut self, at: Timestamp) -> TelemetryEvent {
+        use rand::Rng;
+        const STATES: [&str; 3] = ["idle", "shopping", "paying"];
+        let rng = &mut self.rng;
+        self.temp += rng.random_range(-0.05..0.05);
+        self.batt = (self.batt - rng.random_range(0.0..0.001)).max(0.0);
+        self.rssi = (self.rssi + rng.random_range(-2..=2)).clamp(-90, -30);
+        if rng.random_bool(0.002) {
+            self.state = rng.random_range(0..3);
+        }
+        if self.state == 1 {
+            self.x = (self.x + rng.random_range(-0.5..0.5)).clamp(0.0, 80.0);
+            self.y = (self.y + rng.random_range(-0.5..0.5)).clamp(0.0, 40.0);
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        TelemetryEvent::Reading {
+            at,
+            seq,
+            temperature_c: (self.temp * 10.0).round() / 10.0,
+            battery_pct: self.batt as u8,
+            rssi_dbm: self.rssi,
+            state: STATES[self.state].to_string(),
+            position: Some((
+                (self.x * 10.0).round() / 10.0,
+                (self.y * 10.0).round() / 10.0,
+            )),
+        }
+    }
 }
 
 /// Collects events in memory and says when to commit them as one group:

@@ -19,7 +19,7 @@ use store_and_forward::ledger::OutboxClass;
 use store_and_forward::policy::LimitsConfig;
 use store_and_forward::sync::jobs::{JobOutcome, details};
 use store_and_forward::sync::{AppEvent, CatalogOutcome, SharedLedger, SyncConfig, Uplink};
-use store_and_forward::telemetry::{TelemetryBuffer, TelemetryEvent};
+use store_and_forward::telemetry::{ReadingWalk, TelemetryBuffer, TelemetryEvent};
 use store_and_forward::uplink::{self, LinkConfig, SwappableClientCert};
 use store_and_forward::{
     BackendOutcome, CardRead, Currency, EntryMode, Ledger, LedgerConfig, Money, NewAttempt,
@@ -120,6 +120,9 @@ pub struct Activity {
     pub readings_per_sec: f64,
     /// A checkout every this many seconds on average (0: none).
     pub checkout_every_secs: f64,
+    /// Readings are committed in groups after this long, ms (the daemon:
+    /// 2,000; a time-scaled run divides it too).
+    pub commit_every_ms: u64,
 }
 
 /// How a checkout ended.
@@ -386,7 +389,7 @@ impl SimCart {
     }
 
     /// The shopper stand-in: readings at the configured rate (committed in
-    /// groups every 2 s or 200 events, as the daemon does) and checkouts
+    /// groups every `commit_every_ms` or 200 events, as the daemon does) and checkouts
     /// at random intervals around the configured mean.
     async fn shop(
         self: Arc<Self>,
@@ -405,8 +408,8 @@ impl SimCart {
         }
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut buffer = TelemetryBuffer::new(200, 2_000);
-        let mut seq = 0u64;
+        let mut buffer = TelemetryBuffer::new(200, activity.commit_every_ms);
+        let mut walk = ReadingWalk::new(seed);
         let next_checkout = |rng: &mut StdRng| {
             (activity.checkout_every_secs > 0.0).then(|| {
                 // Exponential inter-arrival times (a Poisson stream).
@@ -428,16 +431,7 @@ impl SimCart {
                 }
             }
             let now = Timestamp::now();
-            seq += 1;
-            let reading = TelemetryEvent::Reading {
-                at: now,
-                seq,
-                temperature_c: 20.0 + rng.random_range(-2.0..2.0),
-                battery_pct: rng.random_range(20..100),
-                rssi_dbm: rng.random_range(-80..-40),
-                state: "shopping".into(),
-                position: Some((rng.random_range(0.0..60.0), rng.random_range(0.0..40.0))),
-            };
+            let reading = walk.next_at(now);
             if buffer.push(reading, now) {
                 let events = buffer.take();
                 let me = self.clone();

@@ -15,8 +15,9 @@
 //! - [`bill`]: MQTT traffic as AWS IoT Core meters it (each packet kind's
 //!   rule, 5 KB steps, connection minutes, the ingest rule, job
 //!   executions), projected to a cart-month and priced from a replaceable
-//!   table (`prices/*.toml`), for one fleet size or several; the quota
-//!   projection.
+//!   table (`prices/*.toml`), for one fleet size or several.
+//! - [`quota`]: which AWS IoT default quota a fleet of N hits first, from
+//!   the measured per-cart rates and a replaceable quota table.
 //! - [`probe`]: CPU and memory of the broker and of this process, from
 //!   `/proc`; the open-files limit.
 //!
@@ -27,6 +28,7 @@ pub mod bill;
 pub mod cart;
 pub mod fleet;
 pub mod probe;
+pub mod quota;
 pub mod scenario;
 
 use thiserror::Error;

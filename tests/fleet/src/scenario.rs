@@ -203,6 +203,7 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
         activity: Some(Activity {
             readings_per_sec: cfg.readings_per_sec * k as f64,
             checkout_every_secs: cfg.checkout_every_secs / k as f64,
+            commit_every_ms: (2_000 / k).max(10),
         }),
         groups,
         ..FleetConfig::default()

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fleet_sim::bill::PriceTable;
+use fleet_sim::quota::{PerCart, QuotaTable};
 use fleet_sim::scenario::{
     self, OutageConfig, RestartConfig, RolloutScenario, Setting, SteadyConfig,
 };
@@ -83,6 +84,19 @@ enum Scenario {
         checkout_every: f64,
         #[arg(long, default_value_t = 1_800)]
         timeout_secs: u64,
+    },
+    /// Projects measured rates to fleet sizes against AWS IoT's default
+    /// quotas: reads `steady.json` and `restart.json` from `--reports`.
+    Project {
+        /// The folder the steady and restart runs wrote (`--out`).
+        #[arg(long)]
+        reports: PathBuf,
+        /// The quota table.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/prices/aws-iot-core-quotas-us-east-1.toml"))]
+        quotas: PathBuf,
+        /// Fleet sizes.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        fleets: Vec<u64>,
     },
     /// A job rolled out at a set rate with an abort threshold.
     Rollout {
@@ -210,6 +224,49 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             emit(&cli.out, "outage", &r)?;
+        }
+        Scenario::Project {
+            reports,
+            quotas,
+            fleets,
+        } => {
+            let read = |name: &str| -> anyhow::Result<serde_json::Value> {
+                let path = reports.join(name);
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+                serde_json::from_str(&text).with_context(|| path.display().to_string())
+            };
+            let (steady, restart) = (read("steady.json")?, read("restart.json")?);
+            let num = |v: &serde_json::Value, k: &str| -> anyhow::Result<f64> {
+                v[k].as_f64()
+                    .with_context(|| format!("no number {k} in the report"))
+            };
+            let carts = num(&steady, "carts")?.max(1.0);
+            let scale = num(&steady, "time_scale")?.max(1.0);
+            let rates = PerCart {
+                // Rates at the represented (real) time: a scaled run sends
+                // `scale` times as much per wall second.
+                publishes_in_per_sec: num(&steady, "broker_msgs_in_per_sec")? / carts / scale,
+                publishes_out_per_sec: num(&steady, "broker_msgs_out_per_sec")? / carts / scale,
+                storm_connects_per_sec: num(&restart, "peak_connects_per_sec")?
+                    / num(&restart, "carts")?.max(1.0),
+            };
+            let table = QuotaTable::load(&quotas)?;
+            #[derive(Serialize)]
+            struct Projection {
+                per_cart: PerCart,
+                source: fleet_sim::bill::Source,
+                fleets: Vec<(u64, Vec<fleet_sim::quota::Projected>)>,
+            }
+            let p = Projection {
+                per_cart: rates,
+                source: table.source.clone(),
+                fleets: fleets
+                    .iter()
+                    .map(|&n| (n, table.project(&rates, n)))
+                    .collect(),
+            };
+            emit(&cli.out, "project", &p)?;
         }
         Scenario::Rollout {
             carts,
