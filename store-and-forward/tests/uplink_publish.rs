@@ -294,3 +294,57 @@ async fn oversized_message_is_refused_without_dropping_the_link() {
     let st = cart.state().borrow().clone();
     assert_eq!((st.connects, st.failures), (1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_traffic_meter_counts_what_crossed_the_link() {
+    let broker = Broker::start();
+    let (backend, _from_carts) = link_up(&broker, BACKEND_IDENTITY, &["carts/+/up/#"]).await;
+    let (cart, mut to_cart) = link_up(&broker, "cart-7", &["carts/cart-7/down/#"]).await;
+    let before = cart.traffic();
+    assert_eq!((before.connects, before.subscribes), (1, 1));
+    assert_eq!(
+        before.subscribe_filter_bytes,
+        "carts/cart-7/down/#".len() as u64
+    );
+    // Up: one small publish and one of 6,000 bytes (two 5 KB steps).
+    for size in [10usize, 6_000] {
+        cart.publish(
+            "carts/cart-7/up/telemetry",
+            Bytes::from(vec![b'x'; size]),
+            QoS::AtLeastOnce,
+            PublishProps::default(),
+        )
+        .await
+        .expect("acknowledged");
+    }
+    // Down: one QoS 1 message, acknowledged by the cart once handled.
+    backend
+        .publish(
+            "carts/cart-7/down/ack",
+            Bytes::from_static(b"ok"),
+            QoS::AtLeastOnce,
+            PublishProps::default(),
+        )
+        .await
+        .expect("acknowledged");
+    drop(recv(&mut to_cart).await);
+    let t = loop {
+        let t = cart.traffic();
+        if t.pubacks_out == 1 {
+            break t;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(t.publishes_out - before.publishes_out, 2);
+    assert_eq!(t.publish_out_steps - before.publish_out_steps, 3);
+    assert!(t.publish_out_bytes - before.publish_out_bytes > 6_010);
+    assert_eq!((t.publishes_in, t.publish_in_steps), (1, 1));
+    assert!(t.connected_ms >= before.connected_ms);
+    // Reconnecting counts a second CONNECT and SUBSCRIBE.
+    cart.reconnect();
+    wait_connects(&cart, 2).await;
+    let t2 = cart.traffic();
+    assert_eq!((t2.connects, t2.subscribes), (2, 2));
+    backend.shutdown().await;
+    cart.shutdown().await;
+}

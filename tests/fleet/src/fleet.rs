@@ -281,24 +281,39 @@ impl Fleet {
     pub async fn drain(&self, timeout: Duration) -> Result<Duration, SimError> {
         let t0 = Instant::now();
         let mut last_flush = Instant::now() - Duration::from_secs(10);
+        // Carts seen empty are looked at again only in the final pass
+        // (each look takes the cart's ledger lock, which its drain needs).
+        let mut done = vec![false; self.carts.len()];
         loop {
             if last_flush.elapsed() >= Duration::from_secs(2) {
                 self.flush_all();
                 last_flush = Instant::now();
             }
             let mut waiting = 0u64;
-            for c in &self.carts {
-                waiting += c.pending()? + c.unconfirmed()?;
+            for (i, c) in self.carts.iter().enumerate() {
+                if !done[i] {
+                    let n = c.pending()? + c.unconfirmed()?;
+                    done[i] = n == 0;
+                    waiting += n;
+                }
             }
             if waiting == 0 {
-                return Ok(t0.elapsed());
+                let mut again = 0u64;
+                for c in &self.carts {
+                    again += c.pending()? + c.unconfirmed()?;
+                }
+                if again == 0 {
+                    return Ok(t0.elapsed());
+                }
+                done.iter_mut().for_each(|d| *d = false);
+                waiting = again;
             }
             if t0.elapsed() > timeout {
                 return Err(SimError::Timeout(format!(
                     "{waiting} records or payments still waiting after {timeout:?}"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
