@@ -130,7 +130,8 @@ async fn a_hundred_carts_through_every_scenario() {
     assert!(bad.created_per_minute.iter().all(|&n| n <= 20), "{bad:#?}");
     assert_eq!(bad.created_after_end, 0);
     assert!(bad.never_reached > 0, "{bad:#?}");
-    // It stopped because the failures reached the threshold.
-    let finished = (bad.succeeded + bad.failed) as f64;
-    assert!(bad.failed as f64 * 100.0 >= 20.0 * finished, "{bad:#?}");
+    // It stopped because the failures reached the threshold: at least 20 %
+    // of the 10 executions it waits for (executions already running when
+    // it stopped may finish either way afterwards).
+    assert!(bad.failed >= 2, "{bad:#?}");
 }
