@@ -17,7 +17,7 @@ use cart_app::recovery::{RecoveryState, escrow_at_start};
 use cart_app::tpm::CartTpm;
 use hal::identity::recovery::RecoveryPrivateKey;
 use hal::reader::card::{FingerprintKey, mask_pan};
-use hal::reader::carddata::{self, Binding, ProcessorPublicKey};
+use hal::reader::carddata::{Binding, ProcessorPublicKey};
 use hal::reader::fixtures::{self, TestCards};
 use hal::reader::message::{Currency as HalCurrency, EntryMode as HalEntryMode};
 use mqtt_harness::Broker;
@@ -62,18 +62,11 @@ impl Reader {
             amount_minor: amount.minor as u64,
             currency: HalCurrency::from_bytes([b[0], b[1], b[2]]).unwrap(),
         };
-        let e = card.expiry.as_bytes();
-        let data = carddata::CardData {
-            pan: card.pan.clone(),
-            expiry: [e[0], e[1], e[2], e[3]],
-            psn: card.psn,
-            entry_mode: card.entry_mode,
-        };
         CardRead {
             masked_pan: mask_pan(&card.pan).unwrap().as_str().to_owned(),
             fingerprint: self.fingerprint.fingerprint(&card.pan).0.to_vec(),
             emv_data: vec![0x9F, 0x02, 0x06, 0, 0, 0, 0, 0x42, 0x17],
-            encrypted_blob: carddata::encrypt(&self.processor, &binding, &data).unwrap(),
+            encrypted_blob: card.seal(&self.processor, &binding).unwrap(),
             entry_mode: match card.entry_mode {
                 HalEntryMode::Contactless => EntryMode::Contactless,
                 _ => EntryMode::Chip,

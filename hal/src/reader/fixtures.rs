@@ -11,7 +11,9 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::card::{FingerprintKey, luhn_valid};
-use super::carddata::{ProcessorPrivateKey, ProcessorPublicKey};
+use super::carddata::{
+    self, Binding, CardData, CardDataError, ProcessorPrivateKey, ProcessorPublicKey,
+};
 use super::message::{DeclineReason, EntryMode};
 
 /// Card-test table file name.
@@ -122,6 +124,30 @@ pub struct TestCard {
 }
 
 // Even test PANs stay out of logs, so a log-scanning test stays meaningful.
+impl TestCard {
+    /// The card data a reader reads from this card (`None` when its expiry
+    /// is not four characters; [`TestCards::load`] refuses such a card).
+    pub fn card_data(&self) -> Option<CardData> {
+        Some(CardData {
+            pan: self.pan.clone(),
+            expiry: self.expiry.as_bytes().try_into().ok()?,
+            psn: self.psn,
+            entry_mode: self.entry_mode,
+        })
+    }
+
+    /// This card's data encrypted to the processor and bound to one payment,
+    /// as the reader hands it over.
+    pub fn seal(
+        &self,
+        to: &ProcessorPublicKey,
+        binding: &Binding,
+    ) -> Result<Vec<u8>, CardDataError> {
+        let data = self.card_data().ok_or(CardDataError::Malformed)?;
+        carddata::encrypt(to, binding, &data)
+    }
+}
+
 impl fmt::Debug for TestCard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestCard")

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hal::reader::card::{FingerprintKey, mask_pan};
-use hal::reader::carddata::{self, Binding, ProcessorPublicKey};
+use hal::reader::carddata::{Binding, ProcessorPublicKey};
 use hal::reader::fixtures::{self, TestCard, TestCards};
 use hal::reader::message::{Currency as HalCurrency, EntryMode as HalEntryMode};
 use rand::rngs::StdRng;
@@ -75,14 +75,8 @@ impl Reader {
             currency: HalCurrency::from_bytes([c[0], c[1], c[2]])
                 .map_err(|e| SimError::Fixtures(format!("currency: {e:?}")))?,
         };
-        let e = card.expiry.as_bytes();
-        let data = carddata::CardData {
-            pan: card.pan.clone(),
-            expiry: [e[0], e[1], e[2], e[3]],
-            psn: card.psn,
-            entry_mode: card.entry_mode,
-        };
-        let blob = carddata::encrypt(&self.processor, &binding, &data)
+        let blob = card
+            .seal(&self.processor, &binding)
             .map_err(|e| SimError::Fixtures(format!("card data: {e}")))?;
         Ok(CardRead {
             masked_pan: mask_pan(&card.pan)

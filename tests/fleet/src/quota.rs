@@ -62,6 +62,57 @@ pub struct PerCart {
     pub storm_connects_per_sec: f64,
 }
 
+/// The fields of a steady run's report (`steady.json`) the rates need.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct SteadyRates {
+    /// Carts.
+    pub carts: u64,
+    /// Time scale of the run (1: real time).
+    pub time_scale: u64,
+    /// PUBLISHes per wall second from carts.
+    pub broker_msgs_in_per_sec: f64,
+    /// PUBLISHes per wall second to carts.
+    pub broker_msgs_out_per_sec: f64,
+}
+
+/// The fields of a restart run's report (`restart.json`) the rates need.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct StormRates {
+    /// Carts.
+    pub carts: u64,
+    /// Most connections accepted in one second.
+    pub peak_connects_per_sec: u64,
+}
+
+impl PerCart {
+    /// Per-cart rates from a steady and a restart report, at real time (a
+    /// scaled run sends `time_scale` times as much per wall second).
+    pub fn from_reports(steady: &SteadyRates, storm: &StormRates) -> PerCart {
+        let per = (steady.carts.max(1) * steady.time_scale.max(1)) as f64;
+        PerCart {
+            publishes_in_per_sec: steady.broker_msgs_in_per_sec / per,
+            publishes_out_per_sec: steady.broker_msgs_out_per_sec / per,
+            storm_connects_per_sec: storm.peak_connects_per_sec as f64 / storm.carts.max(1) as f64,
+        }
+    }
+
+    /// Reads `steady.json` and `restart.json` from `dir` (the runs' `--out`).
+    pub fn load(dir: &Path) -> Result<PerCart, BillError> {
+        fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, BillError> {
+            let text = std::fs::read_to_string(path).map_err(|source| BillError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            serde_json::from_str(&text)
+                .map_err(|e| BillError::Invalid(format!("{}: {e}", path.display())))
+        }
+        Ok(PerCart::from_reports(
+            &read(&dir.join("steady.json"))?,
+            &read(&dir.join("restart.json"))?,
+        ))
+    }
+}
+
 /// One quota at one fleet size.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Projected {
@@ -148,6 +199,24 @@ mod tests {
             p.iter()
                 .any(|q| q.quota.starts_with("Inbound") && (q.demand_per_sec - 100.0).abs() < 1e-9)
         );
+    }
+
+    #[test]
+    fn rates_come_back_to_real_time_per_cart() {
+        let steady = SteadyRates {
+            carts: 100,
+            time_scale: 60,
+            broker_msgs_in_per_sec: 16.0,
+            broker_msgs_out_per_sec: 1.2,
+        };
+        let storm = StormRates {
+            carts: 1_000,
+            peak_connects_per_sec: 331,
+        };
+        let r = PerCart::from_reports(&steady, &storm);
+        assert!((r.publishes_in_per_sec - 16.0 / 6_000.0).abs() < 1e-12);
+        assert!((r.publishes_out_per_sec - 1.2 / 6_000.0).abs() < 1e-12);
+        assert!((r.storm_connects_per_sec - 0.331).abs() < 1e-12);
     }
 
     #[test]

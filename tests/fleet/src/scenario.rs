@@ -32,42 +32,6 @@ use crate::cart::Activity;
 use crate::fleet::{ExactlyOnce, Fleet, FleetConfig, Group};
 use crate::probe::{self, Sampler};
 
-/// Sums traffic.
-pub fn sum(ts: &[Traffic]) -> Traffic {
-    let mut s = Traffic::default();
-    for t in ts {
-        s.connects += t.connects;
-        s.subscribes += t.subscribes;
-        s.subscribe_filter_bytes += t.subscribe_filter_bytes;
-        s.publishes_out += t.publishes_out;
-        s.publish_out_bytes += t.publish_out_bytes;
-        s.publish_out_steps += t.publish_out_steps;
-        s.publishes_in += t.publishes_in;
-        s.publish_in_bytes += t.publish_in_bytes;
-        s.publish_in_steps += t.publish_in_steps;
-        s.pubacks_out += t.pubacks_out;
-        s.connected_ms += t.connected_ms;
-    }
-    s
-}
-
-/// `b - a`, counter by counter.
-pub fn delta(a: &Traffic, b: &Traffic) -> Traffic {
-    Traffic {
-        connects: b.connects - a.connects,
-        subscribes: b.subscribes - a.subscribes,
-        subscribe_filter_bytes: b.subscribe_filter_bytes - a.subscribe_filter_bytes,
-        publishes_out: b.publishes_out - a.publishes_out,
-        publish_out_bytes: b.publish_out_bytes - a.publish_out_bytes,
-        publish_out_steps: b.publish_out_steps - a.publish_out_steps,
-        publishes_in: b.publishes_in - a.publishes_in,
-        publish_in_bytes: b.publish_in_bytes - a.publish_in_bytes,
-        publish_in_steps: b.publish_in_steps - a.publish_in_steps,
-        pubacks_out: b.pubacks_out - a.pubacks_out,
-        connected_ms: b.connected_ms - a.connected_ms,
-    }
-}
-
 // ---------------------------------------------------------------- steady
 
 /// One group of a steady run, as the bill compares them: what it
@@ -234,7 +198,10 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
     let reports1: Vec<DeliveryReport> = fleet.carts.iter().map(|c| c.uplink.report()).collect();
     let approved1: u64 = fleet.carts.iter().map(|c| c.approved().len() as u64).sum();
     let produced1 = produced(&fleet)?;
-    let all = delta(&sum(&traffic0), &sum(&traffic1));
+    let all = traffic1
+        .iter()
+        .sum::<Traffic>()
+        .since(&traffic0.iter().sum());
     let rss_now = probe::read(None).map_or(0, |r| r.rss_bytes);
     let per_cart_kib =
         rss_now.saturating_sub(fleet.rss_before_carts) as f64 / 1024.0 / cfg.carts.max(1) as f64;
@@ -247,10 +214,10 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
             .filter(|&i| fleet.group_of[i] == g)
             .collect();
         let n = members.len().max(1) as f64;
-        let t = sum(&members
+        let t: Traffic = members
             .iter()
-            .map(|&i| delta(&traffic0[i], &traffic1[i]))
-            .collect::<Vec<_>>());
+            .map(|&i| traffic1[i].since(&traffic0[i]))
+            .sum();
         let usage = Usage::from_traffic(&t);
         let mut month = usage.per_cart_month(members.len() as u64, represented);
         // Connected time does not run faster: the share of wall time

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::emv;
 use crate::reader::card::{FingerprintKey, mask_pan};
-use crate::reader::carddata::{self, Binding, CardData, ProcessorPublicKey};
+use crate::reader::carddata::{Binding, ProcessorPublicKey};
 use crate::reader::fixtures::{ReaderBehaviour, TestCard, TestCards};
 use crate::reader::message::{
     Capabilities, CardReadResult, Currency, Cvm, Message, PROTOCOL_VERSION, PaymentErrorCode,
@@ -383,19 +383,12 @@ impl Engine {
     fn read_card(&self, req: &PaymentRequest, card: &TestCard) -> Option<CardReadResult> {
         let masked_pan = mask_pan(&card.pan)?;
         let fingerprint = self.cfg.fingerprint_key.fingerprint(&card.pan);
-        let expiry: [u8; 4] = card.expiry.as_bytes().try_into().ok()?;
-        let data = CardData {
-            pan: card.pan.clone(),
-            expiry,
-            psn: card.psn,
-            entry_mode: card.entry_mode,
-        };
         let binding = Binding {
             key: req.key,
             amount_minor: req.amount_minor,
             currency: req.currency,
         };
-        let blob = carddata::encrypt(&self.cfg.processor_key, &binding, &data).ok()?;
+        let blob = card.seal(&self.cfg.processor_key, &binding).ok()?;
         let emv = emv::build(req, card, self.atc, &self.cfg.fingerprint_key)?;
         Some(CardReadResult {
             key: req.key,

@@ -40,6 +40,45 @@ pub struct Traffic {
     pub connected_ms: u64,
 }
 
+impl Traffic {
+    /// What crossed the link since `earlier` (a reading of the same link).
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        self.zip(earlier, u64::saturating_sub)
+    }
+
+    /// Each counter of `self` and `other` combined by `f`.
+    fn zip(&self, other: &Traffic, f: impl Fn(u64, u64) -> u64) -> Traffic {
+        Traffic {
+            connects: f(self.connects, other.connects),
+            subscribes: f(self.subscribes, other.subscribes),
+            subscribe_filter_bytes: f(self.subscribe_filter_bytes, other.subscribe_filter_bytes),
+            publishes_out: f(self.publishes_out, other.publishes_out),
+            publish_out_bytes: f(self.publish_out_bytes, other.publish_out_bytes),
+            publish_out_steps: f(self.publish_out_steps, other.publish_out_steps),
+            publishes_in: f(self.publishes_in, other.publishes_in),
+            publish_in_bytes: f(self.publish_in_bytes, other.publish_in_bytes),
+            publish_in_steps: f(self.publish_in_steps, other.publish_in_steps),
+            pubacks_out: f(self.pubacks_out, other.pubacks_out),
+            connected_ms: f(self.connected_ms, other.connected_ms),
+        }
+    }
+}
+
+/// Several links' traffic together (a fleet's, a group's).
+impl<'a> std::iter::Sum<&'a Traffic> for Traffic {
+    fn sum<I: Iterator<Item = &'a Traffic>>(iter: I) -> Traffic {
+        iter.fold(Traffic::default(), |acc, t| acc.zip(t, u64::saturating_add))
+    }
+}
+
+impl std::iter::Sum for Traffic {
+    fn sum<I: Iterator<Item = Traffic>>(iter: I) -> Traffic {
+        iter.fold(Traffic::default(), |acc, t| {
+            acc.zip(&t, u64::saturating_add)
+        })
+    }
+}
+
 /// 5 KB steps of a packet of `bytes`, at least one.
 pub(crate) fn steps(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(STEP).max(1)
@@ -131,5 +170,8 @@ mod tests {
         );
         assert_eq!((t.publishes_in, t.publish_in_steps), (1, 1));
         assert_eq!(t.pubacks_out, 7);
+        let twice: Traffic = [t, t].iter().sum();
+        assert_eq!(twice.since(&t), t);
+        assert_eq!(t.since(&twice), Traffic::default());
     }
 }

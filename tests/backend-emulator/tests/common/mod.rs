@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use backend_emulator::{Emulator, EmulatorConfig};
 use hal::reader::card::{FingerprintKey, mask_pan};
-use hal::reader::carddata::{self, Binding, ProcessorPublicKey};
+use hal::reader::carddata::{Binding, ProcessorPublicKey};
 use hal::reader::fixtures::{self, TestCard, TestCards};
 use hal::reader::message::{Currency as HalCurrency, EntryMode as HalEntryMode};
 use mqtt_harness::Broker;
@@ -75,14 +75,7 @@ impl Reader {
             amount_minor: amount.minor as u64,
             currency: HalCurrency::from_bytes([b[0], b[1], b[2]]).unwrap(),
         };
-        let e = card.expiry.as_bytes();
-        let data = carddata::CardData {
-            pan: card.pan.clone(),
-            expiry: [e[0], e[1], e[2], e[3]],
-            psn: card.psn,
-            entry_mode: card.entry_mode,
-        };
-        let blob = carddata::encrypt(&self.processor, &binding, &data).unwrap();
+        let blob = card.seal(&self.processor, &binding).unwrap();
         CardRead {
             masked_pan: mask_pan(&card.pan).unwrap().as_str().to_owned(),
             fingerprint: self.fingerprint.fingerprint(&card.pan).0.to_vec(),

@@ -230,27 +230,7 @@ async fn main() -> anyhow::Result<()> {
             quotas,
             fleets,
         } => {
-            let read = |name: &str| -> anyhow::Result<serde_json::Value> {
-                let path = reports.join(name);
-                let text =
-                    std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-                serde_json::from_str(&text).with_context(|| path.display().to_string())
-            };
-            let (steady, restart) = (read("steady.json")?, read("restart.json")?);
-            let num = |v: &serde_json::Value, k: &str| -> anyhow::Result<f64> {
-                v[k].as_f64()
-                    .with_context(|| format!("no number {k} in the report"))
-            };
-            let carts = num(&steady, "carts")?.max(1.0);
-            let scale = num(&steady, "time_scale")?.max(1.0);
-            let rates = PerCart {
-                // Rates at the represented (real) time: a scaled run sends
-                // `scale` times as much per wall second.
-                publishes_in_per_sec: num(&steady, "broker_msgs_in_per_sec")? / carts / scale,
-                publishes_out_per_sec: num(&steady, "broker_msgs_out_per_sec")? / carts / scale,
-                storm_connects_per_sec: num(&restart, "peak_connects_per_sec")?
-                    / num(&restart, "carts")?.max(1.0),
-            };
+            let rates = PerCart::load(&reports)?;
             let table = QuotaTable::load(&quotas)?;
             #[derive(Serialize)]
             struct Projection {
