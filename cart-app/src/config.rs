@@ -17,7 +17,8 @@ use store_and_forward::sync::SyncConfig;
 use store_and_forward::uplink::LinkConfig;
 
 use crate::daemon::settings::{
-    ControlSettings, DaemonSettings, ReaderSettings, ScannerSettings, StoreSettings, UiSettings,
+    ControlSettings, DaemonSettings, JobsSettings, ReaderSettings, ScannerSettings, StoreSettings,
+    UiSettings,
 };
 use crate::tpm::IdentityConfig;
 
@@ -58,6 +59,8 @@ pub struct Config {
     pub control: ControlSettings,
     /// The daemon's timers.
     pub daemon: DaemonSettings,
+    /// Remote jobs over HTTPS (diagnostic upload).
+    pub jobs: JobsSettings,
     /// First-boot provisioning and certificate rotation.
     pub provisioning: crate::provision::ProvisioningConfig,
 }
@@ -142,6 +145,7 @@ impl Default for Config {
             ui: UiSettings::default(),
             control: ControlSettings::default(),
             daemon: DaemonSettings::default(),
+            jobs: JobsSettings::default(),
             provisioning: crate::provision::ProvisioningConfig::default(),
         }
     }

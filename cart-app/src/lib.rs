@@ -9,6 +9,9 @@
 //! - [`control`]: the control socket's protocol (`cartctl` and the daemon).
 //! - [`daemon`]: `cart-app run`, the daemon: threads, UI, uplink, signals,
 //!   systemd, the control socket's server.
+//! - [`diag`]: the diagnostic bundle (`cartctl diag`, the
+//!   `diagnostic_upload` job): composed under a size cap, the journal read
+//!   from its socket, sent by HTTPS PUT.
 //! - [`logging`]: the journal with structured fields, or text.
 //! - `demo` (feature `demo`): the whole cart scripted on simulated devices.
 //! - [`recovery`]: the ledger's data key wrapped to the fleet's recovery
@@ -35,6 +38,7 @@ pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod demo_ledger;
+pub mod diag;
 pub mod logging;
 pub mod provision;
 pub mod receipt;

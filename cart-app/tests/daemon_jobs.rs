@@ -16,6 +16,10 @@ use support::rig::Rig;
 use support::wait_until;
 
 fn run_job(rig: &Rig, id: &str, document: serde_json::Value) {
+    run_job_to(rig, id, document, JobExecutionStatus::Succeeded);
+}
+
+fn run_job_to(rig: &Rig, id: &str, document: serde_json::Value, status: JobExecutionStatus) {
     let world = rig.world.as_ref().unwrap();
     let jobs = world
         .emulator
@@ -25,8 +29,7 @@ fn run_job(rig: &Rig, id: &str, document: serde_json::Value) {
         .block_on(jobs.create_job(JobConfig::new(id, &[CART], document)))
         .unwrap();
     let done = wait_until(30, || {
-        jobs.with(|j| j.execution(CART, id)).map(|e| e.status)
-            == Some(JobExecutionStatus::Succeeded)
+        jobs.with(|j| j.execution(CART, id)).map(|e| e.status) == Some(status)
     });
     assert!(done, "{id}: {:?}", jobs.with(|j| j.execution(CART, id)));
 }
@@ -103,5 +106,135 @@ fn out_of_service_by_a_job_holds_across_a_restart_until_returned() {
         "sells again:\n{}",
         log.lock().unwrap()
     );
+    drop(daemon);
+}
+
+fn details(rig: &Rig, id: &str) -> std::collections::BTreeMap<String, String> {
+    let world = rig.world.as_ref().unwrap();
+    let jobs = world.emulator.jobs().unwrap();
+    jobs.with(|j| j.execution(CART, id))
+        .map(|e| e.status_details)
+        .unwrap_or_default()
+}
+
+/// A diagnostic upload: the bundle reaches the object store by HTTPS PUT
+/// (the pre-signed URL's token checked), trusted through `[jobs]
+/// https_ca_file`, with the daemon's journal from its socket, within the
+/// job's cap (the oldest journal lines left out, and counted), and the URL
+/// (a credential) never in the log. A URL the store did not sign ends the
+/// job FAILED with the server's answer. The journal socket here is a stand-in
+/// for `cart-journal.socket` (a listener writing lines and closing); the
+/// unit itself is tested in the QEMU suite.
+#[test]
+fn a_diagnostic_upload_job_puts_the_bundle_within_its_cap() {
+    use backend_emulator::ObjectStore;
+    use std::io::Write;
+
+    let rig = Rig::new();
+    let world = rig.world.as_ref().unwrap();
+    let pki = world.broker().pki();
+    let store = world
+        .block_on(ObjectStore::start(
+            &pki.server_cert_path(),
+            &pki.server_key_path(),
+            "localhost",
+        ))
+        .expect("the object store starts");
+    let journal = rig.dir.path().join("journal.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&journal).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            for i in 0..300 {
+                let _ = writeln!(
+                    conn,
+                    "2026-12-04T06:00:00+0000 cart cart-app[7]: journal line {i}"
+                );
+            }
+        }
+    });
+    let mut config = std::fs::read_to_string(&rig.config).unwrap();
+    config.push_str(&format!(
+        "\n[jobs]\nhttps_ca_file = {:?}\njournal_socket = {:?}\nupload_timeout_secs = 20\n",
+        pki.ca_pem_path(),
+        journal
+    ));
+    std::fs::write(&rig.config, config).unwrap();
+    let (daemon, log) = rig.start();
+    online(&rig, &log);
+
+    // Room for everything.
+    let url = store.upload_url("diag/cart/diag-1.json");
+    run_job(
+        &rig,
+        "diag-1",
+        json!({"operation": "diagnostic_upload", "url": url, "max_bytes": 1_048_576}),
+    );
+    let uploads = store.uploads();
+    assert_eq!(uploads.len(), 1, "one upload");
+    assert_eq!(uploads[0].name, "diag/cart/diag-1.json");
+    assert_eq!(uploads[0].content_type.as_deref(), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&uploads[0].body).unwrap();
+    assert_eq!(v["cart_id"], CART);
+    assert_eq!(v["written_by"], "job diag-1");
+    assert_eq!(v["daemon"]["config"]["cart_id"], CART, "{v}");
+    assert!(v["daemon"]["status"]["ledger"].is_object(), "{v}");
+    assert_eq!(v["journal_dropped_lines"], 0);
+    let text = v["journal"].as_str().unwrap();
+    assert!(
+        text.starts_with("2026-12-04T06:00:00+0000 cart cart-app[7]: journal line 0"),
+        "{text}"
+    );
+    assert!(text.ends_with("journal line 299"), "{text}");
+    let d = details(&rig, "diag-1");
+    assert_eq!(d["bytes"], uploads[0].body.len().to_string(), "{d:?}");
+    assert_eq!(d["journal_lines"], "300", "{d:?}");
+
+    // A cap smaller than the bundle: the newest lines kept, within the cap.
+    let cap = uploads[0].body.len() as u64 - 8_000;
+    let url = store.upload_url("diag/cart/diag-2.json");
+    run_job(
+        &rig,
+        "diag-2",
+        json!({"operation": "diagnostic_upload", "url": url, "max_bytes": cap}),
+    );
+    let small = store.uploads().pop().unwrap();
+    assert!(
+        small.body.len() as u64 <= cap,
+        "{} > {cap}",
+        small.body.len()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&small.body).unwrap();
+    let dropped = v["journal_dropped_lines"].as_u64().unwrap();
+    assert!(dropped > 0, "{v}");
+    assert!(v["journal"].as_str().unwrap().ends_with("journal line 299"));
+    assert_eq!(
+        details(&rig, "diag-2")["journal_dropped_lines"],
+        dropped.to_string()
+    );
+
+    // A URL the store did not sign: FAILED with its answer, nothing stored.
+    let forged = url.replace("token=", "token=00");
+    run_job_to(
+        &rig,
+        "diag-3",
+        json!({"operation": "diagnostic_upload", "url": forged, "max_bytes": 1_048_576}),
+        JobExecutionStatus::Failed,
+    );
+    assert_eq!(store.uploads().len(), 2);
+    assert!(store.refused() >= 1);
+    let d = details(&rig, "diag-3");
+    assert!(
+        d.values().any(|v| v.contains("HTTP 403")),
+        "the reason names the answer: {d:?}"
+    );
+
+    // The pre-signed URLs are credentials: never in the log.
+    let text = log.lock().unwrap().clone();
+    assert!(
+        !text.contains("token="),
+        "a URL's signature leaked:\n{text}"
+    );
+    assert!(text.contains("diagnostic bundle uploaded"), "{text}");
     drop(daemon);
 }

@@ -451,13 +451,8 @@ fn diag(config: &Config, socket: &Path, path: Option<PathBuf>) -> Result<(), Fai
         ),
         Err(e) => format!("journalctl not available: {e}"),
     };
-    let bundle = serde_json::json!({
-        "cart_id": config.cart_id,
-        "cartctl_version": env!("CARGO_PKG_VERSION"),
-        "written_at_ms": Timestamp::now().0,
-        "daemon": daemon,
-        "journal": journal,
-    });
+    let bundle = cart_app::diag::compose(&config.cart_id, "cartctl", daemon, &journal, None)
+        .map_err(|e| Failure(1, e.to_string()))?;
     let path = path.unwrap_or_else(|| {
         PathBuf::from(format!(
             "cart-diag-{}-{}.json",
@@ -465,8 +460,7 @@ fn diag(config: &Config, socket: &Path, path: Option<PathBuf>) -> Result<(), Fai
             Timestamp::now().0 / 1000
         ))
     });
-    let text = serde_json::to_string_pretty(&bundle).map_err(|e| Failure(1, e.to_string()))?;
-    write_private(&path, text.as_bytes())
+    write_private(&path, &bundle.bytes)
         .map_err(|e| Failure(1, format!("{}: {e}", path.display())))?;
     out(&format!("diagnostics written to {}\n", path.display()));
     Ok(())

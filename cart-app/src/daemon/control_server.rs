@@ -137,7 +137,9 @@ impl Context {
         crate::catalog::Catalog::open(&self.config.catalog.path)?.import_csv_in(csv, currency)
     }
 
-    fn diag(&self) -> serde_json::Value {
+    /// The daemon's part of a diagnostic bundle: status, the configuration
+    /// without secrets, the threads' flags.
+    pub fn diag(&self) -> serde_json::Value {
         let config = redact(serde_json::to_value(&self.config).unwrap_or_default());
         serde_json::json!({
             "status": self.status().ok(),

@@ -1,7 +1,7 @@
 //! The remote jobs the cart runs (`AppEvent::Job`, from the sync's Jobs
 //! client in `store_and_forward::sync::jobs`): out of service and back,
 //! certificate rotation, a raised log level for some minutes, a reboot at
-//! a quiet moment. Jobs that change the cart's state wait for an idle cart
+//! a quiet moment, a diagnostic bundle uploaded (`crate::diag`). Jobs that change the cart's state wait for an idle cart
 //! (no shopper session, no payment) and say so in `statusDetails`; a
 //! shopper's payment is never interrupted. Every entry carries the job's
 //! id as `job_id` (the journal's `JOB_ID`).
@@ -30,6 +30,9 @@ pub struct JobContext {
     pub ledger: SharedLedger,
     /// The rotation task (none with a software identity).
     pub rotation: tokio::sync::mpsc::Sender<Trigger>,
+    /// What a diagnostic bundle reads (the control socket's view) and the
+    /// `[jobs]` settings.
+    pub control: Arc<super::control_server::Context>,
 }
 
 impl JobContext {
@@ -61,7 +64,9 @@ impl JobContext {
 /// Runs one job to its outcome.
 pub async fn run(ctx: JobContext, run: JobRun, done: JobDone) {
     let job_id = run.job_id.clone();
-    info!(%job_id, operation = ?run.document, resumed = run.resumed, "job received");
+    // The operation only: a document may carry a credential (a pre-signed
+    // URL).
+    info!(%job_id, operation = run.document.operation(), resumed = run.resumed, "job received");
     let outcome = match run.document {
         JobDocument::OutOfService { reason } => {
             ctx.wait_idle(&job_id, &done).await;
@@ -128,8 +133,8 @@ pub async fn run(ctx: JobContext, run: JobRun, done: JobDone) {
                 }
             }
         }
-        JobDocument::DiagnosticUpload { .. } => {
-            JobOutcome::Rejected("diagnostic upload is not in this firmware yet".to_owned())
+        JobDocument::DiagnosticUpload { url, max_bytes } => {
+            diagnostic_upload(&ctx, &job_id, url, max_bytes).await
         }
         other => JobOutcome::Rejected(format!(
             "{} is not run by the application",
@@ -137,6 +142,64 @@ pub async fn run(ctx: JobContext, run: JobRun, done: JobDone) {
         )),
     };
     done.finish(outcome);
+}
+
+/// Sends the diagnostic bundle to the job's pre-signed URL. The URL is a
+/// credential (its signature lets anyone holding it write the object): it
+/// is never logged or echoed, only its host.
+async fn diagnostic_upload(
+    ctx: &JobContext,
+    job_id: &str,
+    url: String,
+    max_bytes: u64,
+) -> JobOutcome {
+    let host = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    info!(%job_id, %host, max_bytes, "diagnostic upload");
+    let control = ctx.control.clone();
+    let source = format!("job {job_id}");
+    let sent = tokio::task::spawn_blocking(move || {
+        let settings = &control.config.jobs;
+        let roots = crate::diag::trust_store(&settings.https_ca_file)?;
+        let journal = crate::diag::journal_or_reason(&settings.journal_socket);
+        let bundle = crate::diag::compose(
+            &control.config.cart_id,
+            &source,
+            control.diag(),
+            &journal,
+            Some(max_bytes),
+        )?;
+        let agent = crate::diag::agent(roots, Duration::from_secs(settings.upload_timeout_secs));
+        crate::diag::upload(&agent, &url, &bundle.bytes)?;
+        Ok::<_, crate::diag::DiagError>(bundle)
+    })
+    .await;
+    match sent {
+        Ok(Ok(bundle)) => {
+            info!(
+                %job_id,
+                %host,
+                bytes = bundle.bytes.len(),
+                journal_lines = bundle.journal_lines,
+                journal_dropped = bundle.journal_dropped,
+                "diagnostic bundle uploaded"
+            );
+            let mut d = details("bytes", &bundle.bytes.len().to_string());
+            d.insert("journal_lines".into(), bundle.journal_lines.to_string());
+            d.insert(
+                "journal_dropped_lines".into(),
+                bundle.journal_dropped.to_string(),
+            );
+            JobOutcome::Succeeded(d)
+        }
+        Ok(Err(e)) => {
+            warn!(%job_id, %host, cause = %e, "diagnostic upload failed");
+            JobOutcome::Failed(e.to_string())
+        }
+        Err(e) => JobOutcome::Failed(format!("diagnostic upload stopped: {e}")),
+    }
 }
 
 /// Takes the cart out of service for an operator (`Some(reason)`) or puts

@@ -446,6 +446,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
             shared: shared.clone(),
             ledger: ledger.clone(),
             rotation: rotation_tx.clone(),
+            control: ctx.clone(),
         };
         rt.spawn(async move {
             while let Some(ev) = app_rx.recv().await {

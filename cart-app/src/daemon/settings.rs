@@ -179,3 +179,29 @@ impl Default for DaemonSettings {
         }
     }
 }
+
+/// Remote jobs that reach outside the broker (`[jobs]`): the diagnostic
+/// upload (and the update bundle's download).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsSettings {
+    /// The certificate authorities (PEM) an HTTPS URL in a job must chain
+    /// to: the system's bundle (a pre-signed S3 URL is under a public CA).
+    pub https_ca_file: PathBuf,
+    /// Where the daemon reads its own journal for a diagnostic bundle (the
+    /// `cart-journal.socket` unit); missing: the bundle says so.
+    pub journal_socket: PathBuf,
+    /// The whole upload (connect, TLS, body, answer) may take this long,
+    /// seconds.
+    pub upload_timeout_secs: u64,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        JobsSettings {
+            https_ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            journal_socket: PathBuf::from("/run/cart-journal.sock"),
+            upload_timeout_secs: 120,
+        }
+    }
+}

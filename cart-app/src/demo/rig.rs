@@ -134,6 +134,11 @@ impl Rig {
         })
     }
 
+    /// The broker (its test PKI signs the emulator's HTTPS object store).
+    pub fn broker(&self) -> &Broker {
+        &self._broker
+    }
+
     /// Runs `f` on the rig's runtime (the emulator's calls are async).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)

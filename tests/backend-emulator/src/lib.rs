@@ -22,6 +22,8 @@
 //!   RegisterThing) and the certificate registry per cart.
 //! - [`jobs`]: AWS IoT Jobs (the device MQTT API, rollout, timeouts,
 //!   cancellation, abort), on an injectable clock.
+//! - [`objects`]: the object store behind pre-signed HTTPS URLs (a
+//!   diagnostic bundle uploaded, a file downloaded with `Range`).
 //! - [`recovery`]: a dead-TPM cart's recovery export in, its payments
 //!   forwarded exactly once (the `cart-recover` tool).
 #![deny(missing_docs)]
@@ -30,6 +32,7 @@ pub mod counts;
 pub mod emulator;
 pub mod fleet;
 pub mod jobs;
+pub mod objects;
 pub mod processor;
 pub mod receipts;
 pub mod recovery;
@@ -41,4 +44,5 @@ pub use counts::{Counts, JobCounts, PaymentView, Via};
 pub use emulator::{Emulator, EmulatorConfig, EmulatorError};
 pub use fleet::{CertStatus, CertView, Fleet, FleetConfig};
 pub use jobs::{JobConfig, JobsConfig, JobsService};
+pub use objects::{ObjectStore, ObjectStoreError, Upload};
 pub use receipts::{ReceiptRefused, ReceiptVerdict};

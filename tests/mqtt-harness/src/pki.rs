@@ -1,5 +1,6 @@
 //! Per-run test certificates made with rcgen: a test CA, a server
-//! certificate for the loopback broker, client certificates per cart (CN = cart
+//! certificate for the loopback broker (and the emulator's HTTPS object
+//! store; also named 10.0.2.2, the host seen from a QEMU guest), client certificates per cart (CN = cart
 //! id), an expired one, and a foreign CA that signed nothing the broker trusts.
 
 use std::fs;
@@ -44,8 +45,13 @@ impl Pki {
         fs::write(pki.ca_pem_path(), pki.ca.pem()).expect("write CA");
         fs::write(pki.foreign_ca_pem_path(), pki.foreign.pem()).expect("write foreign CA");
 
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
-            .expect("server params");
+        let mut params = CertificateParams::new(vec![
+            "127.0.0.1".to_string(),
+            "localhost".into(),
+            // The host as a QEMU guest's user networking shows it.
+            "10.0.2.2".into(),
+        ])
+        .expect("server params");
         params
             .distinguished_name
             .push(DnType::CommonName, "mosquitto test broker");
