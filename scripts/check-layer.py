@@ -135,7 +135,10 @@ def check_install():
     with open(os.path.join(ROOT, "packaging", "files.list"), encoding="utf-8") as f:
         for line in f:
             parts = line.split()
-            if parts and parts[0] == "f" and parts[1].startswith("/usr/lib/systemd/system/"):
+            # Template units (name@.service) are started by their socket,
+            # never enabled: SYSTEMD_SERVICE names the socket.
+            if parts and parts[0] == "f" and parts[1].startswith("/usr/lib/systemd/system/") \
+                    and "@." not in parts[1]:
                 listed.add(os.path.basename(parts[1]))
     services = set(recipe_var(text, "SYSTEMD_SERVICE:${PN}").split())
     if listed != services:

@@ -28,3 +28,17 @@ for unit in systemd/*.service; do
     exit 1
   }
 done
+
+# The journal reader for diagnostic bundles: the socket and one instance of
+# its template service (verify needs an instance name).
+cp packaging/systemd/cart-journal.socket "$tmp/"
+cp "packaging/systemd/cart-journal@.service" "$tmp/"
+cp "packaging/systemd/cart-journal@.service" "$tmp/cart-journal@0.service"
+(cd "$tmp" && systemd-analyze verify ./cart-journal.socket ./cart-journal@0.service)
+score=$(cd "$tmp" && systemd-analyze security --offline=true ./cart-journal@0.service 2>/dev/null \
+  | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+echo "check-systemd: cart-journal.socket, cart-journal@.service verified; exposure $score (limit 1.5)"
+awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 1.5) }' || {
+  echo "check-systemd: cart-journal@.service exposure '$score' is above 1.5" >&2
+  exit 1
+}

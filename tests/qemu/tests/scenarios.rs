@@ -18,6 +18,7 @@ use store_and_forward::PaymentState;
 use store_and_forward::money::{Currency, Money};
 use store_and_forward::policy::LimitsConfig;
 use store_and_forward::wire::down::{CatalogDelta, CatalogItem};
+use store_and_forward::wire::jobs::JobExecutionStatus;
 
 /// Sourdough bread, EUR 3.49 (within the offline cap below).
 const BREAD: &str = "4006381333931";
@@ -137,7 +138,7 @@ fn pay_for(cart: &mut Cart, code: &str, tag: &str) {
 }
 
 /// The scenarios a plain run takes (all of them).
-const DEFAULT_SCENARIOS: [u32; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+const DEFAULT_SCENARIOS: [u32; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 
 fn wanted(n: u32) -> bool {
     match std::env::var("QEMU_SCENARIOS") {
@@ -202,6 +203,9 @@ fn a_cart_in_qemu() {
     }
     if wanted(7) {
         timed(&mut cart, "scenario 7", watchdog);
+    }
+    if wanted(10) {
+        timed(&mut cart, "scenario 10", remote_jobs);
     }
     if wanted(5) || wanted(6) {
         if !(wanted(3) || wanted(4)) {
@@ -1265,6 +1269,138 @@ fn watchdog(cart: &mut Cart) {
         t.elapsed().as_secs_f64()
     ));
     restart_loop(cart);
+}
+
+/// Creates a job for the cart at the emulator's AWS IoT Jobs.
+fn create_job(cart: &mut Cart, id: &str, document: serde_json::Value) {
+    let config = backend_emulator::JobConfig::new(id, &[CART], document);
+    let cloud = &cart.cloud;
+    let jobs = cloud
+        .emulator
+        .jobs()
+        .expect("the suite's emulator runs Jobs");
+    cloud
+        .rt
+        .block_on(jobs.create_job(config))
+        .expect("job created");
+}
+
+/// Scenario 10: remote jobs under the shipped unit. A diagnostic upload:
+/// the bundle PUT over HTTPS to the emulator's object store, with the
+/// daemon's journal read through `cart-journal.socket` (the daemon itself
+/// cannot read the journal: user `cart` is not in `systemd-journal`). A
+/// reboot: the cart waits for idle, asks logind (polkit lets user `cart`,
+/// the unit has no capabilities and filters `@reboot`), the guest reboots
+/// (a new boot id), the daemon comes back READY and reports the job
+/// SUCCEEDED with `rebooted`; the previous boot's journal has the request
+/// under the job's id.
+fn remote_jobs(cart: &mut Cart) {
+    // The daemon's user cannot read the journal itself.
+    let direct = cart
+        .guest()
+        .sh("setpriv --reuid=cart --regid=cart --init-groups journalctl -u cart-app -n 1 --no-pager 2>&1");
+    assert!(
+        !direct.stdout.contains("cart-app["),
+        "user cart reads the journal directly: {}",
+        direct.stdout
+    );
+
+    let url = cart
+        .cloud
+        .objects
+        .upload_url("diag/cart-qemu-0001/diag-q1.json");
+    let t = Instant::now();
+    create_job(
+        cart,
+        "diag-q1",
+        serde_json::json!({"operation": "diagnostic_upload", "url": url, "max_bytes": 2_097_152}),
+    );
+    let details = job_succeeded(cart, "diag-q1", Duration::from_secs(120));
+    let uploads = cart.cloud.objects.uploads();
+    let Some(upload) = uploads.last() else {
+        cart.fail("the diagnostic upload succeeded but nothing arrived")
+    };
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&upload.body).expect("the bundle is JSON");
+    let journal = bundle["journal"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(bundle["cart_id"], CART);
+    assert_eq!(bundle["written_by"], "job diag-q1");
+    assert!(
+        !journal.contains("journal unavailable") && journal.contains("cart-app["),
+        "the bundle's journal is not the daemon's: {}",
+        tail(&journal, 10)
+    );
+    assert!(
+        !String::from_utf8_lossy(&upload.body).contains("BEGIN PRIVATE KEY"),
+        "a key in the bundle"
+    );
+    cart.boots.push(format!(
+        "diagnostic upload: {} bytes ({} journal lines) in {:.1} s",
+        upload.body.len(),
+        details.get("journal_lines").map_or("?", |s| s.as_str()),
+        t.elapsed().as_secs_f64()
+    ));
+
+    let boot_id = || "cat /proc/sys/kernel/random/boot_id".to_owned();
+    let before = cart.must(&boot_id()).trim().to_owned();
+    let t = Instant::now();
+    create_job(
+        cart,
+        "reboot-q1",
+        serde_json::json!({"operation": "reboot", "when": "quiet"}),
+    );
+    let rebooted = qemu_suite::wait_for(Duration::from_secs(300), || {
+        cart.guest
+            .as_ref()
+            .and_then(|g| g.agent.sh(&boot_id(), Duration::from_secs(10)).ok())
+            .is_some_and(|o| {
+                o.success() && !o.stdout.trim().is_empty() && o.stdout.trim() != before
+            })
+    });
+    if !rebooted {
+        cart.fail("the reboot job did not reboot the guest");
+    }
+    let down_after = t.elapsed();
+    wait_ready(cart, "after the reboot job");
+    let details = job_succeeded(cart, "reboot-q1", Duration::from_secs(120));
+    assert_eq!(
+        details.get("rebooted").map(String::as_str),
+        Some("true"),
+        "{details:?}"
+    );
+    let previous = cart.must("journalctl -b -1 JOB_ID=reboot-q1 --no-pager -o cat");
+    assert!(
+        previous.contains("rebooting for a job"),
+        "the previous boot's journal: {previous}"
+    );
+    cart.boots.push(format!(
+        "reboot job: guest rebooted {:.1} s after the job, SUCCEEDED {:.1} s after it",
+        down_after.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    ));
+}
+
+/// Waits for a job to end SUCCEEDED; its status details (fails the suite
+/// with the execution as the backend has it otherwise).
+fn job_succeeded(
+    cart: &mut Cart,
+    id: &str,
+    timeout: Duration,
+) -> std::collections::BTreeMap<String, String> {
+    let execution = || {
+        cart.cloud
+            .emulator
+            .jobs()
+            .and_then(|j| j.with(|j| j.execution(CART, id)))
+    };
+    let done = qemu_suite::wait_for(timeout, || {
+        execution().is_some_and(|e| e.status == JobExecutionStatus::Succeeded)
+    });
+    let last = execution();
+    if !done {
+        cart.fail(&format!("job {id} did not succeed: {last:?}"));
+    }
+    last.map(|e| e.status_details).unwrap_or_default()
 }
 
 /// Scenario 7, continued: a cart that cannot start keeps trying for ever.

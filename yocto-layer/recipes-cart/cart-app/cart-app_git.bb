@@ -40,7 +40,7 @@ GROUPADD_PARAM:${PN} = "--system cart-tech; --system tss; --system dialout; --sy
 USERADD_PARAM:${PN} = "--system --user-group --home-dir ${localstatedir}/lib/cart --no-create-home --shell /sbin/nologin --groups tss,dialout,input,video,render --comment 'Payment cart daemon' cart"
 
 SYSTEMD_PACKAGES = "${PN}"
-SYSTEMD_SERVICE:${PN} = "cart-app.service cart-data.service data.mount var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount"
+SYSTEMD_SERVICE:${PN} = "cart-app.service cart-data.service data.mount var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount cart-journal.socket"
 
 do_compile:prepend() {
     # Link the image's sqlite3 and zstd (pkg-config), not the crates' bundled copies.
@@ -86,8 +86,9 @@ CART_APP_NEEDED = "\
 "
 # Opened at run time, not linked: the TCTI tctildr loads for /dev/tpmrm0,
 # the font the UI asks for (DejaVu Sans: the reference images are drawn in
-# it), udev (libinput's device data), the keymaps libxkbcommon reads.
-CART_APP_OPENS = "libtss2-tcti-device ttf-dejavu-sans udev xkeyboard-config"
+# it), udev (libinput's device data), the keymaps libxkbcommon reads, the
+# CA bundle HTTPS URLs in jobs are checked against ([jobs] https_ca_file).
+CART_APP_OPENS = "ca-certificates libtss2-tcti-device ttf-dejavu-sans udev xkeyboard-config"
 RDEPENDS:${PN} = "${CART_APP_OPENS} fontconfig libinput libsqlite3 libtss2 libtss2-mu libudev libxkbcommon libzstd"
 RDEPENDS:${PN}-selftest = "${PN} procps util-linux-findmnt"
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use backend_emulator::{Emulator, EmulatorConfig, FleetConfig};
+use backend_emulator::{Emulator, EmulatorConfig, FleetConfig, JobsConfig, ObjectStore};
 use hal::reader::sim::{SimConfig, SimHandle, spawn_pty};
 use mqtt_harness::Broker;
 use qemu_suite::artifacts::Artifacts;
@@ -31,6 +31,9 @@ pub struct Cloud {
     pub rt: tokio::runtime::Runtime,
     pub broker: Broker,
     pub emulator: Emulator,
+    /// The object store behind pre-signed HTTPS URLs (diagnostic uploads),
+    /// reached from the guest as 10.0.2.2.
+    pub objects: ObjectStore,
 }
 
 impl Cloud {
@@ -60,23 +63,32 @@ impl Cloud {
             ..LinkConfig::default()
         };
         let emulator = rt
-            .block_on(Emulator::start_with_fleet(
+            .block_on(Emulator::start_with(
                 EmulatorConfig {
                     link,
                     identity: Some((cert, key)),
                     fixtures: fixtures(),
                 },
                 Some(fleet),
+                Some(JobsConfig::default()),
             ))
             .expect("the backend emulator starts");
         assert!(
             rt.block_on(emulator.wait_up(Duration::from_secs(30))),
             "the emulator reaches mosquitto"
         );
+        let objects = rt
+            .block_on(ObjectStore::start(
+                &broker.pki().server_cert_path(),
+                &broker.pki().server_key_path(),
+                "10.0.2.2",
+            ))
+            .expect("the object store starts");
         Cloud {
             rt,
             broker,
             emulator,
+            objects,
         }
     }
 }
@@ -122,6 +134,11 @@ join_timeout_secs = 120
 
 [daemon]
 status_interval_secs = 2
+
+[jobs]
+# The test PKI signs the emulator's object store too (a cart in a store
+# trusts the system's CA bundle, the default).
+https_ca_file = "/data/factory/broker-ca.pem"
 "#
     )
 }
