@@ -109,6 +109,10 @@ pub struct LinkStatus {
     pub connects: u64,
     /// Failed attempts and lost connections so far.
     pub failures: u64,
+    /// What crossed the link since the daemon started (what the broker
+    /// meters; docs/uplink.md). Absent in an older daemon's snapshot.
+    #[serde(default)]
+    pub traffic: Option<store_and_forward::uplink::Traffic>,
 }
 
 /// The device certificate.

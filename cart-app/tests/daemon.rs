@@ -96,6 +96,19 @@ fn daemon_under_systemd_notify_sells_and_stops_on_sigterm_without_losing_a_payme
     let (code, out, err) = rig.cartctl(&["sync", "--timeout", "30"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("synced"), "{out}");
+    // The link's meter: what the broker bills, since the daemon started.
+    let status = rig.status();
+    let traffic = &status["link"]["traffic"];
+    assert!(traffic["publishes_out"].as_u64() > Some(0), "{status}");
+    assert!(
+        traffic["publish_out_steps"].as_u64() >= traffic["publishes_out"].as_u64(),
+        "{status}"
+    );
+    let (_, text, _) = rig.cartctl(&["status"]);
+    assert!(
+        text.contains("since start:") && text.contains("metered"),
+        "{text}"
+    );
     let bundle = rig.dir.path().join("diag.json");
     let (code, out, err) = rig.cartctl(&["diag", "--out", bundle.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");

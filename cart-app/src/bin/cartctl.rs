@@ -466,6 +466,29 @@ fn diag(config: &Config, socket: &Path, path: Option<PathBuf>) -> Result<(), Fai
     Ok(())
 }
 
+/// The link's traffic since the daemon started, as the broker meters it
+/// (messages in 5 KB steps).
+fn traffic_line(t: &store_and_forward::uplink::Traffic) -> String {
+    format!(
+        "since start: {} out ({} metered, {} KiB), {} in ({} metered), {} connects, connected {}",
+        t.publishes_out,
+        t.publish_out_steps,
+        t.publish_out_bytes / 1024,
+        t.publishes_in,
+        t.publish_in_steps,
+        t.connects,
+        human_duration(t.connected_ms / 1000)
+    )
+}
+
+fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7_200 => format!("{} min", s / 60),
+        s => format!("{:.1} h", s as f64 / 3_600.0),
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -564,6 +587,9 @@ fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
             None => "unknown (daemon down)".into(),
         },
     );
+    if let Some(t) = status.link.as_ref().and_then(|l| l.traffic.as_ref()) {
+        line("traffic", traffic_line(t));
+    }
     for d in &status.devices {
         line(&d.device, d.state.clone());
     }

@@ -71,6 +71,7 @@ impl Context {
                 last_error: s.last_error,
                 connects: s.connects,
                 failures: s.failures,
+                traffic: Some(u.link().traffic()),
             }
         });
         let mut devices = vec![DeviceStatus {
