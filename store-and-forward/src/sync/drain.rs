@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
-use super::{SyncError, Uplink};
+use super::{NoSubscribers, SyncError, Uplink};
 use crate::Timestamp;
 use crate::ledger::outbox_kinds::{
     KIND_PAYMENT_FORWARD, KIND_PAYMENT_INQUIRY, KIND_PAYMENT_REVERSAL,
@@ -45,6 +45,9 @@ struct Outgoing {
 }
 
 type Done = (Outgoing, Result<PubAck, LinkError>);
+
+/// MQTT 5's PUBACK reason "no matching subscribers".
+const NO_MATCHING_SUBSCRIBERS: u8 = 16;
 
 impl Uplink {
     /// Drains everything due now. Returns when the outbox has nothing due,
@@ -152,6 +155,17 @@ impl Uplink {
                 }
             };
             match result {
+                Ok(ack)
+                    if ack.reason == NO_MATCHING_SUBSCRIBERS
+                        && self.config.no_subscribers == NoSubscribers::Retry =>
+                {
+                    warn!(
+                        topic = %m.topic,
+                        records = m.ids.len(),
+                        "the broker has no subscriber for it (reason 16): will retry with backoff"
+                    );
+                    retry.push((m.ids, "broker: no matching subscribers (16)".to_owned()));
+                }
                 Ok(_) => {
                     pass.messages += 1;
                     pass.records += m.ids.len() as u64;

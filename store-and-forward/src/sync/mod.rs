@@ -71,6 +71,26 @@ pub struct SyncConfig {
     /// time plus its own elapsed time) a backend time may be and still be
     /// trusted, seconds (1 to 3,600): `time::judge_backend_time`.
     pub time_slack_secs: u64,
+    /// What a PUBACK with reason 16 (no matching subscribers) means.
+    pub no_subscribers: NoSubscribers,
+}
+
+/// What the cart makes of a PUBACK with MQTT 5 reason 16, "no matching
+/// subscribers": the broker took the message and handed it to nobody.
+/// AWS IoT Core never answers 16 (its rules consume the message); a
+/// self-hosted broker does while the backend's subscriber is not connected
+/// (after a broker restart, before the backend is back), and counting that
+/// as delivered loses the message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoSubscribers {
+    /// Not delivered: sent again with the retry backoff (the backend
+    /// deduplicates a message that reached it after all).
+    #[default]
+    Retry,
+    /// Delivered: for a broker whose own rule engine consumes messages and
+    /// still answers 16.
+    Delivered,
 }
 
 impl Default for SyncConfig {
@@ -87,6 +107,7 @@ impl Default for SyncConfig {
             retry: RetryPolicy::default(),
             resend_unanswered_secs: 300,
             time_slack_secs: 300,
+            no_subscribers: NoSubscribers::Retry,
         }
     }
 }

@@ -137,3 +137,89 @@ async fn an_unreadable_payment_is_quarantined_alone_and_the_rest_flows() {
     .await;
     cart.stop().await;
 }
+
+/// A self-hosted broker answers PUBACK reason 16 (no matching subscribers)
+/// while the backend's subscriber is away: the message reached nobody.
+/// With the default (`no_subscribers = "retry"`) the cart keeps its
+/// records and sends them again with backoff; once the backend is back,
+/// the payment is charged once and every telemetry event arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_nobody_received_is_sent_again_once_the_backend_is_back() {
+    use store_and_forward::ledger::RetryPolicy;
+    use store_and_forward::telemetry::simulated_readings;
+
+    init_logs();
+    let broker = Broker::start();
+    let reader = Reader::load();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open_ledger(dir.path(), roomy_limits());
+    let eur = Currency::new("EUR").unwrap();
+    let key = PaymentKey::new();
+    let amount = Money::new(1_250, eur);
+    {
+        let card = reader.read(reader.card("chip-approve"), &key, amount);
+        let a = NewAttempt {
+            key,
+            amount,
+            online_required: false,
+            card,
+        };
+        let mut l = ledger.lock().unwrap();
+        l.record_card_read(&a, Timestamp::now()).unwrap();
+        assert!(l.decide_offline(&key, Timestamp::now()).unwrap().approved);
+        l.enqueue_telemetry(
+            &simulated_readings(40, Timestamp::now(), 3),
+            Timestamp::now(),
+        )
+        .unwrap();
+    }
+    let id = "cart-0032";
+    let cart = Cart::start_on(
+        link_config(&broker, broker.port(), id),
+        broker.client_cert(id),
+        id,
+        SyncConfig {
+            drain_interval_ms: 100,
+            telemetry_linger_secs: 0,
+            retry: RetryPolicy {
+                base_ms: 200,
+                max_ms: 1_000,
+            },
+            ..SyncConfig::default()
+        },
+        ledger.clone(),
+        dir.path().to_path_buf(),
+    );
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    cart.uplink.kick();
+    // Nobody subscribed: every publish is answered 16, nothing is delivered.
+    let pending = |class: &str| {
+        ledger
+            .lock()
+            .unwrap()
+            .outbox_depth()
+            .unwrap()
+            .iter()
+            .find(|d| d.class == class)
+            .map_or(0, |d| d.pending)
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let traffic = cart.uplink.link().traffic();
+    assert!(traffic.publishes_out >= 2, "it tried: {traffic:?}");
+    assert!(pending("payment") >= 1, "the forward is still pending");
+    assert!(pending("telemetry") >= 1, "the telemetry is still pending");
+
+    // The backend comes back: delivered, each once.
+    let em = emulator(&broker).await;
+    let state = |k: &PaymentKey| ledger.lock().unwrap().payment(k).unwrap().unwrap().state;
+    eventually(60, "the payment confirmed", || {
+        state(&key) == PaymentState::Confirmed
+    })
+    .await;
+    eventually(30, "the telemetry delivered", || pending("telemetry") == 0).await;
+    let counts = em.counts();
+    assert_eq!(counts.charged, 1, "{counts:?}");
+    // The 40 readings and the cart's own events (link, payment), none twice.
+    assert!(counts.telemetry_events >= 40, "{counts:?}");
+    assert_eq!(counts.telemetry_duplicates, 0, "{counts:?}");
+}
