@@ -7,8 +7,16 @@
 //!
 //! - `open.rs`: opening, checks on a foreign or damaged file, migrations,
 //!   the counter binding and crash recovery.
-//! - `payments.rs`: the checkout path (attempt, decisions, outcomes).
-//! - `outbox.rs`: batches for the uplink, delivery, retry, quarantine.
+//! - `payments/`: the checkout path (attempt, decisions, outcomes).
+//!   `mod.rs` holds the stored payment, its reads and the transition every
+//!   state change goes through; `checkout.rs` the attempt and the offline
+//!   decision (and cancel, fail); `settle.rs` the backend's outcomes and
+//!   reversals' results.
+//! - `outbox/`: batches for the uplink, delivery, retry, quarantine.
+//!   `mod.rs` holds the record types, kinds and classes, the retry policy,
+//!   enqueueing and depth; `drain.rs` taking batches, delivery, failures
+//!   and requeueing; `quarantine.rs` quarantine, release and the lists of
+//!   quarantined records.
 //! - `telemetry.rs`: group-committed telemetry under a disk quota.
 //! - `state.rs`: cart-level state, limits and deny-list updates, status.
 //! - `staff.rs`: the staff list for age checks, and the approval recorded
