@@ -61,6 +61,8 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// Remote jobs over HTTPS (diagnostic upload).
     pub jobs: JobsSettings,
+    /// Over-the-air updates.
+    pub update: crate::update::UpdateSettings,
     /// First-boot provisioning and certificate rotation.
     pub provisioning: crate::provision::ProvisioningConfig,
 }
@@ -146,6 +148,7 @@ impl Default for Config {
             control: ControlSettings::default(),
             daemon: DaemonSettings::default(),
             jobs: JobsSettings::default(),
+            update: crate::update::UpdateSettings::default(),
             provisioning: crate::provision::ProvisioningConfig::default(),
         }
     }

@@ -25,6 +25,8 @@
 //! - [`demo_ledger`]: the scripted ledger session (`cart-app demo-ledger`).
 //! - [`provision`]: first boot as a resumable pipeline (Wi-Fi, TPM key,
 //!   AWS IoT fleet provisioning, first publish) and certificate rotation.
+//! - [`update`]: over-the-air updates: the job's checks, the bundle's
+//!   download, RAUC over D-Bus, the health check that marks a slot good.
 //! - [`tpm`]: the TPM behind the ledger (NV counter, sealed data key) and
 //!   the uplink (a rustls signing key on the device identity).
 #![deny(missing_docs)]
@@ -46,4 +48,5 @@ pub mod recovery;
 pub mod session;
 pub mod staff;
 pub mod tpm;
+pub mod update;
 pub mod watchdog;

@@ -1,7 +1,8 @@
 //! The remote jobs the cart runs (`AppEvent::Job`, from the sync's Jobs
 //! client in `store_and_forward::sync::jobs`): out of service and back,
 //! certificate rotation, a raised log level for some minutes, a reboot at
-//! a quiet moment, a diagnostic bundle uploaded (`crate::diag`). Jobs that change the cart's state wait for an idle cart
+//! a quiet moment, a diagnostic bundle uploaded (`crate::diag`), an update
+//! installed (`super::update`). Jobs that change the cart's state wait for an idle cart
 //! (no shopper session, no payment) and say so in `statusDetails`; a
 //! shopper's payment is never interrupted. Every entry carries the job's
 //! id as `job_id` (the journal's `JOB_ID`).
@@ -31,16 +32,22 @@ pub struct JobContext {
     /// The rotation task (none with a software identity).
     pub rotation: tokio::sync::mpsc::Sender<Trigger>,
     /// What a diagnostic bundle reads (the control socket's view) and the
-    /// `[jobs]` settings.
+    /// `[jobs]` and `[update]` settings.
     pub control: Arc<super::control_server::Context>,
+    /// The health check's verdict on this boot's update, for the job.
+    pub update: Arc<super::update::VerdictCell>,
 }
 
 impl JobContext {
-    fn idle(&self) -> bool {
+    pub(super) fn lock_ledger(&self) -> std::sync::MutexGuard<'_, store_and_forward::Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn idle(&self) -> bool {
         self.shared.idle.load(Ordering::SeqCst) && !self.shared.paying.load(Ordering::SeqCst)
     }
 
-    fn send(&self, msg: Msg) -> bool {
+    pub(super) fn send(&self, msg: Msg) -> bool {
         self.session
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -131,6 +138,13 @@ pub async fn run(ctx: JobContext, run: JobRun, done: JobDone) {
                     });
                     JobOutcome::Failed(format!("reboot refused: {e}"))
                 }
+            }
+        }
+        JobDocument::Update(u) => {
+            match super::update::run(&ctx, &job_id, u, run.resumed, &done).await {
+                Some(outcome) => outcome,
+                // Rebooting: the job is resumed after the boot.
+                None => return,
             }
         }
         JobDocument::DiagnosticUpload { url, max_bytes } => {
@@ -232,7 +246,7 @@ fn set_operator_out(ctx: &JobContext, job_id: &str, reason: Option<&str>) -> Job
 
 /// Reboots through logind (the unit has no capabilities and filters
 /// `@reboot`; polkit lets user `cart` do exactly this).
-async fn reboot() -> Result<(), zbus::Error> {
+pub(super) async fn reboot() -> Result<(), zbus::Error> {
     let conn = zbus::Connection::system().await?;
     conn.call_method(
         Some("org.freedesktop.login1"),

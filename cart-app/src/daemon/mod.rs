@@ -38,6 +38,7 @@ pub mod parts;
 pub mod settings;
 pub mod supervise;
 pub mod threads;
+pub mod update;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -439,15 +440,18 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     }
     // Backend events for the application: catalog deltas to the session,
     // rotation requests to the rotation task.
+    let verdict = update::verdict_cell();
+    let job_ctx = jobs::JobContext {
+        session: Arc::new(Mutex::new(session_tx.clone())),
+        shared: shared.clone(),
+        ledger: ledger.clone(),
+        rotation: rotation_tx.clone(),
+        control: ctx.clone(),
+        update: verdict.clone(),
+    };
+    let health_ctx = job_ctx.clone();
     {
         let tx = Mutex::new(session_tx.clone());
-        let job_ctx = jobs::JobContext {
-            session: Arc::new(Mutex::new(session_tx.clone())),
-            shared: shared.clone(),
-            ledger: ledger.clone(),
-            rotation: rotation_tx.clone(),
-            control: ctx.clone(),
-        };
         rt.spawn(async move {
             while let Some(ev) = app_rx.recv().await {
                 match ev {
@@ -566,6 +570,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     let ready_ctx = ctx.clone();
     let on_ready = opts.on_ready.take();
     let ready_tap = tap.clone();
+    let health_rt = rt.handle().clone();
     ui::slint::Timer::single_shot(Duration::ZERO, move || {
         watchdog::notify_ready(&ready_ctx.status_line());
         info!(
@@ -573,6 +578,14 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
             startup_ms = started.elapsed().as_millis() as u64,
             "cart ready"
         );
+        // The update health check: the ledger opened (its binding as
+        // opened), READY=1 sent with the UI's loop turning.
+        let integrity = health_ctx.lock_ledger().integrity().clone();
+        health_rt.spawn(async move {
+            if let Some(last) = update::after_boot(&health_ctx, integrity).await {
+                health_ctx.update.send_replace(Some(last));
+            }
+        });
         if let Some(f) = on_ready {
             f(ready_tap);
         }

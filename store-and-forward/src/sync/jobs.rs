@@ -121,6 +121,9 @@ pub enum JobOutcome {
     Succeeded(StatusDetails),
     /// Tried and failed, with the reason.
     Failed(String),
+    /// Tried and failed, with what to say in `statusDetails` (a `reason`
+    /// among them).
+    FailedWith(StatusDetails),
     /// Refused without trying (this cart cannot do it), with the reason.
     Rejected(String),
 }
@@ -147,6 +150,14 @@ impl JobDone {
         let _ = self
             .tx
             .try_send(JobReport::Progress(self.job_id.clone(), details));
+    }
+
+    /// A way to report progress from another thread (a download).
+    pub fn progress_sender(&self) -> impl Fn(StatusDetails) + Send + Sync + 'static {
+        let (job_id, tx) = (self.job_id.clone(), self.tx.clone());
+        move |details| {
+            let _ = tx.try_send(JobReport::Progress(job_id.clone(), details));
+        }
     }
 
     /// Ends the job.
@@ -357,7 +368,6 @@ impl Uplink {
             Ok(JobDocument::Unknown { operation }) => {
                 Some(format!("unknown operation: {operation}"))
             }
-            Ok(JobDocument::Update(_)) => Some("update: unsupported by this firmware".to_owned()),
             Ok(_) => None,
         };
         if let Some(reason) = refused {
@@ -481,6 +491,7 @@ impl Uplink {
         let (status, details) = match outcome {
             JobOutcome::Succeeded(d) => (JobExecutionStatus::Succeeded, d),
             JobOutcome::Failed(why) => (JobExecutionStatus::Failed, details("reason", &why)),
+            JobOutcome::FailedWith(d) => (JobExecutionStatus::Failed, d),
             JobOutcome::Rejected(why) => (JobExecutionStatus::Rejected, details("reason", &why)),
         };
         info!(%job_id, ?status, ?details, "job finished");

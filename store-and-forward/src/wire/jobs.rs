@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use document::{JobDocument, JobDocumentError};
+pub use document::{JobDocument, JobDocumentError, Update};
 pub use topic::{
     Answer, BACKEND_FILTERS, Call, JobRef, Topic, device_subscriptions, valid_job_id,
     valid_thing_name,
