@@ -73,6 +73,8 @@ struct State {
     /// GET requests answered, with the range start each asked for.
     gets: Vec<(String, u64)>,
     refused: u64,
+    /// The next GETs send at most this many body bytes, then close.
+    cuts: Vec<u64>,
 }
 
 /// The running store. Dropping it stops it.
@@ -185,6 +187,13 @@ impl ObjectStore {
     /// GET requests answered so far: the object and the first byte asked for.
     pub fn gets(&self) -> Vec<(String, u64)> {
         self.lock().gets.clone()
+    }
+
+    /// The next GET answers send at most `bytes[i]` bytes of their body and
+    /// then close the connection (the announced length unmet): a dropped
+    /// download, one per entry.
+    pub fn cut_next_gets(&self, bytes: &[u64]) {
+        self.lock().cuts = bytes.iter().rev().copied().collect();
     }
 
     /// Requests refused (bad token, method or name; malformed).
@@ -338,7 +347,14 @@ async fn serve<S: AsyncReadExt + AsyncWriteExt + Unpin>(
                 return respond(&mut s, "404 Not Found", &[], b"").await;
             };
             let from = req.range_from.unwrap_or(0);
-            lock(state).gets.push((req.path.clone(), from));
+            let cut = {
+                let mut st = lock(state);
+                st.gets.push((req.path.clone(), from));
+                st.cuts.pop()
+            };
+            if let Some(cut) = cut {
+                return respond_cut(&mut s, &file, from, cut).await;
+            }
             let total = file.len() as u64;
             if req.range_from.is_none() {
                 return respond(
@@ -370,6 +386,35 @@ async fn serve<S: AsyncReadExt + AsyncWriteExt + Unpin>(
             .await
         }
     }
+}
+
+/// A GET answered with its full length announced and only `cut` bytes of
+/// the body sent, then the connection closed.
+async fn respond_cut<S: AsyncWriteExt + Unpin>(
+    s: &mut S,
+    file: &[u8],
+    from: u64,
+    cut: u64,
+) -> std::io::Result<()> {
+    let total = file.len() as u64;
+    let from = from.min(total);
+    let body = &file[from as usize..];
+    let head = if from == 0 {
+        format!(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+    } else {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nConnection: close\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{total}\r\n\r\n",
+            body.len(),
+            total.saturating_sub(1)
+        )
+    };
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(&body[..(cut as usize).min(body.len())]).await?;
+    s.flush().await?;
+    s.shutdown().await
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
