@@ -42,3 +42,9 @@ awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 1.5) }' || {
   echo "check-systemd: cart-journal@.service exposure '$score' is above 1.5" >&2
   exit 1
 }
+
+# The update health deadline (root, one-shot per boot).
+cp packaging/systemd/cart-update-deadline.service "$tmp/"
+sed -i "s#^ExecStart=/usr/bin/cartctl#ExecStart=$(dirname "$bin")/cartctl#" "$tmp/cart-update-deadline.service"
+(cd "$tmp" && systemd-analyze verify ./cart-update-deadline.service)
+echo "check-systemd: cart-update-deadline.service verified"

@@ -161,6 +161,19 @@ pub struct CartStatus {
     pub ledger: LedgerStatus,
     /// What the uplink delivered since start.
     pub delivery: Option<DeliveryReport>,
+    /// The root slots as RAUC reported them at the daemon's start (absent:
+    /// no RAUC, or an older daemon).
+    #[serde(default)]
+    pub slots: Option<SlotsView>,
+}
+
+/// The A/B root slots (RAUC's `GetSlotStatus`, `BootSlot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotsView {
+    /// The bootname booted (`A`, `B`).
+    pub booted: String,
+    /// Every slot.
+    pub slots: Vec<crate::update::rauc::Slot>,
 }
 
 impl CartStatus {

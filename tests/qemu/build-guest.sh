@@ -117,7 +117,7 @@ grep -v '^[[:space:]]*\(#\|$\)' packaging/files.list | awk '{print $2}' |
 # Units: the cart, its data partition, its journal socket, the guest agent. Enabled the way
 # `systemctl enable` would (no running systemd needed).
 systemctl --root="$root" enable cart-app.service data.mount cart-data.service \
-  var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount cart-journal.socket >/dev/null 2>&1
+  var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount cart-journal.socket cart-update-deadline.service >/dev/null 2>&1
 # The serial console carries the boot log for the suite; no login on it.
 systemctl --root="$root" mask serial-getty@ttyS0.service getty@tty1.service >/dev/null 2>&1
 

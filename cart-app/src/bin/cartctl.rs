@@ -80,6 +80,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The update health deadline (run as root by
+    /// cart-update-deadline.service at every boot): when an update is still
+    /// waiting for its health check `[update] health_deadline_secs` after
+    /// booting its new slot, marks that slot bad and reboots into the old
+    /// one. Exits at once when no update is pending.
+    UpdateDeadline,
     /// Catalog operations.
     Catalog {
         #[command(subcommand)]
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
         Command::Diag { out } => diag(&config, &socket, out),
         Command::Release { payment } => release(&socket, payment),
         Command::RecoveryExport { out } => recovery_export(&config, &out),
+        Command::UpdateDeadline => update_deadline(&config),
         Command::Catalog {
             command: CatalogCommand::Import { file },
         } => catalog_import(&config, &socket, &file),
@@ -163,6 +170,76 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+fn pending_update(config: &Config) -> Result<Option<cart_app::update::pending::Pending>, Failure> {
+    use cart_app::update::pending::{PENDING_KEY, Pending};
+    let status = read_only_status(&config.ledger.path, Timestamp::now())
+        .map_err(|e| Failure(EXIT_NO_LEDGER, e.to_string()))?;
+    Ok(status
+        .jobs
+        .get(PENDING_KEY)
+        .and_then(|j| serde_json::from_str::<Pending>(j).ok()))
+}
+
+fn update_deadline(config: &Config) -> Result<(), Failure> {
+    use cart_app::update::rauc::Rauc;
+    if pending_update(config)?.is_none() {
+        out("update-deadline: no update pending\n");
+        return Ok(());
+    }
+    let uptime = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let deadline = config.update.health_deadline_secs as f64;
+    if uptime < deadline {
+        out(&format!(
+            "update-deadline: an update is pending; its health check has until {deadline:.0} s after boot\n"
+        ));
+        std::thread::sleep(Duration::from_secs_f64(deadline - uptime));
+    }
+    // The daemon's verdict ends the pending record; still there: none came.
+    let Some(p) = pending_update(config)? else {
+        out("update-deadline: the update was decided in time\n");
+        return Ok(());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(1, e.to_string()))?;
+    rt.block_on(async {
+        let rauc = Rauc::connect()
+            .await
+            .map_err(|e| Failure(1, format!("RAUC: {e}")))?;
+        let booted = rauc
+            .boot_slot()
+            .await
+            .map_err(|e| Failure(1, format!("RAUC: {e}")))?;
+        if booted == p.from_slot {
+            // Back on the old slot: the daemon reports it when it runs.
+            out(&format!(
+                "update-deadline: running the old slot {booted}; the daemon reports the update\n"
+            ));
+            return Ok(());
+        }
+        eprintln!(
+            "cartctl: update {} -> {} (job {}): no health verdict {deadline:.0} s after booting slot {booted}: marking it bad and rebooting into slot {}",
+            p.from_version, p.to_version, p.job_id, p.from_slot
+        );
+        if let Err(e) = rauc.mark_booted(false).await {
+            eprintln!("cartctl: slot {booted} not marked bad: {e} (the bootloader falls back anyway: it was never marked good)");
+        }
+        let status = std::process::Command::new("systemctl")
+            .arg("reboot")
+            .status()
+            .map_err(|e| Failure(1, format!("systemctl reboot: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Failure(1, format!("systemctl reboot: {status}")))
+        }
+    })
 }
 
 /// A catalog CSV into the daemon's catalog: through the daemon, so the
@@ -312,6 +389,7 @@ fn fetch_status(config: &Config, socket: &Path) -> Result<CartStatus, Failure> {
         devices: Vec::new(),
         ledger,
         delivery: None,
+        slots: None,
     })
 }
 
@@ -621,6 +699,12 @@ fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
         );
     }
     line("jobs", jobs_line(&st.jobs));
+    if let Some(u) = update_line(&st.jobs) {
+        line("update", u);
+    }
+    if let Some(s) = &status.slots {
+        line("slots", slots_line(s));
+    }
     let mut exposure = status.exposure_line();
     if let Some(oldest) = st.exposure.oldest_unforwarded {
         exposure.push_str(&format!(
@@ -684,6 +768,46 @@ fn human(status: &CartStatus, path: &str, warn_days: i64) -> String {
 }
 
 /// The job in hand and the last one, as a technician reads them.
+/// The update in flight or the last one's result.
+fn update_line(jobs: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    use cart_app::update::pending::{LAST_KEY, Last, PENDING_KEY, Pending};
+    if let Some(p) = jobs
+        .get(PENDING_KEY)
+        .and_then(|j| serde_json::from_str::<Pending>(j).ok())
+    {
+        return Some(format!(
+            "{} -> {} (job {}) installed from slot {}, waiting for the health check",
+            p.from_version, p.to_version, p.job_id, p.from_slot
+        ));
+    }
+    let l = jobs
+        .get(LAST_KEY)
+        .and_then(|j| serde_json::from_str::<Last>(j).ok())?;
+    Some(format!(
+        "last {} -> {} (job {}) {:?}: {}",
+        l.from_version, l.to_version, l.job_id, l.result, l.detail
+    ))
+}
+
+/// The root slots: which booted, each one's state and version.
+fn slots_line(s: &cart_app::control::SlotsView) -> String {
+    let each: Vec<String> = s
+        .slots
+        .iter()
+        .map(|slot| {
+            let f = |k: &str| slot.fields.get(k).map(String::as_str).unwrap_or("-");
+            format!(
+                "{} ({}) {} {}",
+                slot.name,
+                f("bootname"),
+                f("boot-status"),
+                f("bundle.version")
+            )
+        })
+        .collect();
+    format!("booted {}; {}", s.booted, each.join(", "))
+}
+
 fn jobs_line(jobs: &std::collections::BTreeMap<String, String>) -> String {
     use store_and_forward::sync::jobs::{JobPhase, JobRecord, LastJob};
     let current = jobs

@@ -48,6 +48,8 @@ pub struct Context {
     pub demo_link: Option<LinkControl>,
     /// Demo builds: taps.
     pub demo_tap: Option<TapControl>,
+    /// The root slots, once RAUC answered (the update health check).
+    pub slots: std::sync::Mutex<Option<crate::control::SlotsView>>,
 }
 
 impl Context {
@@ -105,6 +107,7 @@ impl Context {
             devices,
             ledger,
             delivery: self.uplink.as_ref().map(|u| u.report()),
+            slots: self.slots.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         })
     }
 

@@ -405,6 +405,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
         provisioning,
         demo_link: opts.demo_link.take(),
         demo_tap: (opts.allow_taps || config.control.allow_taps).then(|| tap.clone()),
+        slots: Mutex::new(None),
     });
     let server = {
         let _guard = rt.enter();

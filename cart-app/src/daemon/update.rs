@@ -80,6 +80,21 @@ pub async fn after_boot(ctx: &JobContext, integrity: LedgerIntegrity) -> Option<
             return None;
         }
     };
+    match rauc.slots().await {
+        Ok(slots) => {
+            let view: Vec<String> = slots
+                .iter()
+                .map(|s| format!("{} {:?}", s.name, s.fields))
+                .collect();
+            info!(booted = %slot, slots = %view.join("; "), "root slots");
+            *ctx.control.slots.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(crate::control::SlotsView {
+                    booted: slot.clone(),
+                    slots,
+                });
+        }
+        Err(e) => warn!(cause = %e, "RAUC's slot status not read"),
+    }
     let Some(p) = pending else {
         // Every healthy boot confirms its slot (a factory-fresh slot is on
         // trial until marked: GRUB's TRY flag).

@@ -163,7 +163,8 @@ pub struct LedgerStatus {
     #[serde(default)]
     pub recovery_keys: Vec<String>,
     /// Remote jobs: the one in hand (`jobs.current`), the last finished
-    /// (`jobs.last`), as JSON, and an operator's out of service
+    /// (`jobs.last`), the update in flight and the last update's result
+    /// (`update.pending`, `update.last`), as JSON, and an operator's out of service
     /// (`operator.out_of_service`, its reason).
     #[serde(default)]
     pub jobs: BTreeMap<String, String>,
@@ -519,6 +520,7 @@ pub(crate) fn status_of(
         jobs: {
             let mut jobs = states_with_prefix(conn, "jobs.")?;
             jobs.extend(states_with_prefix(conn, "operator.")?);
+            jobs.extend(states_with_prefix(conn, "update.")?);
             jobs
         },
     })

@@ -40,7 +40,7 @@ GROUPADD_PARAM:${PN} = "--system cart-tech; --system tss; --system dialout; --sy
 USERADD_PARAM:${PN} = "--system --user-group --home-dir ${localstatedir}/lib/cart --no-create-home --shell /sbin/nologin --groups tss,dialout,input,video,render --comment 'Payment cart daemon' cart"
 
 SYSTEMD_PACKAGES = "${PN}"
-SYSTEMD_SERVICE:${PN} = "cart-app.service cart-data.service data.mount var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount cart-journal.socket"
+SYSTEMD_SERVICE:${PN} = "cart-app.service cart-data.service data.mount var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount cart-journal.socket cart-update-deadline.service"
 
 do_compile:prepend() {
     # Link the image's sqlite3 and zstd (pkg-config), not the crates' bundled copies.

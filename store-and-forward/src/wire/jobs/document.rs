@@ -48,8 +48,7 @@ pub enum JobDocument {
         /// When.
         when: RebootWhen,
     },
-    /// Install a firmware bundle (RAUC). Reserved: the cart of today
-    /// rejects it as unsupported until the updater lands.
+    /// Install a firmware bundle (RAUC) and reboot into it.
     Update(Update),
     /// An operation this build does not know (never serialized).
     #[serde(skip)]
@@ -83,7 +82,7 @@ pub enum RebootWhen {
     Quiet,
 }
 
-/// A firmware update (reserved for the updater).
+/// A firmware update: a signed RAUC bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Update {
     /// The version the bundle installs.
