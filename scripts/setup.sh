@@ -26,6 +26,8 @@ PACKAGES=(
   libsqlite3-dev     # the recipe-style release build links the system's SQLite, as the image does
   libzstd-dev        # ... and the system's zstd (scripts/build-recipe-offline.sh)
   python3-venv       # the layer's lint tools live in a venv (below)
+  rauc               # rauc bundle: the update scenarios' signed bundles (tests/qemu)
+  squashfs-tools     # mksquashfs, which rauc bundle runs
 )
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

@@ -38,7 +38,9 @@ done
 # fontconfig and DejaVu), NetworkManager with wpa_supplicant and polkit (as
 # the image: the cart adds its Wi-Fi over D-Bus); and, for the test rig
 # only, a Wi-Fi network inside the guest: hostapd (WPA2) and dnsmasq (DHCP)
-# on the second of two mac80211_hwsim radios.
+# on the second of two mac80211_hwsim radios. RAUC (Debian's 1.8 and its
+# D-Bus service) with grub-editenv for its grub backend, as the image has
+# RAUC 1.15 (the update scenarios).
 packages=(
   systemd-sysv udev dbus iproute2 kmod procps util-linux
   linux-image-amd64 qemu-guest-agent tpm2-tools
@@ -47,6 +49,7 @@ packages=(
   libfontconfig1 fontconfig fonts-dejavu-core ca-certificates
   network-manager wpasupplicant polkitd libpam-systemd
   hostapd dnsmasq-base
+  rauc rauc-service grub-common
 )
 
 mirror=${DEBIAN_MIRROR:-}
@@ -77,7 +80,8 @@ fi
 # 2. The guest, cached by everything that goes into it.
 key=$( {
   echo "$base_key"
-  sha256sum tests/qemu/build-guest.sh packaging/files.list
+  sha256sum tests/qemu/build-guest.sh packaging/files.list Cargo.toml
+  find yocto-layer/recipes-core/rauc/files yocto-layer/files/rauc-dev yocto-layer/recipes-bsp/cart-boot-grub/files -type f | sort | xargs sha256sum
   find packaging systemd -type f | sort | xargs sha256sum
   sha256sum "$bin_dir/cart-app" "$bin_dir/cartctl"
 } | sha256sum | cut -c1-16)
@@ -104,6 +108,26 @@ if keys=$(grep -rlsI -e 'PRIVATE KEY-----' "$root" 2>/dev/null) && [ -n "$keys" 
   echo "$keys" | sed "s#^$root##" >&2
   exit 1
 fi
+# RAUC as the image configures it (yocto-layer/recipes-core/rauc): the
+# layer's system.conf with the compatible filled in (Debian's RAUC reads
+# /etc/rauc), the development keyring, the layer's D-Bus policy (root and
+# cart only) over Debian's, the EFI partition at /efi for GRUB's
+# environment (created by RAUC's first write), and IMAGE_VERSION in
+# os-release (the layer sets it to DISTRO_VERSION; here the workspace's).
+install -d "$root/etc/rauc"
+sed 's/@CART_RAUC_COMPATIBLE@/cart-qemux86-64/' \
+  yocto-layer/recipes-core/rauc/files/qemux86-64/system.conf > "$root/etc/rauc/system.conf"
+install -m 0644 yocto-layer/files/rauc-dev/dev-ca.cert.pem "$root/etc/rauc/ca.cert.pem"
+install -m 0644 yocto-layer/recipes-core/rauc/files/de.pengutronix.rauc.conf \
+  "$root/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf"
+install -m 0644 yocto-layer/recipes-bsp/cart-boot-grub/files/efi.mount "$root/etc/systemd/system/efi.mount"
+install -d "$root/efi"
+echo "d /efi/EFI/BOOT 0700 root root -" > "$root/etc/tmpfiles.d/cart-guest-efi.conf"
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+os_release=$(readlink -f "$root/etc/os-release")
+case $os_release in "$root"/*) ;; *) os_release="$root/usr/lib/os-release" ;; esac
+grep -q '^IMAGE_VERSION=' "$os_release" || echo "IMAGE_VERSION=\"$version\"" >> "$os_release"
+
 # The files the list installed, with modes and owners: the suite compares
 # the booted guest against this.
 # (ids named through the guest's own passwd and group, not the host's).
@@ -117,7 +141,7 @@ grep -v '^[[:space:]]*\(#\|$\)' packaging/files.list | awk '{print $2}' |
 # Units: the cart, its data partition, its journal socket, the guest agent. Enabled the way
 # `systemctl enable` would (no running systemd needed).
 systemctl --root="$root" enable cart-app.service data.mount cart-data.service \
-  var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount cart-journal.socket cart-update-deadline.service >/dev/null 2>&1
+  var-lib-cart.mount var-log-journal.mount var-lib-systemd.mount cart-journal.socket cart-update-deadline.service efi.mount >/dev/null 2>&1
 # The serial console carries the boot log for the suite; no login on it.
 systemctl --root="$root" mask serial-getty@ttyS0.service getty@tty1.service >/dev/null 2>&1
 
@@ -203,7 +227,8 @@ echo "nameserver 10.0.2.3" > "$root/etc/resolv.conf"
 
 cp "$root"/boot/vmlinuz-* "$out/vmlinuz"
 cp "$root"/boot/initrd.img-* "$out/initrd.img"
-echo "root=PARTLABEL=root_a ro rootwait console=ttyS0 systemd.show_status=1" > "$out/cmdline"
+# rauc.slot=A: the booted slot for RAUC, as GRUB passes it on the image.
+echo "root=PARTLABEL=root_a ro rootwait console=ttyS0 systemd.show_status=1 rauc.slot=A" > "$out/cmdline"
 
 # 3. The disk: GPT with the image's partition names (yocto-layer's .wks).
 MiB=$((1024 * 1024))

@@ -20,10 +20,13 @@
 //! - [`qga`]: the QEMU guest agent (commands in the guest for assertions).
 //! - [`screen`]: PPM screendumps, PNG files, comparison with references.
 //! - [`guest`]: one QEMU process: start, console log, power cut, shutdown.
+//! - [`bundle`]: RAUC bundles for the update scenarios (`rauc bundle` on
+//!   the host, the development signer or a foreign one).
 //! - [`artifacts`]: the folder a failed scenario leaves behind.
 #![deny(missing_docs)]
 
 pub mod artifacts;
+pub mod bundle;
 pub mod disk;
 pub mod guest;
 pub mod image;

@@ -138,7 +138,7 @@ fn pay_for(cart: &mut Cart, code: &str, tag: &str) {
 }
 
 /// The scenarios a plain run takes (all of them).
-const DEFAULT_SCENARIOS: [u32; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+const DEFAULT_SCENARIOS: [u32; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
 fn wanted(n: u32) -> bool {
     match std::env::var("QEMU_SCENARIOS") {
@@ -206,6 +206,15 @@ fn a_cart_in_qemu() {
     }
     if wanted(10) {
         timed(&mut cart, "scenario 10", remote_jobs);
+    }
+    if wanted(11) {
+        timed(&mut cart, "scenario 11", update_refusals);
+    }
+    if wanted(12) {
+        if !(wanted(3) || wanted(4)) {
+            timed(&mut cart, "catalog", stock_the_catalog);
+        }
+        timed(&mut cart, "scenario 12", update_waits_for_a_payment);
     }
     if wanted(5) || wanted(6) {
         if !(wanted(3) || wanted(4)) {
@@ -1401,6 +1410,195 @@ fn job_succeeded(
         cart.fail(&format!("job {id} did not succeed: {last:?}"));
     }
     last.map(|e| e.status_details).unwrap_or_default()
+}
+
+/// The RAUC compatible of the guest (as the image's, qemux86-64).
+const COMPATIBLE: &str = "cart-qemux86-64";
+
+/// Waits for a job to end in `status`; its status details.
+fn job_ended(
+    cart: &mut Cart,
+    id: &str,
+    status: JobExecutionStatus,
+    timeout: Duration,
+) -> std::collections::BTreeMap<String, String> {
+    let execution = || {
+        cart.cloud
+            .emulator
+            .jobs()
+            .and_then(|j| j.with(|j| j.execution(CART, id)))
+    };
+    let done = qemu_suite::wait_for(timeout, || {
+        execution().is_some_and(|e| e.status == status)
+    });
+    let last = execution();
+    if !done {
+        cart.fail(&format!("job {id} did not end {status:?}: {last:?}"));
+    }
+    last.map(|e| e.status_details).unwrap_or_default()
+}
+
+/// The first 4 MiB of root_b, hashed in the guest: what an install writes.
+fn root_b_head(cart: &mut Cart) -> String {
+    cart.must("head -c 4194304 /dev/disk/by-partlabel/root_b | sha256sum")
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The guest's image version (os-release's IMAGE_VERSION).
+fn image_version(cart: &mut Cart) -> String {
+    cart.must(". /etc/os-release && echo \"$IMAGE_VERSION\"")
+        .trim()
+        .to_owned()
+}
+
+/// An update job's document for `bundle` published at `url`.
+fn update_doc(url: &str, b: &qemu_suite::bundle::Bundle, version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "operation": "update",
+        "version": version,
+        "bundle_url": url,
+        "size": b.size,
+        "sha256": b.sha256,
+        "compatible": COMPATIBLE,
+        "allow_downgrade": false,
+    })
+}
+
+/// Scenario 11 (the update issue's scenario 4): bundles the cart must
+/// refuse before anything is written to a slot, through the guest's real
+/// RAUC (Debian's 1.8, the image's system.conf and development keyring):
+/// an older version without permission (REJECTED by the document), a
+/// bundle for another compatible and one signed by a foreign signer
+/// (FAILED once RAUC read them), a truncated download (FAILED). root_b's
+/// first 4 MiB are the same after all four.
+fn update_refusals(cart: &mut Cart) {
+    use qemu_suite::bundle::{self, Signer};
+    let dir = cart.art.path().to_owned();
+    let running = image_version(cart);
+    assert!(!running.is_empty(), "the guest's os-release has no IMAGE_VERSION");
+    let before = root_b_head(cart);
+    let t = Instant::now();
+
+    let good = bundle::make(&dir, "u-good", COMPATIBLE, "90.0.0", Signer::Development);
+    let other = bundle::make(&dir, "u-other", "cart-other-board", "90.0.1", Signer::Development);
+    let foreign = bundle::make(&dir, "u-foreign", COMPATIBLE, "90.0.2", Signer::Foreign);
+    let objects = &cart.cloud.objects;
+    let url = |name: &str, b: &qemu_suite::bundle::Bundle| {
+        objects.publish(name, std::fs::read(&b.path).expect("bundle"))
+    };
+    let old_url = url("bundles/u-good.raucb", &good);
+    let other_url = url("bundles/u-other.raucb", &other);
+    let foreign_url = url("bundles/u-foreign.raucb", &foreign);
+    let bytes = std::fs::read(&good.path).expect("bundle");
+    let truncated_url = objects.publish("bundles/u-truncated.raucb", bytes[..bytes.len() / 2].to_vec());
+
+    // Older than what runs, no permission: refused by the document.
+    let mut doc = update_doc(&old_url, &good, "0.0.1");
+    doc["version"] = "0.0.1".into();
+    create_job(cart, "u-old", doc);
+    let d = job_ended(cart, "u-old", JobExecutionStatus::Rejected, Duration::from_secs(120));
+    assert!(d["reason"].contains("not newer"), "{d:?}");
+
+    // Another board's bundle: RAUC reads its manifest, the cart refuses.
+    let mut doc = update_doc(&other_url, &other, "90.0.1");
+    doc["compatible"] = COMPATIBLE.into();
+    create_job(cart, "u-compatible", doc);
+    let d = job_ended(cart, "u-compatible", JobExecutionStatus::Failed, Duration::from_secs(180));
+    assert!(d["reason"].contains("cart-other-board"), "{d:?}");
+    assert_eq!(d.get("to_version").map(String::as_str), Some("90.0.1"), "{d:?}");
+
+    // Signed by nobody the keyring knows: RAUC refuses to read it.
+    create_job(cart, "u-signature", update_doc(&foreign_url, &foreign, "90.0.2"));
+    let d = job_ended(cart, "u-signature", JobExecutionStatus::Failed, Duration::from_secs(180));
+    assert!(d["reason"].contains("RAUC refused"), "{d:?}");
+
+    // Half the bundle behind the URL: the download never completes.
+    create_job(cart, "u-truncated", update_doc(&truncated_url, &good, "90.0.0"));
+    let d = job_ended(cart, "u-truncated", JobExecutionStatus::Failed, Duration::from_secs(240));
+    assert!(d["reason"].contains("download"), "{d:?}");
+
+    let after = root_b_head(cart);
+    assert_eq!(before, after, "root_b was written by a refused update");
+    let rauc = cart.must("rauc status --detailed 2>&1 || true");
+    assert!(!rauc.contains("90.0."), "RAUC recorded an install: {rauc}");
+    cart.boots.push(format!(
+        "update refusals: older REJECTED, other compatible, foreign signature and truncated download FAILED, root_b untouched ({:.0} s)",
+        t.elapsed().as_secs_f64()
+    ));
+}
+
+/// Scenario 12 (the update issue's scenario 5): an update job that arrives
+/// while a shopper pays waits for the end of the session, then RAUC
+/// installs the bundle into root_b and the cart reboots through logind.
+/// This suite boots the kernel directly (`rauc.slot=A`), so the reboot
+/// comes back on slot A whatever GRUB's environment says: the health check
+/// sees the old slot and the job ends FAILED as a rollback, the reason
+/// naming slot A; the slot switch itself needs the OVMF boot (docs/updates.md).
+fn update_waits_for_a_payment(cart: &mut Cart) {
+    use qemu_suite::bundle::{self, Signer};
+    let dir = cart.art.path().to_owned();
+    let before_b = root_b_head(cart);
+    let charged_before = cart.cloud.emulator.counts().charged;
+    let b = bundle::make(&dir, "u-new", COMPATIBLE, "91.0.0", Signer::Development);
+    let url = cart
+        .cloud
+        .objects
+        .publish("bundles/u-new.raucb", std::fs::read(&b.path).expect("bundle"));
+    let boot_id = cart.must("cat /proc/sys/kernel/random/boot_id").trim().to_owned();
+
+    pay_for(cart, BREAD, "s12");
+    create_job(cart, "u-new", update_doc(&url, &b, "91.0.0"));
+    // The cart waits: the shopper's session is still open.
+    let waiting = cart.wait_guest(
+        "journalctl -u cart-app JOB_ID=u-new -o cat | grep -q 'update waiting for an idle cart'",
+        Duration::from_secs(180),
+    );
+    if !waiting {
+        let log = cart.must("journalctl -u cart-app JOB_ID=u-new -o cat | tail -20");
+        cart.fail(&format!("the update did not wait for the shopper: {log}"));
+    }
+    let early = cart.must("journalctl -u cart-app JOB_ID=u-new -o cat");
+    assert!(
+        !early.contains("installing the update"),
+        "installed during a session: {early}"
+    );
+    tap_when_shown(cart, "s12-receipt", DONE, Duration::from_secs(120));
+    // Idle now: installed, then the reboot.
+    let t = Instant::now();
+    let rebooted = qemu_suite::wait_for(Duration::from_secs(400), || {
+        cart.guest
+            .as_ref()
+            .and_then(|g| {
+                g.agent
+                    .sh("cat /proc/sys/kernel/random/boot_id", Duration::from_secs(10))
+                    .ok()
+            })
+            .is_some_and(|o| {
+                o.success() && !o.stdout.trim().is_empty() && o.stdout.trim() != boot_id
+            })
+    });
+    if !rebooted {
+        let log = cart.must("journalctl -u cart-app JOB_ID=u-new -o cat | tail -20");
+        cart.fail(&format!("the update did not reboot the cart: {log}"));
+    }
+    wait_ready(cart, "after the update's reboot");
+    let d = job_ended(cart, "u-new", JobExecutionStatus::Failed, Duration::from_secs(180));
+    assert!(d["reason"].contains("slot A"), "{d:?}");
+    assert_eq!(d.get("to_version").map(String::as_str), Some("91.0.0"), "{d:?}");
+    // RAUC wrote root_b: its image, its version in RAUC's status.
+    assert_ne!(root_b_head(cart), before_b, "root_b unchanged after an install");
+    let previous = cart.must("journalctl -b -1 -u cart-app JOB_ID=u-new -o cat");
+    assert!(previous.contains("installing the update"), "{previous}");
+    let status = cart.must("cartctl status");
+    assert!(status.contains("91.0.0"), "cartctl status: {status}");
+    cart.charged_expected = Some(charged_before + 1);
+    cart.boots.push(format!(
+        "update during a payment: waited for the session, installed into root_b and rebooted in {:.0} s; reported as a rollback (direct kernel boot)",
+        t.elapsed().as_secs_f64()
+    ));
 }
 
 /// Scenario 7, continued: a cart that cannot start keeps trying for ever.
