@@ -1,5 +1,6 @@
-//! The fleet: a real mosquitto with mutual TLS and per-cart ACLs, the
-//! backend emulator behind it, and N [`SimCart`]s in this process.
+//! The fleet: a real mosquitto with mutual TLS and per-cart ACLs (or an
+//! external MQTT 5 broker, [`Target::External`]), the backend emulator
+//! behind it, and N [`SimCart`]s in this process.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use store_and_forward::uplink::{LinkConfig, Traffic};
 
 use crate::SimError;
 use crate::cart::{Activity, CartSetup, Reader, SimCart, fixtures_dir};
+use crate::external::{CartIssuer, ExternalBroker, Target};
 use crate::probe;
 
 /// Carts that share one sync configuration (a fleet may compare several).
@@ -51,6 +53,13 @@ pub struct FleetConfig {
     /// Carts reach the broker through a [`FaultProxy`] that can refuse
     /// them all (the fleet's outage) while the backend stays connected.
     pub via_proxy: bool,
+    /// The broker: the local mosquitto (default) or an external one.
+    pub target: Target,
+    /// The emulator also plays AWS IoT Jobs (default true). Off, the
+    /// carts' Jobs requests go unanswered by it: on AWS IoT Core the
+    /// `$aws/things/...` topics belong to AWS's own Jobs service, so
+    /// against an external broker only the rollout turns it on.
+    pub jobs_service: bool,
 }
 
 impl Default for FleetConfig {
@@ -68,16 +77,19 @@ impl Default for FleetConfig {
             start_per_sec: 200,
             dir: None,
             via_proxy: false,
+            target: Target::Local,
+            jobs_service: true,
         }
     }
 }
 
 /// A running fleet.
 pub struct Fleet {
-    /// The broker.
-    pub broker: Broker,
-    /// The backend.
-    pub emulator: Emulator,
+    /// The local broker (`None`: an external one, `config.target`).
+    pub broker: Option<Broker>,
+    /// The backend (`None`: not run, an external broker's own backend
+    /// answers).
+    pub emulator: Option<Emulator>,
     /// The carts' way to the broker, when `via_proxy`.
     pub proxy: Option<FaultProxy>,
     /// The carts, in index order.
@@ -99,16 +111,45 @@ pub struct Fleet {
 /// except the address, the test CA, and no netlink watch (all carts share
 /// this machine's one network).
 pub fn cart_link(broker: &Broker, port: u16, jitter: bool) -> LinkConfig {
+    link_to("127.0.0.1", port, broker.ca_pem_path(), "localhost", jitter)
+}
+
+/// [`cart_link`] for any broker: `host:port`, verified with `ca_file` as
+/// `server_name`.
+pub fn link_to(
+    host: &str,
+    port: u16,
+    ca_file: PathBuf,
+    server_name: &str,
+    jitter: bool,
+) -> LinkConfig {
     LinkConfig {
-        host: "127.0.0.1".into(),
+        host: host.into(),
         port,
         tls: true,
-        ca_file: Some(broker.ca_pem_path()),
-        server_name: Some("localhost".into()),
+        ca_file: Some(ca_file),
+        server_name: Some(server_name.into()),
         watch_network: false,
         backoff_jitter: jitter,
         ..LinkConfig::default()
     }
+}
+
+/// [`cart_link`] for an external broker: reached at `port` on `host`
+/// (the broker itself, or a proxy in front of it), verified as the
+/// broker's server name.
+pub fn external_link(ext: &ExternalBroker, host: &str, port: u16, jitter: bool) -> LinkConfig {
+    link_to(host, port, ext.ca_file.clone(), ext.server_name(), jitter)
+}
+
+/// The broker a fleet is starting against (one value, on the stack while
+/// the fleet starts: the variants' sizes do not matter).
+#[allow(clippy::large_enum_variant)]
+enum Site {
+    /// The local mosquitto; its test CA issues every certificate.
+    Local(Broker),
+    /// An external broker; the fleet's issuer signs the carts' certificates.
+    External(ExternalBroker, CartIssuer),
 }
 
 /// The cart id of index `i`.
@@ -144,8 +185,26 @@ impl Fleet {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        let broker = Broker::start();
-        let (cert, key) = broker.client_cert(mqtt_harness::BACKEND_IDENTITY);
+        let site = match config.target.external() {
+            None => Site::Local(Broker::start()),
+            Some(ext) => {
+                ext.check()?;
+                let issuer = CartIssuer::load(&ext.issuer_cert, &ext.issuer_key)?;
+                Site::External(ext.clone(), issuer)
+            }
+        };
+        // The backend's way to the broker and its identity (`None`: no
+        // emulator).
+        let (backend_link, backend_identity) = match &site {
+            Site::Local(b) => (
+                cart_link(b, b.port(), true),
+                Some(b.client_cert(mqtt_harness::BACKEND_IDENTITY)),
+            ),
+            Site::External(ext, _) => (
+                external_link(ext, &ext.host, ext.port, true),
+                ext.backend.clone(),
+            ),
+        };
         let backend_link = LinkConfig {
             client_id: mqtt_harness::BACKEND_IDENTITY.into(),
             // The backend takes a whole fleet's traffic on one connection.
@@ -153,7 +212,7 @@ impl Fleet {
             incoming_capacity: 8_192,
             inflight: 1_000,
             max_pending: 10_000,
-            ..cart_link(&broker, broker.port(), true)
+            ..backend_link
         };
         let jobs = JobsConfig {
             clock: match &config.jobs_clock {
@@ -166,33 +225,59 @@ impl Fleet {
                 Some(Duration::from_secs(1))
             },
         };
-        let emulator = Emulator::start_with(
-            EmulatorConfig {
-                link: backend_link,
-                identity: Some((cert, key)),
-                fixtures: fixtures_dir(),
-            },
-            None,
-            Some(jobs),
-        )
-        .await?;
-        if !emulator.wait_up(Duration::from_secs(30)).await {
-            return Err(SimError::Timeout("the emulator's connection".into()));
-        }
+        let emulator = match backend_identity {
+            Some(identity) => {
+                let emulator = Emulator::start_with(
+                    EmulatorConfig {
+                        link: backend_link,
+                        identity: Some(identity),
+                        fixtures: fixtures_dir(),
+                    },
+                    None,
+                    config.jobs_service.then_some(jobs),
+                )
+                .await?;
+                if !emulator.wait_up(Duration::from_secs(30)).await {
+                    return Err(SimError::Timeout("the emulator's connection".into()));
+                }
+                Some(emulator)
+            }
+            None => None,
+        };
         let reader = Arc::new(Reader::load(&fixtures_dir())?);
         let rss_before_carts = probe::read(None).map_or(0, |r| r.rss_bytes);
         let started = Instant::now();
-        let proxy = config.via_proxy.then(|| broker.fault_proxy());
-        let port = proxy.as_ref().map_or(broker.port(), FaultProxy::port);
-        let link = cart_link(&broker, port, config.jitter);
+        let (proxy, link) = match &site {
+            Site::Local(broker) => {
+                let proxy = config.via_proxy.then(|| broker.fault_proxy());
+                let port = proxy.as_ref().map_or(broker.port(), FaultProxy::port);
+                (proxy, cart_link(broker, port, config.jitter))
+            }
+            Site::External(ext, _) => {
+                // Behind the proxy, carts dial it on loopback and still
+                // verify the broker's name (they send no SNI then).
+                let proxy = config
+                    .via_proxy
+                    .then(|| FaultProxy::start_to(&ext.host, ext.port));
+                let link = match &proxy {
+                    Some(p) => external_link(ext, "127.0.0.1", p.port(), config.jitter),
+                    None => external_link(ext, &ext.host, ext.port, config.jitter),
+                };
+                (proxy, link)
+            }
+        };
         let mut carts = Vec::with_capacity(config.carts);
         let mut group_of = Vec::with_capacity(config.carts);
         let batch = (config.start_per_sec / 10).max(1);
         for i in 0..config.carts {
             let id = cart_id(i);
             let group = i % config.groups.len();
+            let identity = match &site {
+                Site::Local(b) => b.client_cert(&id),
+                Site::External(_, issuer) => issuer.issue(&id, &dir.join(&id))?,
+            };
             let setup = CartSetup {
-                identity: broker.client_cert(&id),
+                identity,
                 dir: dir.join(&id),
                 id,
                 link: link.clone(),
@@ -205,6 +290,10 @@ impl Fleet {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        let broker = match site {
+            Site::Local(b) => Some(b),
+            Site::External(..) => None,
+        };
         let fleet = Fleet {
             broker,
             emulator,
@@ -228,6 +317,24 @@ impl Fleet {
             start_time,
             ..fleet
         })
+    }
+
+    /// The local broker; an error naming `scenario` against an external one.
+    pub fn local_broker(&self, scenario: &'static str) -> Result<&Broker, SimError> {
+        self.broker
+            .as_ref()
+            .ok_or(SimError::NeedsLocalBroker(scenario))
+    }
+
+    /// The backend emulator; an error naming `what` when it was not run.
+    pub fn emulator(&self, what: &'static str) -> Result<&Emulator, SimError> {
+        self.emulator.as_ref().ok_or(SimError::NeedsEmulator(what))
+    }
+
+    /// The local broker's process id while it runs (`None`: external, not
+    /// measured).
+    pub fn broker_pid(&self) -> Option<u32> {
+        self.broker.as_ref().and_then(Broker::pid)
     }
 
     /// Carts connected and subscribed now.
@@ -337,7 +444,8 @@ impl Fleet {
             }
             failures.extend(c.failures().into_iter().map(|f| format!("{}: {f}", c.id)));
         }
-        let backend = self.emulator.payments();
+        let emulator = self.emulator("the exactly-once check")?;
+        let backend = emulator.payments();
         let mut seen = HashSet::new();
         let mut charged = 0u64;
         for p in &backend {
@@ -366,7 +474,7 @@ impl Fleet {
                 ));
             }
         }
-        let counts = self.emulator.counts();
+        let counts = emulator.counts();
         let mut stored = 0u64;
         for c in &self.carts {
             stored += telemetry_rows(c)?;
@@ -397,12 +505,15 @@ impl Fleet {
         }
     }
 
-    /// Stops every cart, then the emulator (the broker stops when dropped).
+    /// Stops every cart, then the emulator (a local broker stops when
+    /// dropped).
     pub async fn stop(self) {
         for c in &self.carts {
             c.stop().await;
         }
-        self.emulator.shutdown().await;
+        if let Some(e) = self.emulator {
+            e.shutdown().await;
+        }
     }
 }
 

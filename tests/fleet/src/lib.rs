@@ -10,6 +10,9 @@
 //!   telemetry; an application stand-in answering jobs).
 //! - [`fleet`]: the broker, the emulator and the carts; draining and the
 //!   exactly-once check against the backend.
+//! - [`external`]: an external MQTT 5 broker as the target instead of the
+//!   local mosquitto (its CA, the fleet's issuer of cart certificates,
+//!   the backend's identity or none), and the command line's options.
 //! - [`scenario`]: steady fleet, broker restart, fleet-wide outage, job
 //!   rollout; each a report.
 //! - [`bill`]: MQTT traffic as AWS IoT Core meters it (each packet kind's
@@ -26,6 +29,7 @@
 
 pub mod bill;
 pub mod cart;
+pub mod external;
 pub mod fleet;
 pub mod probe;
 pub mod quota;
@@ -66,4 +70,16 @@ pub enum SimError {
     /// A check could not be made.
     #[error("check: {0}")]
     Check(String),
+    /// The scenario stops and starts the broker: only the local mosquitto
+    /// can be.
+    #[error(
+        "{0} needs the local broker (it kills and restarts mosquitto under the fleet): it cannot run against an external broker"
+    )]
+    NeedsLocalBroker(&'static str),
+    /// The scenario reads what the backend emulator received or runs its
+    /// Jobs service, and no emulator runs.
+    #[error(
+        "{0} needs the backend emulator (what it received, its Jobs service): it cannot run with no emulator (--no-backend)"
+    )]
+    NeedsEmulator(&'static str),
 }

@@ -10,6 +10,12 @@
 //!    every payment exactly once.
 //! 4. [`rollout`]: a job rolled out at a set rate with an abort
 //!    threshold, some carts failing on purpose.
+//!
+//! Each runs against the local mosquitto or an external broker
+//! ([`Target`]), except [`restart`], which needs the local one. Without the
+//! backend emulator (an external broker's own backend answers), what only
+//! the emulator can tell is reported as not measured (`None`), and
+//! [`rollout`] cannot run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +35,7 @@ use tracing::info;
 use crate::SimError;
 use crate::bill::{MONTH, Monthly, PriceTable, Usage};
 use crate::cart::Activity;
+use crate::external::Target;
 use crate::fleet::{ExactlyOnce, Fleet, FleetConfig, Group};
 use crate::probe::{self, Sampler};
 
@@ -69,6 +76,8 @@ pub struct SteadyConfig {
     pub prices: PriceTable,
     /// Fleet sizes to price the bill at (tiers apply to the whole account).
     pub bill_fleets: Vec<u64>,
+    /// The broker.
+    pub target: Target,
 }
 
 /// One group's measured month and its bill, next to the naive design.
@@ -101,6 +110,8 @@ pub struct GroupBill {
 /// The steady scenario's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct SteadyReport {
+    /// The broker: `local mosquitto` or `external HOST:PORT`.
+    pub target: String,
     /// Carts.
     pub carts: usize,
     /// Wall-clock seconds measured.
@@ -117,8 +128,8 @@ pub struct SteadyReport {
     pub broker_bytes_in_per_sec: f64,
     /// Bytes per second to carts.
     pub broker_bytes_out_per_sec: f64,
-    /// The broker process.
-    pub broker: probe::Usage,
+    /// The broker process (`None`: an external broker, not measured).
+    pub broker: Option<probe::Usage>,
     /// The simulator process (carts, emulator).
     pub simulator: probe::Usage,
     /// The simulator's memory growth per cart started, KiB.
@@ -127,8 +138,10 @@ pub struct SteadyReport {
     pub checkouts: u64,
     /// The groups' bills.
     pub groups: Vec<GroupBill>,
-    /// Every payment and event exactly once, after a final drain.
-    pub exactly_once: ExactlyOnce,
+    /// Every payment and event exactly once, after a final drain (`None`:
+    /// no emulator ran, not checked at the backend; the drain still
+    /// waited until every payment was confirmed to its cart).
+    pub exactly_once: Option<ExactlyOnce>,
 }
 
 /// The sync configuration representing `s` at `time_scale`.
@@ -170,10 +183,12 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
             commit_every_ms: (2_000 / k).max(10),
         }),
         groups,
+        target: cfg.target.clone(),
+        jobs_service: cfg.target.is_local(),
         ..FleetConfig::default()
     })
     .await?;
-    let broker_pid = fleet.broker.pid();
+    let broker_pid = fleet.broker_pid();
     info!(
         carts = fleet.carts.len(),
         start_secs = fleet.start_time.as_secs_f64(),
@@ -186,12 +201,18 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
     let approved0: u64 = fleet.carts.iter().map(|c| c.approved().len() as u64).sum();
     let produced0 = produced(&fleet)?;
     let (mut broker, mut sim) = (Sampler::default(), Sampler::default());
+    // An external broker's process is not on this machine: not measured.
+    let sample_broker = |b: &mut Sampler| {
+        if let Some(pid) = broker_pid {
+            b.add(probe::read(Some(pid)));
+        }
+    };
     while t0.elapsed() < Duration::from_secs(cfg.secs) {
-        broker.add(probe::read(broker_pid));
+        sample_broker(&mut broker);
         sim.add(probe::read(None));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    broker.add(probe::read(broker_pid));
+    sample_broker(&mut broker);
     sim.add(probe::read(None));
     let secs = t0.elapsed().as_secs_f64();
     let traffic1 = fleet.traffic();
@@ -281,8 +302,12 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
     info!("measured; shoppers stop, draining for the exactly-once check");
     fleet.stop_activity().await;
     fleet.drain(Duration::from_secs(300)).await?;
-    let exactly_once = fleet.verify_exactly_once()?;
+    let exactly_once = match fleet.emulator {
+        Some(_) => Some(fleet.verify_exactly_once()?),
+        None => None,
+    };
     let report = SteadyReport {
+        target: cfg.target.describe(),
         carts: cfg.carts,
         secs,
         time_scale: k,
@@ -291,7 +316,7 @@ pub async fn steady(cfg: SteadyConfig) -> Result<SteadyReport, SimError> {
         broker_msgs_out_per_sec: all.publishes_in as f64 / secs,
         broker_bytes_in_per_sec: all.publish_out_bytes as f64 / secs,
         broker_bytes_out_per_sec: all.publish_in_bytes as f64 / secs,
-        broker: broker.usage(),
+        broker: broker_pid.map(|_| broker.usage()),
         simulator: sim.usage(),
         per_cart_kib,
         checkouts: approved1 - approved0,
@@ -324,6 +349,9 @@ pub struct RestartConfig {
     pub jitter: bool,
     /// Give up waiting for the fleet after this long, seconds.
     pub timeout_secs: u64,
+    /// The broker: only [`Target::Local`] can be restarted (an external
+    /// one is refused, [`SimError::NeedsLocalBroker`]).
+    pub target: Target,
 }
 
 /// The restart scenario's figures.
@@ -350,8 +378,11 @@ pub struct RestartReport {
     pub connects_per_100ms: Vec<u64>,
 }
 
-/// Scenario 2.
+/// Scenario 2 (the local broker only).
 pub async fn restart(cfg: RestartConfig) -> Result<RestartReport, SimError> {
+    if !cfg.target.is_local() {
+        return Err(SimError::NeedsLocalBroker("the restart scenario"));
+    }
     let fleet = Fleet::start(FleetConfig {
         carts: cfg.carts,
         jitter: cfg.jitter,
@@ -367,9 +398,10 @@ pub async fn restart(cfg: RestartConfig) -> Result<RestartReport, SimError> {
             (s.connects, s.failures)
         })
         .collect();
-    fleet.broker.stop();
+    let broker = fleet.local_broker("the restart scenario")?;
+    broker.stop();
     tokio::time::sleep(Duration::from_secs_f64(cfg.down_secs)).await;
-    fleet.broker.resume();
+    broker.resume();
     let back = Instant::now();
     let mut back_at: Vec<Option<f64>> = vec![None; n];
     let deadline = back + Duration::from_secs(cfg.timeout_secs);
@@ -443,11 +475,15 @@ pub struct OutageConfig {
     pub checkout_every_secs: f64,
     /// Give up draining after this long, seconds.
     pub timeout_secs: u64,
+    /// The broker (an external one is fronted by the proxy too).
+    pub target: Target,
 }
 
 /// The outage scenario's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutageReport {
+    /// The broker: `local mosquitto` or `external HOST:PORT`.
+    pub target: String,
     /// Carts.
     pub carts: usize,
     /// Simulated outage, seconds.
@@ -463,12 +499,15 @@ pub struct OutageReport {
     /// From the link's return until every record of the outage was
     /// delivered and every payment confirmed, seconds.
     pub drain_secs: f64,
-    /// Most messages the backend received in one second.
-    pub peak_ingest_msgs_per_sec: u64,
-    /// Mean over the drain.
-    pub mean_ingest_msgs_per_sec: f64,
-    /// Every payment and event exactly once.
-    pub exactly_once: ExactlyOnce,
+    /// Most messages the backend received in one second (`None`: no
+    /// emulator ran, not measured).
+    pub peak_ingest_msgs_per_sec: Option<u64>,
+    /// Mean over the drain (`None`: not measured).
+    pub mean_ingest_msgs_per_sec: Option<f64>,
+    /// Every payment and event exactly once (`None`: no emulator ran, not
+    /// checked at the backend; every payment was still confirmed to its
+    /// cart).
+    pub exactly_once: Option<ExactlyOnce>,
 }
 
 /// Scenario 3.
@@ -478,6 +517,8 @@ pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
     let fleet = Fleet::start(FleetConfig {
         carts: cfg.carts,
         via_proxy: true,
+        target: cfg.target.clone(),
+        jobs_service: cfg.target.is_local(),
         ..FleetConfig::default()
     })
     .await?;
@@ -557,7 +598,13 @@ pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
             .map(|d| d.pending)
             .sum::<u64>();
     }
-    let ingest = |f: &Fleet| f.emulator.link().traffic().publishes_in;
+    // The backend's ingest: what the emulator's link received (0 when no
+    // emulator runs; then reported as not measured).
+    let ingest = |f: &Fleet| {
+        f.emulator
+            .as_ref()
+            .map_or(0, |e| e.link().traffic().publishes_in)
+    };
     let ingest0 = ingest(&fleet);
     proxy.set_refusing(false);
     let back = Instant::now();
@@ -609,8 +656,14 @@ pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
     let total = ingest(&fleet) - ingest0;
     // What came after (lingering telemetry) goes too before the check.
     fleet.drain(Duration::from_secs(cfg.timeout_secs)).await?;
-    let exactly_once = fleet.verify_exactly_once()?;
+    let measured = fleet.emulator.is_some();
+    let exactly_once = if measured {
+        Some(fleet.verify_exactly_once()?)
+    } else {
+        None
+    };
     let report = OutageReport {
+        target: cfg.target.describe(),
         carts: fleet.carts.len(),
         outage_secs: cfg.outage_secs,
         backlog_build_secs,
@@ -618,8 +671,8 @@ pub async fn outage(cfg: OutageConfig) -> Result<OutageReport, SimError> {
         payment_backlog,
         reconnect_secs: reconnect_secs.unwrap_or(drain_secs),
         drain_secs,
-        peak_ingest_msgs_per_sec: peak,
-        mean_ingest_msgs_per_sec: total as f64 / drain_secs.max(1e-3),
+        peak_ingest_msgs_per_sec: measured.then_some(peak),
+        mean_ingest_msgs_per_sec: measured.then(|| total as f64 / drain_secs.max(1e-3)),
         exactly_once,
     };
     fleet.stop().await;
@@ -644,11 +697,17 @@ pub struct RolloutScenario {
     /// Real seconds allowed per simulated minute for the carts to finish
     /// what was rolled out.
     pub minute_timeout_secs: u64,
+    /// The broker (the emulator's Jobs service runs the rollout: an
+    /// external broker needs the emulator, and must let the backend
+    /// identity use `$aws/things/+/jobs/...`).
+    pub target: Target,
 }
 
 /// The rollout scenario's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutReport {
+    /// The broker: `local mosquitto` or `external HOST:PORT`.
+    pub target: String,
     /// Carts targeted.
     pub carts: usize,
     /// `maximumPerMinute`.
@@ -683,17 +742,22 @@ pub struct RolloutReport {
 
 /// Scenario 4.
 pub async fn rollout(cfg: RolloutScenario) -> Result<RolloutReport, SimError> {
+    if cfg.target.external().is_some_and(|e| e.backend.is_none()) {
+        return Err(SimError::NeedsEmulator("the rollout scenario"));
+    }
     let clock = Arc::new(ManualClock::new(Timestamp::now().0));
     let fleet = Fleet::start(FleetConfig {
         carts: cfg.carts,
         fail_jobs_every: cfg.fail_every,
         jobs_clock: Some(clock.clone()),
+        target: cfg.target.clone(),
+        jobs_service: true,
         ..FleetConfig::default()
     })
     .await?;
     let t0 = Instant::now();
     let jobs = fleet
-        .emulator
+        .emulator("the rollout scenario")?
         .jobs()
         .ok_or_else(|| SimError::Check("the emulator runs no Jobs service".into()))?;
     let ids: Vec<String> = fleet.carts.iter().map(|c| c.id.clone()).collect();
@@ -764,6 +828,7 @@ pub async fn rollout(cfg: RolloutScenario) -> Result<RolloutReport, SimError> {
     };
     use store_and_forward::wire::jobs::JobExecutionStatus as S;
     let report = RolloutReport {
+        target: cfg.target.describe(),
         carts: cfg.carts,
         per_minute: cfg.per_minute,
         failing_share: if cfg.fail_every == 0 {

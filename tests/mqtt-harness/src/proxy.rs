@@ -2,14 +2,21 @@
 //! the broker: cut every connection at once (as a Wi-Fi drop does), or go
 //! silent while keeping sockets open (a half-open link only keep-alive finds),
 //! or refuse everyone for a while (an outage in front of a broker that stays up).
+//! It listens on loopback; the broker behind it may be this machine's
+//! ([`FaultProxy::start`]) or any host ([`FaultProxy::start_to`]).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
+
+/// How long one connection to the target may take (per address).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Shared {
+    target_host: String,
     target_port: u16,
     conns: Mutex<Vec<TcpStream>>,
     blackhole: AtomicBool,
@@ -27,9 +34,18 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Listens on an ephemeral loopback port and forwards to `127.0.0.1:target_port`.
     pub fn start(target_port: u16) -> FaultProxy {
+        FaultProxy::start_to("127.0.0.1", target_port)
+    }
+
+    /// Listens on an ephemeral loopback port and forwards to
+    /// `target_host:target_port` (a name is resolved at each connection;
+    /// each address is tried in turn). Clients connect to 127.0.0.1, so a
+    /// TLS client must name the target itself (its server name).
+    pub fn start_to(target_host: &str, target_port: u16) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
         let shared = Arc::new(Shared {
+            target_host: target_host.to_owned(),
             target_port,
             conns: Mutex::new(Vec::new()),
             blackhole: AtomicBool::new(false),
@@ -98,31 +114,56 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
-        let Ok(upstream) = TcpStream::connect(("127.0.0.1", shared.target_port)) else {
-            // Broker down: the client sees its connection closed at once.
-            let _ = client.shutdown(Shutdown::Both);
-            continue;
-        };
-        let _ = client.set_nodelay(true);
-        let _ = upstream.set_nodelay(true);
-        let (Ok(c2), Ok(u2), Ok(c3), Ok(u3)) = (
-            client.try_clone(),
-            upstream.try_clone(),
-            client.try_clone(),
-            upstream.try_clone(),
-        ) else {
-            continue;
-        };
-        {
-            let mut conns = shared.conns.lock().expect("proxy lock");
-            conns.push(c3);
-            conns.push(u3);
-        }
-        let s1 = shared.clone();
-        let s2 = shared.clone();
-        thread::spawn(move || pump(client, upstream, s1));
-        thread::spawn(move || pump(u2, c2, s2));
+        // Connecting to a remote target takes a round trip or more: each
+        // connection does so on its own thread, so clients are not queued
+        // behind each other.
+        let shared = shared.clone();
+        thread::spawn(move || forward(client, shared));
     }
+}
+
+/// The first address of the target that accepts a connection.
+fn connect_target(shared: &Shared) -> Option<TcpStream> {
+    let addrs = (shared.target_host.as_str(), shared.target_port)
+        .to_socket_addrs()
+        .ok()?;
+    addrs
+        .into_iter()
+        .find_map(|a| TcpStream::connect_timeout(&a, CONNECT_TIMEOUT).ok())
+}
+
+fn forward(client: TcpStream, shared: Arc<Shared>) {
+    let Some(upstream) = connect_target(&shared) else {
+        // Broker down or unreachable: the client sees its connection
+        // closed at once.
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let (Ok(c2), Ok(u2), Ok(c3), Ok(u3)) = (
+        client.try_clone(),
+        upstream.try_clone(),
+        client.try_clone(),
+        upstream.try_clone(),
+    ) else {
+        return;
+    };
+    {
+        let mut conns = shared.conns.lock().expect("proxy lock");
+        conns.push(c3);
+        conns.push(u3);
+    }
+    // Refused (or stopped) while this connection was being made: it goes
+    // too (`cut_all` may have run before it was registered).
+    if shared.refusing.load(Ordering::SeqCst) || shared.stop.load(Ordering::SeqCst) {
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = upstream.shutdown(Shutdown::Both);
+        return;
+    }
+    let s2 = shared.clone();
+    thread::spawn(move || pump(u2, c2, s2));
+    pump(client, upstream, shared);
 }
 
 fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {

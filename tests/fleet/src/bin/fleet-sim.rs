@@ -1,11 +1,14 @@
 //! `fleet-sim`: runs one of the fleet scenarios and prints its figures;
-//! `--out DIR` also writes them as `DIR/<scenario>.json`. See docs/fleet.md.
+//! `--out DIR` also writes them as `DIR/<scenario>.json`. The broker is a
+//! local mosquitto, or an external MQTT 5 broker (`--broker-host` and the
+//! flags that go with it). See docs/fleet.md.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use fleet_sim::bill::PriceTable;
+use fleet_sim::external::ExternalOptions;
 use fleet_sim::quota::{PerCart, QuotaTable};
 use fleet_sim::scenario::{
     self, OutageConfig, RestartConfig, RolloutScenario, Setting, SteadyConfig,
@@ -14,14 +17,78 @@ use serde::Serialize;
 
 #[derive(Parser)]
 #[command(
-    about = "N carts of the real ledger, uplink and sync against mosquitto and the backend emulator"
+    about = "N carts of the real ledger, uplink and sync against mosquitto and the backend emulator",
+    long_about = "N carts of the real ledger, uplink and sync against mosquitto and the backend emulator.\n\n\
+        By default the simulator starts its own mosquitto and test CA. With --broker-host and the \
+        flags that go with it (all or none), the carts connect to an external MQTT 5 broker instead \
+        (AWS IoT Core, or a cluster that trusts the fleet's CA): each cart gets a certificate with \
+        CN = its id (cart-00000, cart-00001, ...) signed by --issuer-cert/--issuer-key, and the \
+        backend emulator connects as client id `backend` with --backend-cert/--backend-key, unless \
+        --no-backend. steady, outage and rollout run against an external broker; restart needs the \
+        local one. See docs/fleet.md, \"Against a real broker\"."
 )]
 struct Cli {
     /// Write the report as JSON into this folder too.
     #[arg(long, global = true)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    broker: BrokerArgs,
     #[command(subcommand)]
     scenario: Scenario,
+}
+
+/// An external broker instead of the local mosquitto: all of these or none
+/// (the port and server name have defaults; the backend needs its
+/// certificate and key, or --no-backend).
+#[derive(Args)]
+#[command(next_help_heading = "External broker (all or none)")]
+struct BrokerArgs {
+    /// The external broker's host name (e.g. the AWS IoT ATS endpoint).
+    #[arg(long, global = true, value_name = "HOST")]
+    broker_host: Option<String>,
+    /// Its MQTT-over-TLS port [default: 8883].
+    #[arg(long, global = true, value_name = "PORT")]
+    broker_port: Option<u16>,
+    /// The name the broker's certificate must be valid for [default: the host].
+    #[arg(long, global = true, value_name = "NAME")]
+    server_name: Option<String>,
+    /// The CA bundle (PEM) that verifies the broker (on AWS IoT Core: Amazon Root CA 1).
+    #[arg(long, global = true, value_name = "PEM")]
+    broker_ca: Option<PathBuf>,
+    /// The CA certificate (PEM) the broker trusts for client certificates:
+    /// every cart's certificate is signed by it, CN = the cart id.
+    #[arg(long, global = true, value_name = "PEM")]
+    issuer_cert: Option<PathBuf>,
+    /// The issuer's private key (PKCS#8 PEM).
+    #[arg(long, global = true, value_name = "PEM")]
+    issuer_key: Option<PathBuf>,
+    /// The backend emulator's client certificate (PEM; it connects as client id `backend`).
+    #[arg(long, global = true, value_name = "PEM")]
+    backend_cert: Option<PathBuf>,
+    /// The backend emulator's private key (PEM).
+    #[arg(long, global = true, value_name = "PEM")]
+    backend_key: Option<PathBuf>,
+    /// Run no backend emulator: the broker's own backend answers the carts.
+    /// Exactly-once at the backend and its ingest rate are then not
+    /// measured, and rollout cannot run.
+    #[arg(long, global = true)]
+    no_backend: bool,
+}
+
+impl BrokerArgs {
+    fn options(self) -> ExternalOptions {
+        ExternalOptions {
+            broker_host: self.broker_host,
+            broker_port: self.broker_port,
+            server_name: self.server_name,
+            broker_ca: self.broker_ca,
+            issuer_cert: self.issuer_cert,
+            issuer_key: self.issuer_key,
+            backend_cert: self.backend_cert,
+            backend_key: self.backend_key,
+            no_backend: self.no_backend,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -57,7 +124,7 @@ enum Scenario {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
         fleets: Vec<u64>,
     },
-    /// The broker restarted under the fleet.
+    /// The broker restarted under the fleet (the local mosquitto only).
     Restart {
         #[arg(long, default_value_t = 1_000)]
         carts: usize,
@@ -153,6 +220,23 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let options = cli.broker.options();
+    // What a scenario cannot do against an external broker is refused
+    // first (the scenarios refuse it too); then the flags are checked, all
+    // or none, files readable and usable, before anything starts.
+    match &cli.scenario {
+        Scenario::Project { .. } if options.any() => {
+            anyhow::bail!("project reads reports and runs no fleet: the broker flags do not apply");
+        }
+        Scenario::Restart { .. } if options.any() => {
+            return Err(fleet_sim::SimError::NeedsLocalBroker("the restart scenario").into());
+        }
+        Scenario::Rollout { .. } if options.no_backend => {
+            return Err(fleet_sim::SimError::NeedsEmulator("the rollout scenario").into());
+        }
+        _ => {}
+    }
+    let target = options.target()?;
     match cli.scenario {
         Scenario::Steady {
             carts,
@@ -184,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
                 settings,
                 prices,
                 bill_fleets: fleets,
+                target,
             })
             .await?;
             emit(&cli.out, "steady", &r)?;
@@ -199,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
                 down_secs,
                 jitter: !no_jitter,
                 timeout_secs,
+                target,
             })
             .await?;
             let name = if no_jitter {
@@ -221,6 +307,7 @@ async fn main() -> anyhow::Result<()> {
                 readings_per_sec,
                 checkout_every_secs: checkout_every,
                 timeout_secs,
+                target,
             })
             .await?;
             emit(&cli.out, "outage", &r)?;
@@ -263,6 +350,7 @@ async fn main() -> anyhow::Result<()> {
                 abort_percent,
                 abort_min_executed,
                 minute_timeout_secs,
+                target,
             })
             .await?;
             emit(&cli.out, "rollout", &r)?;
