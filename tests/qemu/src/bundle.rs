@@ -30,9 +30,7 @@ pub struct Bundle {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?}: {}{}",
@@ -80,7 +78,10 @@ pub fn make(dir: &Path, name: &str, compatible: &str, version: &str, signer: Sig
     let (cert, key) = match signer {
         Signer::Development => {
             let dev = crate::workspace_root().join("yocto-layer/files/rauc-dev");
-            (dev.join("dev-signer.cert.pem"), dev.join("dev-signer.key.pem"))
+            (
+                dev.join("dev-signer.cert.pem"),
+                dev.join("dev-signer.key.pem"),
+            )
         }
         Signer::Foreign => foreign_signer(dir),
     };
@@ -110,11 +111,11 @@ fn foreign_signer(dir: &Path) -> (PathBuf, PathBuf) {
     let key = dir.join("foreign-signer.key.pem");
     if !cert.exists() {
         let k = rcgen::KeyPair::generate().expect("key");
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "foreign RAUC signer (trusted by no cart)");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "foreign RAUC signer (trusted by no cart)",
+        );
         let c = params.self_signed(&k).expect("self-signed");
         std::fs::write(&cert, c.pem()).expect("cert");
         std::fs::write(&key, k.serialize_pem()).expect("key");

@@ -1428,9 +1428,7 @@ fn job_ended(
             .jobs()
             .and_then(|j| j.with(|j| j.execution(CART, id)))
     };
-    let done = qemu_suite::wait_for(timeout, || {
-        execution().is_some_and(|e| e.status == status)
-    });
+    let done = qemu_suite::wait_for(timeout, || execution().is_some_and(|e| e.status == status));
     let last = execution();
     if !done {
         cart.fail(&format!("job {id} did not end {status:?}: {last:?}"));
@@ -1478,12 +1476,21 @@ fn update_refusals(cart: &mut Cart) {
     use qemu_suite::bundle::{self, Signer};
     let dir = cart.art.path().to_owned();
     let running = image_version(cart);
-    assert!(!running.is_empty(), "the guest's os-release has no IMAGE_VERSION");
+    assert!(
+        !running.is_empty(),
+        "the guest's os-release has no IMAGE_VERSION"
+    );
     let before = root_b_head(cart);
     let t = Instant::now();
 
     let good = bundle::make(&dir, "u-good", COMPATIBLE, "90.0.0", Signer::Development);
-    let other = bundle::make(&dir, "u-other", "cart-other-board", "90.0.1", Signer::Development);
+    let other = bundle::make(
+        &dir,
+        "u-other",
+        "cart-other-board",
+        "90.0.1",
+        Signer::Development,
+    );
     let foreign = bundle::make(&dir, "u-foreign", COMPATIBLE, "90.0.2", Signer::Foreign);
     let objects = &cart.cloud.objects;
     let url = |name: &str, b: &qemu_suite::bundle::Bundle| {
@@ -1493,31 +1500,66 @@ fn update_refusals(cart: &mut Cart) {
     let other_url = url("bundles/u-other.raucb", &other);
     let foreign_url = url("bundles/u-foreign.raucb", &foreign);
     let bytes = std::fs::read(&good.path).expect("bundle");
-    let truncated_url = objects.publish("bundles/u-truncated.raucb", bytes[..bytes.len() / 2].to_vec());
+    let truncated_url = objects.publish(
+        "bundles/u-truncated.raucb",
+        bytes[..bytes.len() / 2].to_vec(),
+    );
 
     // Older than what runs, no permission: refused by the document.
     let mut doc = update_doc(&old_url, &good, "0.0.1");
     doc["version"] = "0.0.1".into();
     create_job(cart, "u-old", doc);
-    let d = job_ended(cart, "u-old", JobExecutionStatus::Rejected, Duration::from_secs(120));
+    let d = job_ended(
+        cart,
+        "u-old",
+        JobExecutionStatus::Rejected,
+        Duration::from_secs(120),
+    );
     assert!(d["reason"].contains("not newer"), "{d:?}");
 
     // Another board's bundle: RAUC reads its manifest, the cart refuses.
     let mut doc = update_doc(&other_url, &other, "90.0.1");
     doc["compatible"] = COMPATIBLE.into();
     create_job(cart, "u-compatible", doc);
-    let d = job_ended(cart, "u-compatible", JobExecutionStatus::Failed, Duration::from_secs(180));
+    let d = job_ended(
+        cart,
+        "u-compatible",
+        JobExecutionStatus::Failed,
+        Duration::from_secs(180),
+    );
     assert!(d["reason"].contains("cart-other-board"), "{d:?}");
-    assert_eq!(d.get("to_version").map(String::as_str), Some("90.0.1"), "{d:?}");
+    assert_eq!(
+        d.get("to_version").map(String::as_str),
+        Some("90.0.1"),
+        "{d:?}"
+    );
 
     // Signed by nobody the keyring knows: RAUC refuses to read it.
-    create_job(cart, "u-signature", update_doc(&foreign_url, &foreign, "90.0.2"));
-    let d = job_ended(cart, "u-signature", JobExecutionStatus::Failed, Duration::from_secs(180));
+    create_job(
+        cart,
+        "u-signature",
+        update_doc(&foreign_url, &foreign, "90.0.2"),
+    );
+    let d = job_ended(
+        cart,
+        "u-signature",
+        JobExecutionStatus::Failed,
+        Duration::from_secs(180),
+    );
     assert!(d["reason"].contains("RAUC refused"), "{d:?}");
 
     // Half the bundle behind the URL: the download never completes.
-    create_job(cart, "u-truncated", update_doc(&truncated_url, &good, "90.0.0"));
-    let d = job_ended(cart, "u-truncated", JobExecutionStatus::Failed, Duration::from_secs(240));
+    create_job(
+        cart,
+        "u-truncated",
+        update_doc(&truncated_url, &good, "90.0.0"),
+    );
+    let d = job_ended(
+        cart,
+        "u-truncated",
+        JobExecutionStatus::Failed,
+        Duration::from_secs(240),
+    );
     assert!(d["reason"].contains("download"), "{d:?}");
 
     let after = root_b_head(cart);
@@ -1543,11 +1585,14 @@ fn update_waits_for_a_payment(cart: &mut Cart) {
     let before_b = root_b_head(cart);
     let charged_before = cart.cloud.emulator.counts().charged;
     let b = bundle::make(&dir, "u-new", COMPATIBLE, "91.0.0", Signer::Development);
-    let url = cart
-        .cloud
-        .objects
-        .publish("bundles/u-new.raucb", std::fs::read(&b.path).expect("bundle"));
-    let boot_id = cart.must("cat /proc/sys/kernel/random/boot_id").trim().to_owned();
+    let url = cart.cloud.objects.publish(
+        "bundles/u-new.raucb",
+        std::fs::read(&b.path).expect("bundle"),
+    );
+    let boot_id = cart
+        .must("cat /proc/sys/kernel/random/boot_id")
+        .trim()
+        .to_owned();
 
     pay_for(cart, BREAD, "s12");
     create_job(cart, "u-new", update_doc(&url, &b, "91.0.0"));
@@ -1573,7 +1618,10 @@ fn update_waits_for_a_payment(cart: &mut Cart) {
             .as_ref()
             .and_then(|g| {
                 g.agent
-                    .sh("cat /proc/sys/kernel/random/boot_id", Duration::from_secs(10))
+                    .sh(
+                        "cat /proc/sys/kernel/random/boot_id",
+                        Duration::from_secs(10),
+                    )
                     .ok()
             })
             .is_some_and(|o| {
@@ -1585,11 +1633,24 @@ fn update_waits_for_a_payment(cart: &mut Cart) {
         cart.fail(&format!("the update did not reboot the cart: {log}"));
     }
     wait_ready(cart, "after the update's reboot");
-    let d = job_ended(cart, "u-new", JobExecutionStatus::Failed, Duration::from_secs(180));
+    let d = job_ended(
+        cart,
+        "u-new",
+        JobExecutionStatus::Failed,
+        Duration::from_secs(180),
+    );
     assert!(d["reason"].contains("slot A"), "{d:?}");
-    assert_eq!(d.get("to_version").map(String::as_str), Some("91.0.0"), "{d:?}");
+    assert_eq!(
+        d.get("to_version").map(String::as_str),
+        Some("91.0.0"),
+        "{d:?}"
+    );
     // RAUC wrote root_b: its image, its version in RAUC's status.
-    assert_ne!(root_b_head(cart), before_b, "root_b unchanged after an install");
+    assert_ne!(
+        root_b_head(cart),
+        before_b,
+        "root_b unchanged after an install"
+    );
     let previous = cart.must("journalctl -b -1 -u cart-app JOB_ID=u-new -o cat");
     assert!(previous.contains("installing the update"), "{previous}");
     let status = cart.must("cartctl status");
