@@ -136,21 +136,24 @@ fn refusals_write_nothing_that_stays() {
     let url = w.store.publish("bundles/c.raucb", body.clone());
     let dir = tempfile::tempdir().unwrap();
     let agent = agent(&w.pki.ca_pem_path());
+    let size = body.len() as u64;
+    let fetch = |agent: &ureq::Agent, url: &str, size: u64, sha: &str, keep: u64| {
+        download(
+            agent,
+            &Wanted {
+                url,
+                size,
+                sha256: sha,
+            },
+            dir.path(),
+            keep,
+            2,
+            &mut |_, _| {},
+        )
+    };
 
     // A checksum that is not the bundle's: refused, the part removed.
-    let wrong = "0".repeat(64);
-    let r = download(
-        &agent,
-        &Wanted {
-            url: &url,
-            size: body.len() as u64,
-            sha256: &wrong,
-        },
-        dir.path(),
-        0,
-        2,
-        &mut |_, _| {},
-    );
+    let r = fetch(&agent, &url, size, &"0".repeat(64), 0);
     assert!(
         matches!(r, Err(DownloadError::Refused(Refusal::Integrity(_)))),
         "{r:?}"
@@ -158,18 +161,7 @@ fn refusals_write_nothing_that_stays() {
     assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
 
     // The server sends more than the job's size: refused.
-    let r = download(
-        &agent,
-        &Wanted {
-            url: &url,
-            size: body.len() as u64 - 10,
-            sha256: &sha,
-        },
-        dir.path(),
-        0,
-        2,
-        &mut |_, _| {},
-    );
+    let r = fetch(&agent, &url, size - 10, &sha, 0);
     assert!(
         matches!(r, Err(DownloadError::Refused(Refusal::Integrity(_)))),
         "{r:?}"
@@ -178,20 +170,8 @@ fn refusals_write_nothing_that_stays() {
 
     // It would eat into what the ledger keeps: refused before a request.
     let gets = w.store.gets().len();
-    let free = free_bytes(dir.path()).unwrap();
-    let keep = free - body.len() as u64 / 2;
-    let r = download(
-        &agent,
-        &Wanted {
-            url: &url,
-            size: body.len() as u64,
-            sha256: &sha,
-        },
-        dir.path(),
-        keep,
-        2,
-        &mut |_, _| {},
-    );
+    let keep = free_bytes(dir.path()).unwrap() - size / 2;
+    let r = fetch(&agent, &url, size, &sha, keep);
     assert!(
         matches!(r, Err(DownloadError::Refused(Refusal::NoSpace { .. }))),
         "{r:?}"
@@ -199,40 +179,16 @@ fn refusals_write_nothing_that_stays() {
     assert_eq!(w.store.gets().len(), gets, "no request was made");
 
     // A server the trust store does not know: no transfer.
-    let foreign = agent_for_foreign(&w);
-    let r = download(
-        &foreign,
-        &Wanted {
-            url: &url,
-            size: body.len() as u64,
-            sha256: &sha,
-        },
-        dir.path(),
-        0,
-        1,
-        &mut |_, _| {},
-    );
-    match r {
+    match fetch(&agent_for_foreign(&w), &url, size, &sha, 0) {
         Err(DownloadError::Transport { last, .. }) => {
             assert!(last.to_lowercase().contains("certificate"), "{last}")
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(w.store.gets().len(), gets);
+
     // A URL the store never signed: the server's answer, not retried.
-    let forged = url.replace("token=", "token=ff");
-    let r = download(
-        &agent,
-        &Wanted {
-            url: &forged,
-            size: body.len() as u64,
-            sha256: &sha,
-        },
-        dir.path(),
-        0,
-        3,
-        &mut |_, _| {},
-    );
+    let r = fetch(&agent, &url.replace("token=", "token=ff"), size, &sha, 0);
     assert!(matches!(r, Err(DownloadError::Http(403))), "{r:?}");
     let _ = (&w.rt, &w.pki_dir);
 }

@@ -325,8 +325,14 @@ pub async fn run(
         return Some(JobOutcome::Failed(e));
     }
     info!(%job_id, from = %running, to = %doc.version, "installing the update");
+    // Each statusDetails update is a billed message: every 10 % only.
     let progress_done = done.progress_sender();
+    let mut last_step = -1;
     let mut told = move |pct: i32, msg: &str| {
+        if pct / 10 == last_step {
+            return;
+        }
+        last_step = pct / 10;
         let mut d = details("step", "installing");
         d.insert("percent".into(), pct.to_string());
         d.insert("rauc".into(), msg.to_owned());

@@ -11,7 +11,7 @@ use common::*;
 use mqtt_harness::Broker;
 use store_and_forward::ledger::OutboxClass;
 use store_and_forward::sync::SyncConfig;
-use store_and_forward::{Currency, Money, NewAttempt, PaymentKey, PaymentState, Timestamp};
+use store_and_forward::{Currency, Money, PaymentKey, PaymentState, Timestamp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_payment_is_quarantined_alone_and_the_rest_flows() {
@@ -23,22 +23,9 @@ async fn an_unreadable_payment_is_quarantined_alone_and_the_rest_flows() {
     let ledger = open_ledger(dir.path(), roomy_limits());
     let eur = Currency::new("EUR").unwrap();
     // Three offline approvals, the link not started yet.
-    let mut keys = Vec::new();
-    for i in 0..3 {
-        let key = PaymentKey::new();
-        let amount = Money::new(1_000 + i, eur);
-        let card = reader.read(reader.card("chip-approve"), &key, amount);
-        let a = NewAttempt {
-            key,
-            amount,
-            online_required: false,
-            card,
-        };
-        let mut l = ledger.lock().unwrap();
-        l.record_card_read(&a, Timestamp::now()).unwrap();
-        assert!(l.decide_offline(&key, Timestamp::now()).unwrap().approved);
-        keys.push(key);
-    }
+    let keys: Vec<PaymentKey> = (0..3)
+        .map(|i| reader.approve_offline(&ledger, Money::new(1_000 + i, eur)))
+        .collect();
     // The middle one's sealed card data is damaged on disk.
     {
         let c = rusqlite::Connection::open(dir.path().join("ledger.sqlite")).unwrap();
@@ -154,25 +141,15 @@ async fn a_message_nobody_received_is_sent_again_once_the_backend_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open_ledger(dir.path(), roomy_limits());
     let eur = Currency::new("EUR").unwrap();
-    let key = PaymentKey::new();
-    let amount = Money::new(1_250, eur);
-    {
-        let card = reader.read(reader.card("chip-approve"), &key, amount);
-        let a = NewAttempt {
-            key,
-            amount,
-            online_required: false,
-            card,
-        };
-        let mut l = ledger.lock().unwrap();
-        l.record_card_read(&a, Timestamp::now()).unwrap();
-        assert!(l.decide_offline(&key, Timestamp::now()).unwrap().approved);
-        l.enqueue_telemetry(
+    let key = reader.approve_offline(&ledger, Money::new(1_250, eur));
+    ledger
+        .lock()
+        .unwrap()
+        .enqueue_telemetry(
             &simulated_readings(40, Timestamp::now(), 3),
             Timestamp::now(),
         )
         .unwrap();
-    }
     let id = "cart-0032";
     let cart = Cart::start_on(
         link_config(&broker, broker.port(), id),

@@ -1396,20 +1396,7 @@ fn job_succeeded(
     id: &str,
     timeout: Duration,
 ) -> std::collections::BTreeMap<String, String> {
-    let execution = || {
-        cart.cloud
-            .emulator
-            .jobs()
-            .and_then(|j| j.with(|j| j.execution(CART, id)))
-    };
-    let done = qemu_suite::wait_for(timeout, || {
-        execution().is_some_and(|e| e.status == JobExecutionStatus::Succeeded)
-    });
-    let last = execution();
-    if !done {
-        cart.fail(&format!("job {id} did not succeed: {last:?}"));
-    }
-    last.map(|e| e.status_details).unwrap_or_default()
+    job_ended(cart, id, JobExecutionStatus::Succeeded, timeout)
 }
 
 /// The RAUC compatible of the guest (as the image's, qemux86-64).
@@ -1505,60 +1492,38 @@ fn update_refusals(cart: &mut Cart) {
         bytes[..bytes.len() / 2].to_vec(),
     );
 
+    // Each job in turn, to its end.
+    let mut refused = |id: &str, doc: serde_json::Value, status: JobExecutionStatus| {
+        create_job(cart, id, doc);
+        job_ended(cart, id, status, Duration::from_secs(240))
+    };
     // Older than what runs, no permission: refused by the document.
-    let mut doc = update_doc(&old_url, &good, "0.0.1");
-    doc["version"] = "0.0.1".into();
-    create_job(cart, "u-old", doc);
-    let d = job_ended(
-        cart,
+    let d = refused(
         "u-old",
+        update_doc(&old_url, &good, "0.0.1"),
         JobExecutionStatus::Rejected,
-        Duration::from_secs(120),
     );
     assert!(d["reason"].contains("not newer"), "{d:?}");
-
     // Another board's bundle: RAUC reads its manifest, the cart refuses.
-    let mut doc = update_doc(&other_url, &other, "90.0.1");
-    doc["compatible"] = COMPATIBLE.into();
-    create_job(cart, "u-compatible", doc);
-    let d = job_ended(
-        cart,
+    let d = refused(
         "u-compatible",
+        update_doc(&other_url, &other, "90.0.1"),
         JobExecutionStatus::Failed,
-        Duration::from_secs(180),
     );
     assert!(d["reason"].contains("cart-other-board"), "{d:?}");
-    assert_eq!(
-        d.get("to_version").map(String::as_str),
-        Some("90.0.1"),
-        "{d:?}"
-    );
-
+    assert_eq!(d.get("to_version").map(String::as_str), Some("90.0.1"));
     // Signed by nobody the keyring knows: RAUC refuses to read it.
-    create_job(
-        cart,
+    let d = refused(
         "u-signature",
         update_doc(&foreign_url, &foreign, "90.0.2"),
-    );
-    let d = job_ended(
-        cart,
-        "u-signature",
         JobExecutionStatus::Failed,
-        Duration::from_secs(180),
     );
     assert!(d["reason"].contains("RAUC refused"), "{d:?}");
-
     // Half the bundle behind the URL: the download never completes.
-    create_job(
-        cart,
+    let d = refused(
         "u-truncated",
         update_doc(&truncated_url, &good, "90.0.0"),
-    );
-    let d = job_ended(
-        cart,
-        "u-truncated",
         JobExecutionStatus::Failed,
-        Duration::from_secs(240),
     );
     assert!(d["reason"].contains("download"), "{d:?}");
 

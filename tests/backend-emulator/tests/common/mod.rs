@@ -87,6 +87,23 @@ impl Reader {
             },
         }
     }
+
+    /// A checkout approved offline in `ledger` with the test card
+    /// `chip-approve` (card read committed, then the offline decision).
+    pub fn approve_offline(&self, ledger: &Mutex<Ledger>, amount: Money) -> PaymentKey {
+        let key = PaymentKey::new();
+        let card = self.read(self.card("chip-approve"), &key, amount);
+        let a = store_and_forward::NewAttempt {
+            key,
+            amount,
+            online_required: false,
+            card,
+        };
+        let mut l = ledger.lock().unwrap();
+        l.record_card_read(&a, Timestamp::now()).unwrap();
+        assert!(l.decide_offline(&key, Timestamp::now()).unwrap().approved);
+        key
+    }
 }
 
 pub fn link_config(broker: &Broker, port: u16, client_id: &str) -> LinkConfig {
