@@ -23,6 +23,10 @@ PACKAGES=(
   fdisk              # sfdisk: the guest's GPT disk
   e2fsprogs          # mkfs.ext4 -d and debugfs: the guest's partitions
   dosfstools         # mkfs.fat: the guest's boot partition
+  mtools             # mcopy: GRUB and its files into the guest's boot partition
+  grub-common        # grub-mkimage, grub-editenv: the guest's GRUB on EFI
+  grub-efi-amd64-bin # GRUB's x86_64-efi modules (only the files: nothing is installed to boot)
+  ovmf               # UEFI firmware: the update scenarios boot through GRUB (scripts/qemu-updates.sh)
   libsqlite3-dev     # the recipe-style release build links the system's SQLite, as the image does
   libzstd-dev        # ... and the system's zstd (scripts/build-recipe-offline.sh)
   python3-venv       # the layer's lint tools live in a venv (below)

@@ -11,20 +11,40 @@
 #                                        release build CI makes)
 #   DEBIAN_MIRROR=URL                    default: the first deb.debian.org-style
 #                                        URI in apt's sources on this machine
+#   CART_GUEST_NAME=NAME                 the build's name under target/qemu
+#                                        (default guest; the update scenarios
+#                                        build update-old and update-new)
+#   CART_GUEST_VERSION=V                 os-release's IMAGE_VERSION (default:
+#                                        the workspace's version)
+#   CART_GUEST_ROOTFS=1                  also keep the root file system as a
+#                                        compact ext4 image, rootfs.ext4 (what
+#                                        an update bundle carries)
+#   CART_GUEST_DATA_MB=N                 the data partition (default 512, the
+#                                        image's; a bundle of this Debian root
+#                                        is bigger than the image's and is
+#                                        downloaded there: the update
+#                                        scenarios give it 1536)
 #
 # Output, cached under target/qemu and reused while the inputs are the same:
 #   target/qemu/guest/disk.img   raw GPT disk (root_a has the cart; data empty)
 #   target/qemu/guest/vmlinuz, initrd.img, cmdline, layout.json, files.txt
+# The disk boots both ways: the suite's kernel given to QEMU (-kernel, slot
+# A, fast), or OVMF -> GRUB from the EFI partition -> the slot GRUB's
+# environment chooses (the update scenarios; docs/qemu.md).
 # Needs (as root): debootstrap, sfdisk (fdisk), mkfs.ext4 (e2fsprogs),
-# mkfs.fat (dosfstools); scripts/setup.sh installs them.
+# mkfs.fat (dosfstools), mcopy (mtools), grub-mkimage and the x86_64-efi
+# modules (grub-common, grub-efi-amd64-bin); scripts/setup.sh installs them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 top=$PWD
 
 [ "$(id -u)" -eq 0 ] || { echo "build-guest: run as root (debootstrap needs it)" >&2; exit 1; }
-for t in debootstrap sfdisk mkfs.ext4 mkfs.fat; do
-  command -v "$t" >/dev/null || { echo "build-guest: $t missing: run scripts/setup.sh (Debian packages debootstrap fdisk e2fsprogs dosfstools)" >&2; exit 1; }
+for t in debootstrap sfdisk mkfs.ext4 mkfs.fat mcopy grub-mkimage grub-editenv; do
+  command -v "$t" >/dev/null || { echo "build-guest: $t missing: run scripts/setup.sh (Debian packages debootstrap fdisk e2fsprogs dosfstools mtools grub-common grub-efi-amd64-bin)" >&2; exit 1; }
 done
+[ -d /usr/lib/grub/x86_64-efi ] || { echo "build-guest: GRUB's x86_64-efi modules missing: install grub-efi-amd64-bin (scripts/setup.sh does)" >&2; exit 1; }
+name=${CART_GUEST_NAME:-guest}
+keep_rootfs=${CART_GUEST_ROOTFS:-0}
 
 bin_dir=${CART_BIN_DIR:-$top/target/release}
 for b in cart-app cartctl; do
@@ -84,14 +104,15 @@ key=$( {
   find yocto-layer/recipes-core/rauc/files yocto-layer/files/rauc-dev yocto-layer/recipes-bsp/cart-boot-grub/files -type f | sort | xargs sha256sum
   find packaging systemd -type f | sort | xargs sha256sum
   sha256sum "$bin_dir/cart-app" "$bin_dir/cartctl"
+  echo "${CART_GUEST_VERSION:-} $keep_rootfs ${CART_GUEST_DATA_MB:-}"
 } | sha256sum | cut -c1-16)
-out=$cache/guest-$key
+out=$cache/$name-$key
 if [ -f "$out/.done" ]; then
-  ln -sfn "guest-$key" "$cache/guest"
-  echo "build-guest: up to date ($cache/guest)"
+  ln -sfn "$name-$key" "$cache/$name"
+  echo "build-guest: up to date ($cache/$name)"
   exit 0
 fi
-echo "build-guest: building guest-$key"
+echo "build-guest: building $name-$key"
 rm -rf "$out"
 mkdir -p "$out"
 root=$out/root
@@ -112,8 +133,9 @@ fi
 # layer's system.conf with the compatible filled in (Debian's RAUC reads
 # /etc/rauc), the development keyring, the layer's D-Bus policy (root and
 # cart only) over Debian's, the EFI partition at /efi for GRUB's
-# environment (created by RAUC's first write), and IMAGE_VERSION in
-# os-release (the layer sets it to DISTRO_VERSION; here the workspace's).
+# environment (EFI/BOOT/grubenv, made below), and IMAGE_VERSION in
+# os-release (the layer sets it to DISTRO_VERSION; here the workspace's or
+# CART_GUEST_VERSION).
 install -d "$root/etc/rauc"
 sed 's/@CART_RAUC_COMPATIBLE@/cart-qemux86-64/' \
   yocto-layer/recipes-core/rauc/files/qemux86-64/system.conf > "$root/etc/rauc/system.conf"
@@ -122,8 +144,7 @@ install -m 0644 yocto-layer/recipes-core/rauc/files/de.pengutronix.rauc.conf \
   "$root/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf"
 install -m 0644 yocto-layer/recipes-bsp/cart-boot-grub/files/efi.mount "$root/etc/systemd/system/efi.mount"
 install -d "$root/efi"
-echo "d /efi/EFI/BOOT 0700 root root -" > "$root/etc/tmpfiles.d/cart-guest-efi.conf"
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=${CART_GUEST_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
 os_release=$(readlink -f "$root/etc/os-release")
 case $os_release in "$root"/*) ;; *) os_release="$root/usr/lib/os-release" ;; esac
 grep -q '^IMAGE_VERSION=' "$os_release" || echo "IMAGE_VERSION=\"$version\"" >> "$os_release"
@@ -151,9 +172,10 @@ systemctl --root="$root" enable tmp.mount >/dev/null 2>&1
 # The guest's own settings (what the image's distro config gives the image).
 echo cart-guest > "$root/etc/hostname"
 cat > "$root/etc/fstab" <<'FSTAB'
-# Root read-only, as the image's; /data and the bind mounts come from the
-# cart's mount units (packaging/systemd).
-PARTLABEL=root_a / ext4 ro,noatime 0 1
+# Root read-only, as the image's, from whichever slot the command line
+# names (root=PARTLABEL=root_a or root_b); /data and the bind mounts come
+# from the cart's mount units (packaging/systemd).
+/dev/root / ext4 ro,noatime 0 1
 FSTAB
 # The image's machine-id comes from the data area (docs/image.md); the guest
 # keeps a fixed one so journalctl -b -1 works across its reboots.
@@ -227,15 +249,40 @@ echo "nameserver 10.0.2.3" > "$root/etc/resolv.conf"
 
 cp "$root"/boot/vmlinuz-* "$out/vmlinuz"
 cp "$root"/boot/initrd.img-* "$out/initrd.img"
+# Each slot boots the kernel in its own /boot (GRUB reads it there), so an
+# update replaces kernel and root together, as on the image.
+ln -sfn "$(basename "$root"/boot/vmlinuz-*)" "$root/boot/vmlinuz"
+ln -sfn "$(basename "$root"/boot/initrd.img-*)" "$root/boot/initrd.img"
 # rauc.slot=A: the booted slot for RAUC, as GRUB passes it on the image.
 echo "root=PARTLABEL=root_a ro rootwait console=ttyS0 systemd.show_status=1 rauc.slot=A" > "$out/cmdline"
 
 # 3. The disk: GPT with the image's partition names (yocto-layer's .wks).
 MiB=$((1024 * 1024))
-boot_mb=32 root_mb=1536 data_mb=512
+boot_mb=32 root_mb=1536 data_mb=${CART_GUEST_DATA_MB:-512}
 mkfs.ext4 -q -L root_a -d "$root" "$out/root_a.img" "${root_mb}M" >/dev/null
+if [ "$keep_rootfs" = 1 ]; then
+  # What a bundle carries: the same tree in an image just big enough (RAUC
+  # writes it into the slot; the slot's partition is larger).
+  used_mb=$(du -sm "$root" | cut -f1)
+  mkfs.ext4 -q -L root -d "$root" "$out/rootfs.ext4" "$(( used_mb * 5 / 4 + 64 ))M" >/dev/null
+fi
+# The EFI partition, as wic lays it out for the image with cart-boot-grub:
+# GRUB as EFI/BOOT/bootx64.efi (its prefix that folder), the layer's
+# grub.cfg and an empty environment block. Two differences, for Debian's
+# kernel: the kernel is /boot/vmlinuz, and it needs its initrd.
 truncate -s "${boot_mb}M" "$out/boot.img"
-mkfs.fat -n BOOT "$out/boot.img" >/dev/null
+mkfs.fat -s 8 -n BOOT "$out/boot.img" >/dev/null
+grub-mkimage -O x86_64-efi -p /EFI/BOOT -o "$out/bootx64.efi" \
+  part_gpt fat ext2 normal linux loadenv test echo configfile boot efi_gop efi_uga all_video serial terminal
+sed -e 's|@CART_KERNEL_CONSOLE@|console=ttyS0 systemd.show_status=1|' \
+    -e 's|^\(    linux (hd0,gpt\([23]\))/boot/\)bzImage\(.*\)$|\1vmlinuz\3\n    initrd (hd0,gpt\2)/boot/initrd.img|' \
+  yocto-layer/recipes-bsp/cart-boot-grub/files/cart-grub.cfg.in > "$out/grub.cfg"
+grep -q 'initrd (hd0,gpt3)/boot/initrd.img' "$out/grub.cfg" || { echo "build-guest: the layer's grub.cfg changed shape: adapt the guest's sed" >&2; exit 1; }
+rm -f "$out/grubenv"
+grub-editenv "$out/grubenv" create
+mmd -i "$out/boot.img" ::/EFI ::/EFI/BOOT
+mcopy -i "$out/boot.img" "$out/bootx64.efi" "$out/grub.cfg" "$out/grubenv" ::/EFI/BOOT/
+rm -f "$out/bootx64.efi" "$out/grubenv"
 truncate -s $(( (1 + boot_mb + 2 * root_mb + data_mb + 1) * MiB )) "$out/disk.img"
 sfdisk -q "$out/disk.img" <<SFDISK
 label: gpt
@@ -257,9 +304,9 @@ put "$out/root_a.img" 2
 rm -f "$out/root_a.img" "$out/boot.img"
 rm -rf "$root"
 touch "$out/.done"
-ln -sfn "guest-$key" "$cache/guest"
-# Older builds go: each is a few GB.
-for old in "$cache"/guest-* "$cache"/base-*; do
+ln -sfn "$name-$key" "$cache/$name"
+# Older builds of this name go: each is a few GB.
+for old in "$cache/$name"-* "$cache"/base-*; do
   case $old in "$out"|"$base") ;; *) rm -rf "$old" ;; esac
 done
-echo "build-guest: done ($cache/guest)"
+echo "build-guest: done ($cache/$name)"

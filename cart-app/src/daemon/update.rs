@@ -349,14 +349,15 @@ pub async fn run(
     info!(%job_id, "update installed: rebooting into the new slot");
     done.progress(details("step", "rebooting"));
     if let Err(e) = super::jobs::reboot().await {
-        error!(%job_id, cause = %e, "reboot through logind refused");
-        // Installed but not booted: the next boot tries it; say so.
+        // Installed and recorded: the next boot, whenever it comes, runs
+        // the new slot and its health check decides; the job stays in
+        // progress until then (reporting FAILED now would contradict the
+        // verdict to come). The cart sells meanwhile.
+        error!(%job_id, cause = %e, "reboot through logind refused: the update is installed and the next boot tries it");
         back_in_service(ctx);
-        return Some(failed(
-            &running,
-            &doc,
-            format!("installed, but the reboot was refused: {e}"),
-        ));
+        let mut d = details("step", "installed, waiting for a reboot");
+        d.insert("reboot_refused".into(), e.to_string());
+        done.progress(d);
     }
     None
 }

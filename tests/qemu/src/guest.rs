@@ -79,53 +79,77 @@ impl Guest {
             "-accel", "tcg", "-machine", "q35", "-cpu", "max", "-smp", "2",
         ])
         .args(["-m", &cfg.memory_mib.to_string()])
-        .args(["-nodefaults", "-no-user-config", "-display", "none"])
-        .arg("-kernel")
-        .arg(&cfg.image.kernel)
-        .args(["-append", &cfg.image.cmdline])
-        .arg("-drive")
-        .arg(format!(
-            "file={},if=virtio,format=raw,cache=writeback",
-            cfg.disk.display()
-        ))
-        .arg("-chardev")
-        .arg(format!("file,id=con,path={},append=on", console.display()))
-        .args(["-serial", "chardev:con"])
-        .arg("-chardev")
-        .arg(format!("tty,id=scan,path={}", cfg.scanner_tty.display()))
-        .args(["-serial", "chardev:scan"])
-        .arg("-chardev")
-        .arg(format!("tty,id=reader,path={}", cfg.reader_tty.display()))
-        .args(["-serial", "chardev:reader"])
-        .arg("-chardev")
-        .arg(format!("socket,id=chrtpm,path={}", tpm.socket().display()))
-        .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
-        .args(["-device", "tpm-tis,tpmdev=tpm0"])
-        .args(["-netdev", "user,id=net0"])
-        .args(["-device", &format!("virtio-net-pci,netdev=net0,id={NIC}")])
-        .args([
-            "-device",
-            "qemu-xhci,id=xhci",
-            "-device",
-            "usb-tablet,id=tablet,bus=xhci.0",
-        ])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=qga0,path={},server=on,wait=off",
-            qga_sock.display()
-        ))
-        .args(["-device", "virtio-serial-pci", "-device"])
-        .arg("virtserialport,chardev=qga0,name=org.qemu.guest_agent.0")
-        .arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", qmp_sock.display()));
+        .args(["-nodefaults", "-no-user-config", "-display", "none"]);
+        match &cfg.image.firmware {
+            // The cart's own boot: OVMF, GRUB from the EFI partition, the
+            // slot its environment chooses. The variable store is this
+            // cart's, kept across its boots.
+            Some(code) => {
+                let vars = cfg.run_dir.join("ovmf-vars.fd");
+                if !vars.exists() {
+                    std::fs::copy(crate::image::OVMF_VARS, &vars)
+                        .expect("OVMF's variable store template (Debian package ovmf)");
+                }
+                cmd.arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                        code.display()
+                    ))
+                    .arg("-drive")
+                    .arg(format!(
+                        "if=pflash,format=raw,unit=1,file={}",
+                        vars.display()
+                    ));
+            }
+            None => {
+                cmd.arg("-kernel")
+                    .arg(&cfg.image.kernel)
+                    .args(["-append", &cfg.image.cmdline]);
+                if let Some(initrd) = &cfg.image.initrd {
+                    cmd.arg("-initrd").arg(initrd);
+                }
+            }
+        }
+        cmd.arg("-drive")
+            .arg(format!(
+                "file={},if=virtio,format=raw,cache=writeback",
+                cfg.disk.display()
+            ))
+            .arg("-chardev")
+            .arg(format!("file,id=con,path={},append=on", console.display()))
+            .args(["-serial", "chardev:con"])
+            .arg("-chardev")
+            .arg(format!("tty,id=scan,path={}", cfg.scanner_tty.display()))
+            .args(["-serial", "chardev:scan"])
+            .arg("-chardev")
+            .arg(format!("tty,id=reader,path={}", cfg.reader_tty.display()))
+            .args(["-serial", "chardev:reader"])
+            .arg("-chardev")
+            .arg(format!("socket,id=chrtpm,path={}", tpm.socket().display()))
+            .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
+            .args(["-device", "tpm-tis,tpmdev=tpm0"])
+            .args(["-netdev", "user,id=net0"])
+            .args(["-device", &format!("virtio-net-pci,netdev=net0,id={NIC}")])
+            .args([
+                "-device",
+                "qemu-xhci,id=xhci",
+                "-device",
+                "usb-tablet,id=tablet,bus=xhci.0",
+            ])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=qga0,path={},server=on,wait=off",
+                qga_sock.display()
+            ))
+            .args(["-device", "virtio-serial-pci", "-device"])
+            .arg("virtserialport,chardev=qga0,name=org.qemu.guest_agent.0")
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_sock.display()));
         if cfg.display == (1280, 800) {
             cmd.args(["-vga", "std"]);
         } else {
             cmd.args(["-device"])
                 .arg(format!("VGA,xres={},yres={}", cfg.display.0, cfg.display.1));
-        }
-        if let Some(initrd) = &cfg.image.initrd {
-            cmd.arg("-initrd").arg(initrd);
         }
         let stderr = std::fs::File::create(cfg.run_dir.join("qemu.stderr")).expect("qemu stderr");
         let started = Instant::now();

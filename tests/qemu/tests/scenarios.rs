@@ -5,8 +5,11 @@
 //!
 //! Needs the guest (tests/qemu/build-guest.sh after the image's release
 //! build), qemu-system-x86, swtpm, mosquitto: scripts/test.sh prepares all.
+//! Scenarios 13-15 (updates between two builds, booted through OVMF and
+//! GRUB) are not in a plain run: scripts/qemu-updates.sh runs them.
 
 mod common;
+mod updates;
 
 use std::time::{Duration, Instant};
 
@@ -185,8 +188,13 @@ fn timed(cart: &mut Cart, name: &str, scenario: impl FnOnce(&mut Cart)) {
 #[test]
 fn a_cart_in_qemu() {
     let mut cart = Cart::new("cart");
+    // Before anything boots: scenarios 13-15 need what their script built.
+    let updates = [13, 14, 15]
+        .iter()
+        .any(|n| wanted(*n))
+        .then(|| updates::Builds::from_env(&mut cart));
     timed(&mut cart, "scenarios 1-2", first_boot);
-    if wanted(3) || wanted(4) {
+    if [3, 4, 5, 6, 12, 13, 14, 15].iter().any(|n| wanted(*n)) {
         timed(&mut cart, "catalog", stock_the_catalog);
     }
     if wanted(3) {
@@ -211,15 +219,24 @@ fn a_cart_in_qemu() {
         timed(&mut cart, "scenario 11", update_refusals);
     }
     if wanted(12) {
-        if !(wanted(3) || wanted(4)) {
-            timed(&mut cart, "catalog", stock_the_catalog);
-        }
         timed(&mut cart, "scenario 12", update_waits_for_a_payment);
     }
-    if wanted(5) || wanted(6) {
-        if !(wanted(3) || wanted(4)) {
-            timed(&mut cart, "catalog", stock_the_catalog);
+    if let Some(builds) = &updates {
+        if wanted(13) {
+            timed(&mut cart, "scenario 13", |c| {
+                updates::newer_build(c, builds)
+            });
         }
+        if wanted(14) {
+            timed(&mut cart, "scenario 14", |c| {
+                updates::broken_build(c, builds)
+            });
+        }
+        if wanted(15) {
+            timed(&mut cart, "scenario 15", |c| updates::power_cuts(c, builds));
+        }
+    }
+    if wanted(5) || wanted(6) {
         let cuts = if wanted(5) {
             std::env::var("QEMU_POWER_CUTS")
                 .ok()
