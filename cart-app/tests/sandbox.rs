@@ -449,3 +449,72 @@ enabled = false
     );
     rt.block_on(em.shutdown());
 }
+
+/// The update deadline (`cart-update-deadline.service`: root, but
+/// ProtectSystem=strict makes the ledger's folder read-only) and `cartctl
+/// status` with the daemon down read the ledger from a folder they cannot
+/// write. SQLite reads a WAL-mode file through a `-shm` index it makes
+/// beside it; a ledger closed cleanly (no `-wal`) is read as immutable
+/// instead. (The QEMU update scenario 14 found the deadline unit failing
+/// with "unable to open database file", never rolling back.)
+#[test]
+fn the_ledger_is_read_from_a_folder_the_reader_cannot_write() {
+    let tpm = Swtpm::start();
+    let cart = Cart::new();
+    cart.write_config(&format!(
+        "[tpm]\ntcti = \"{}\"\n[link]\nhost = \"127.0.0.1\"\nport = 9\n[provisioning.wifi]\nenabled = false\n",
+        tpm.tcti()
+    ));
+    let log = cart.path("daemon.log");
+    let snapshot = cart.path("control/status.json");
+    let mut daemon = cart.daemon(&log);
+    assert!(
+        wait_until(60, || snapshot.exists()),
+        "no snapshot: {}",
+        read(&log)
+    );
+    daemon.signal(Signal::SIGTERM);
+    assert!(
+        wait_until(30, || daemon.exited()),
+        "no stop: {}",
+        read(&log)
+    );
+    assert!(cart.path("state/ledger.sqlite").exists());
+    assert!(
+        !cart.path("state/ledger.sqlite-wal").exists(),
+        "a clean stop leaves no -wal"
+    );
+    std::fs::remove_file(&snapshot).unwrap();
+
+    // Every folder read-only, as the deadline unit sees them.
+    let mut ro = Sandbox::new();
+    for folder in ["etc", "state", "control"] {
+        ro.bind(&cart.path(folder), false);
+    }
+    let cartctl = |args: &[&str]| {
+        let out = ro
+            .command(As::Cart, Path::new(env!("CARGO_BIN_EXE_cartctl")))
+            .arg("--config")
+            .arg(cart.path("etc/cart.toml"))
+            .args(args)
+            .output()
+            .expect("run cartctl in the sandbox");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cartctl(&["update-deadline"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no update pending"), "{out}");
+    let (code, out, err) = cartctl(&["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["source"], "ledger (daemon down)", "{st}");
+    assert_eq!(st["cart_id"], CART, "{st}");
+    assert!(
+        !cart.path("state/ledger.sqlite-shm").exists(),
+        "nothing written beside the ledger"
+    );
+}

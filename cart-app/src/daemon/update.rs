@@ -305,11 +305,22 @@ pub async fn run(
         return Some(failed(&running, &doc, why));
     }
 
-    // A quiet moment, inside the window.
-    wait_quiet(ctx, job_id, window, settings.max_deferral_hours, done).await;
-    ctx.send(Msg::Operator {
-        out_of_service: true,
-    });
+    // A quiet moment, inside the window. A shopper who scanned in the
+    // instant between the check and the out-of-service screen keeps the
+    // basket (out of service holds it): the cart goes back in service and
+    // the update waits again.
+    loop {
+        wait_quiet(ctx, job_id, window, settings.max_deferral_hours, done).await;
+        ctx.send(Msg::Operator {
+            out_of_service: true,
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if ctx.idle() {
+            break;
+        }
+        info!(%job_id, "a shopper began as the cart went out of service: the update waits");
+        back_in_service(ctx);
+    }
     let bound_before = matches!(ctx.lock_ledger().integrity(), LedgerIntegrity::Bound);
     let p = Pending {
         job_id: job_id.to_owned(),

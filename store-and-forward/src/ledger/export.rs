@@ -15,7 +15,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -123,11 +123,7 @@ pub fn export_read_only(
     cart_id: &str,
     now: Timestamp,
 ) -> Result<RecoveryExport, LedgerError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| super::open::refuse(path, e))?;
+    let conn = super::open::open_read_only(path)?;
     super::open::check_existing(&conn, path)?;
     let meta = |k| -> Result<String, LedgerError> { Ok(read_meta(&conn, k)?.unwrap_or_default()) };
     let wrapped_keys = super::recovery::wrapped(&conn)?

@@ -376,6 +376,43 @@ pub(crate) fn refuse(path: &Path, e: rusqlite::Error) -> LedgerError {
     }
 }
 
+/// Opens the ledger at `path` read-only for a reader that must not write
+/// (`cartctl` while the daemon is down, the update deadline unit): nothing
+/// is written and no recovery runs. In WAL mode SQLite reads through the
+/// `-shm` index, which it makes beside the file; a reader that may not
+/// write that folder (a sandboxed unit, ProtectSystem=strict; `cart-tech`)
+/// cannot. When no `-wal` file is there (the daemon closed the ledger
+/// cleanly: every commit is in the main file) the file is then read as
+/// immutable; with a `-wal` and no `-shm` it cannot be read without
+/// writing, and the error says so.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, LedgerError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| refuse(path, e))?;
+    let first = conn.query_row("PRAGMA application_id", [], |r| r.get::<_, i64>(0));
+    let cannot_open = match &first {
+        Ok(_) => return Ok(conn),
+        Err(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen),
+    };
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if !cannot_open || Path::new(&wal).exists() || !path.exists() {
+        return Err(refuse(path, first.expect_err("an error")));
+    }
+    drop(conn);
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+        .map_err(|e| refuse(path, e))
+}
+
 /// Read-only checks on an existing file before anything is written to it.
 /// Returns `false` for an empty database: a ledger whose creation was
 /// interrupted (it holds nothing yet) and is created again.

@@ -552,11 +552,7 @@ pub fn read_only_states(
     path: &std::path::Path,
     prefix: &str,
 ) -> Result<BTreeMap<String, String>, LedgerError> {
-    let conn = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| super::open::refuse(path, e))?;
+    let conn = super::open::open_read_only(path)?;
     if !super::open::check_existing(&conn, path)? {
         // An empty database: a creation interrupted by a crash; no state yet.
         return Ok(BTreeMap::new());
@@ -571,11 +567,7 @@ pub fn read_only_status(
     path: &std::path::Path,
     now: Timestamp,
 ) -> Result<LedgerStatus, LedgerError> {
-    let conn = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| super::open::refuse(path, e))?;
+    let conn = super::open::open_read_only(path)?;
     super::open::check_existing(&conn, path)?;
     let limits = read_state(&conn, keys::LIMITS)?
         .and_then(|json| serde_json::from_str::<Limits>(&json).ok())
