@@ -310,7 +310,7 @@ pub async fn run(
     // basket (out of service holds it): the cart goes back in service and
     // the update waits again.
     loop {
-        wait_quiet(ctx, job_id, window, settings.max_deferral_hours, done).await;
+        wait_quiet(ctx, job_id, window, &settings, done).await;
         ctx.send(Msg::Operator {
             out_of_service: true,
         });
@@ -396,32 +396,39 @@ async fn wait_quiet(
     ctx: &JobContext,
     job_id: &str,
     window: Option<Window>,
-    max_deferral_hours: u64,
+    settings: &upd::UpdateSettings,
     done: &JobDone,
 ) {
     let started = Instant::now();
-    let mut said = false;
+    let mut said: Vec<&str> = Vec::new();
     let mut warned = false;
     loop {
         let in_window = window.is_none_or(|w| w.contains(Timestamp::now().0));
-        if in_window && ctx.idle() {
+        let power = upd::power::read(&settings.power_supply_dir);
+        let why = if !in_window {
+            "waiting for the maintenance window"
+        } else if !ctx.idle() {
+            "waiting for an idle cart"
+        } else if !power.may_install() {
+            "waiting for a charger"
+        } else {
             return;
-        }
-        if !said {
-            said = true;
-            let why = if in_window {
-                "waiting for an idle cart"
-            } else {
-                "waiting for the maintenance window"
-            };
+        };
+        // Each reason once (every statusDetails update is a billed
+        // message): the journal and the job say what holds the update.
+        if !said.contains(&why) {
+            said.push(why);
             info!(%job_id, "update {why}");
             done.progress(details("step", why));
         }
-        if !warned && started.elapsed() > Duration::from_secs(max_deferral_hours * 3600) {
+        if !warned && started.elapsed() > Duration::from_secs(settings.max_deferral_hours * 3600) {
             warned = true;
-            warn!(%job_id, hours = max_deferral_hours, "update deferred past its limit: no quiet moment in the window");
+            warn!(%job_id, hours = settings.max_deferral_hours, "update deferred past its limit: no quiet moment in the window");
             let mut d = details("step", "deferred");
-            d.insert("deferred_hours".into(), max_deferral_hours.to_string());
+            d.insert(
+                "deferred_hours".into(),
+                settings.max_deferral_hours.to_string(),
+            );
             done.progress(d);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -13,9 +13,11 @@
 //!   install with progress, mark good or bad, the slots.
 //! - `pending.rs`: the update in flight across the reboot, in the ledger's
 //!   cart state, and the health check that ends it.
+//! - `power.rs`: a cart with a battery installs only on a charger.
 
 pub mod download;
 pub mod pending;
+pub mod power;
 pub mod rauc;
 
 use std::cmp::Ordering;
@@ -54,6 +56,9 @@ pub struct UpdateSettings {
     /// The running image's `os-release` (its `IMAGE_VERSION`, else
     /// `VERSION_ID`, is the version an update is compared with).
     pub os_release: PathBuf,
+    /// The kernel's power-supply class: a cart with a battery installs
+    /// only while a charger is online (`power.rs`).
+    pub power_supply_dir: PathBuf,
 }
 
 impl Default for UpdateSettings {
@@ -67,6 +72,7 @@ impl Default for UpdateSettings {
             max_deferral_hours: 72,
             health_deadline_secs: 300,
             os_release: PathBuf::from("/etc/os-release"),
+            power_supply_dir: PathBuf::from("/sys/class/power_supply"),
         }
     }
 }
