@@ -47,7 +47,9 @@ impl Uplink {
                 warn!(topic = %msg.topic, bytes = msg.payload.len(), cause = %e, "downstream message rejected");
                 let kind = match wire::decode(&msg.payload) {
                     Ok((h, _)) if h.cart == *cart && !h.kind.is_up() => {
-                        self.ack(&h, AckResult::Rejected, None, Some(e.to_string()), now);
+                        super::blocking(|| {
+                            self.ack(&h, AckResult::Rejected, None, Some(e.to_string()), now)
+                        });
                         Some(h.kind)
                     }
                     _ => None,
@@ -58,7 +60,7 @@ impl Uplink {
                 };
             }
         };
-        self.note_contact(header.ts, now);
+        super::blocking(|| self.note_contact(header.ts, now));
         let kind = header.kind;
         let result = match down {
             Down::AuthResponse(AuthResponse { outcome })
@@ -73,59 +75,64 @@ impl Uplink {
                     ledger.apply_reversal_result(key, result.as_str(), now)
                 }),
             Down::PolicyUpdate(p) => {
-                let r = self.ledger().apply_limits_update(&p.limits, now);
+                let r = super::blocking(|| self.ledger().apply_limits_update(&p.limits, now));
                 versioned(r, p.limits.version, kind)
             }
             Down::DenyListUpdate(d) => {
-                let r = self.ledger().apply_deny_list(
-                    d.version,
-                    d.base_version,
-                    d.replace,
-                    &d.add,
-                    &d.remove,
-                    now,
-                );
+                let r = super::blocking(|| {
+                    self.ledger().apply_deny_list(
+                        d.version,
+                        d.base_version,
+                        d.replace,
+                        &d.add,
+                        &d.remove,
+                        now,
+                    )
+                });
                 if let Ok(UpdateOutcome::BaseMismatch { current }) = r {
-                    self.request_resync(kind, current, d.version, now);
+                    super::blocking(|| self.request_resync(kind, current, d.version, now));
                 }
                 versioned(r, d.version, kind)
             }
             Down::StaffListUpdate(list) => {
-                let r = self.ledger().apply_staff_list(&list, now);
+                let r = super::blocking(|| self.ledger().apply_staff_list(&list, now));
                 versioned(r, list.version, kind)
             }
             Down::CatalogDelta(c) => {
                 let version = c.version;
-                let current = self
-                    .ledger()
-                    .state("downstream.catalog")
-                    .ok()
-                    .flatten()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .unwrap_or(0);
+                let current = super::blocking(|| {
+                    self.ledger()
+                        .state("downstream.catalog")
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0)
+                });
                 if version <= current {
                     Ok((AckResult::Ignored, Some(current), None))
                 } else {
                     match self.catalog_to_app(c).await {
                         Some(CatalogOutcome::Applied) => {
-                            let r = self
-                                .ledger()
-                                .accept_downstream_version("catalog", version, now);
+                            let r = super::blocking(|| {
+                                self.ledger()
+                                    .accept_downstream_version("catalog", version, now)
+                            });
                             versioned(r, version, kind)
                         }
                         // Applied before, its ack lost (a crash between the
                         // two): the version is recorded now.
                         Some(CatalogOutcome::Unchanged { current }) => {
-                            let r = self
-                                .ledger()
-                                .accept_downstream_version("catalog", current, now);
+                            let r = super::blocking(|| {
+                                self.ledger()
+                                    .accept_downstream_version("catalog", current, now)
+                            });
                             match r {
                                 Ok(_) => Ok((AckResult::Ignored, Some(current), None)),
                                 Err(e) => versioned(Err(e), version, kind),
                             }
                         }
                         Some(CatalogOutcome::BaseMismatch { have }) => {
-                            self.request_resync(kind, have, version, now);
+                            super::blocking(|| self.request_resync(kind, have, version, now));
                             versioned(
                                 Ok(UpdateOutcome::BaseMismatch { current: have }),
                                 version,
@@ -142,17 +149,17 @@ impl Uplink {
             }
             Down::RotationRequest(request) => {
                 let key = format!("rotation.request.{}", header.id);
-                let seen = self.ledger().state(&key).ok().flatten().is_some();
+                let seen = super::blocking(|| self.ledger().state(&key).ok().flatten().is_some());
                 if seen {
                     Ok((AckResult::Ignored, None, None))
                 } else if self.forward_to_app(AppEvent::Rotation {
                     id: header.id.clone(),
                     request,
                 }) {
-                    match self
-                        .ledger()
-                        .set_states_durable(&[(key.as_str(), Some("received"))], now)
-                    {
+                    match super::blocking(|| {
+                        self.ledger()
+                            .set_states_durable(&[(key.as_str(), Some("received"))], now)
+                    }) {
                         Ok(()) => Ok((AckResult::Applied, None, None)),
                         Err(e) => {
                             warn!(cause = %e, "rotation request not recorded");
@@ -169,7 +176,7 @@ impl Uplink {
                 // The crash tests kill the cart between applying an update
                 // and queueing its ack, and between queueing and sending.
                 crate::failpoint::hit("downstream.applied");
-                self.ack(&header, ack, version, reason.clone(), now);
+                super::blocking(|| self.ack(&header, ack, version, reason.clone(), now));
                 crate::failpoint::hit("downstream.ack_queued");
                 match ack {
                     AckResult::Applied => {
@@ -201,7 +208,7 @@ impl Uplink {
                 Some(format!("not a payment key: {:?}", header.id)),
             ));
         };
-        let applied = apply(&mut self.ledger(), &key);
+        let applied = super::blocking(|| apply(&mut self.ledger(), &key));
         match applied {
             Ok(Applied::Changed { .. }) => Ok((AckResult::Applied, None, None)),
             Ok(Applied::Unchanged { .. }) => Ok((AckResult::Ignored, None, None)),

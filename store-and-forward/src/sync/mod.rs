@@ -416,6 +416,20 @@ impl Uplink {
     }
 }
 
+/// Runs blocking ledger work (the ledger's lock, SQLite, fsync) without
+/// holding up the runtime's other tasks (the link's keep-alive, PUBACKs):
+/// on a multi-thread runtime (the daemon's) the worker hands its other
+/// tasks on first (`block_in_place`); on a current-thread runtime (tests)
+/// it runs in place.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the ledger half-written
     // (SQLite transactions roll back); go on with it.
