@@ -345,7 +345,7 @@ impl Uplink {
                 out.extend(ack_batches(cart, acks, now));
             }
             OutboxClass::Telemetry => {
-                let ledger_id = self.ledger().ledger_id().to_owned();
+                let ledger_id = super::blocking(|| self.ledger().ledger_id().to_owned());
                 let topic = topics::up(cart, Kind::TelemetryBatch);
                 let stored: Vec<(i64, &[u8])> = records
                     .iter()
@@ -401,11 +401,14 @@ impl Uplink {
             }
         }
         if !bad.is_empty() {
-            let mut ledger = self.ledger();
-            for (id, why) in bad {
-                error!(record = id, %why, "outbox record cannot be sent: quarantined");
-                ledger.quarantine(&[id], &why, now)?;
-            }
+            super::blocking(|| -> Result<(), crate::LedgerError> {
+                let mut ledger = self.ledger();
+                for (id, why) in bad {
+                    error!(record = id, %why, "outbox record cannot be sent: quarantined");
+                    ledger.quarantine(&[id], &why, now)?;
+                }
+                Ok(())
+            })?;
         }
         Ok((out, resume))
     }

@@ -174,7 +174,7 @@ pub fn details(key: &str, value: &str) -> StatusDetails {
 impl Uplink {
     /// The job in hand, from the ledger.
     pub fn job_record(&self) -> Option<JobRecord> {
-        let raw = self.ledger().state(CURRENT_KEY).ok().flatten()?;
+        let raw = super::blocking(|| self.ledger().state(CURRENT_KEY).ok().flatten())?;
         match serde_json::from_str(&raw) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -191,7 +191,7 @@ impl Uplink {
         if last.is_some() {
             entries.push((LAST_KEY, last.as_deref()));
         }
-        match self.ledger().set_states_durable(&entries, Timestamp::now()) {
+        match super::blocking(|| self.ledger().set_states_durable(&entries, Timestamp::now())) {
             Ok(()) => true,
             Err(e) => {
                 warn!(cause = %e, "job record not written: the job waits for the next try");
@@ -547,7 +547,7 @@ impl Uplink {
     }
 
     fn last_job_id(&self) -> Option<String> {
-        let raw = self.ledger().state(LAST_KEY).ok().flatten()?;
+        let raw = super::blocking(|| self.ledger().state(LAST_KEY).ok().flatten())?;
         serde_json::from_str::<LastJob>(&raw).ok().map(|l| l.job_id)
     }
 

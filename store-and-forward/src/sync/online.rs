@@ -98,7 +98,7 @@ impl Uplink {
             });
         }
         let now = Timestamp::now();
-        self.note_contact(header.ts, now);
+        super::blocking(|| self.note_contact(header.ts, now));
         self.with_report(|r| r.online_requests += 1);
         Ok(outcome)
     }
