@@ -158,6 +158,14 @@ pub async fn after_boot(ctx: &JobContext, integrity: LedgerIntegrity) -> Option<
             None
         }
         Verdict::BackOnOld(why) => {
+            // The old slot runs and is healthy: confirm it, or it stays on
+            // trial (GRUB's TRY flag) and a reset during the next update's
+            // first boot finds no slot untried and boots the new one again
+            // (found by QEMU update scenario 15).
+            match rauc.mark_booted(true).await {
+                Ok(m) => info!(slot = %slot, rauc = %m, "booted slot marked good"),
+                Err(e) => warn!(slot = %slot, cause = %e, "booted slot not marked good"),
+            }
             let result = if p.failed_health.is_some() {
                 pending::Result::Failed
             } else {

@@ -279,6 +279,13 @@ pub fn power_cuts(cart: &mut Cart, builds: &Builds) {
     );
     assert!(d["reason"].contains(&format!("slot {slot}")), "{d:?}");
     assert!(stored(cart) >= payments, "stored payments lost");
+    // Back on the old slot, which the health check confirms: were it left
+    // on trial, the cut below would find no untried slot and GRUB would
+    // boot the new one again.
+    let env = grubenv(cart);
+    for want in [format!("{slot}_OK=1"), format!("{slot}_TRY=0")] {
+        assert!(env.contains(&want), "grubenv lacks {want}:\n{env}");
+    }
     sells(cart, "s15-install");
     payments += 1;
 
