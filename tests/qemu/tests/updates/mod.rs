@@ -12,7 +12,8 @@
 //!   job ends FAILED; every stored payment still there.
 //! - 15: power cuts during the download, during the install and during
 //!   the first boot of the new slot: the cart always comes back selling, on
-//!   one slot or the other, with every stored payment.
+//!   one slot or the other, with every stored payment. It starts on this
+//!   tree's build (after 13).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -233,6 +234,13 @@ pub fn broken_build(cart: &mut Cart, builds: &Builds) {
 
 /// Scenario 15 (the update issue's 3): three power cuts.
 pub fn power_cuts(cart: &mut Cart, builds: &Builds) {
+    // The slot it starts on must run this tree's build: the older one
+    // (update-base) leaves the old slot on trial after a rollback.
+    assert_ne!(
+        image_version(cart),
+        OLD,
+        "scenario 15 runs after 13 (QEMU_SCENARIOS=13,15 at least), on this tree's build"
+    );
     let slot = booted_slot(cart);
     let other = if slot == "A" { "B" } else { "A" };
     let charged = cart.cloud.emulator.counts().charged;
