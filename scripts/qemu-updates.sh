@@ -72,54 +72,6 @@ if [ "$(cat target/qemu/old-bin/.commit 2>/dev/null)" != "$old_commit" ]; then
   rm -f target/release/cart-app target/release/cartctl
 fi
 
-# 2. The newer build: this tree, scripts/build-recipe-offline.sh.
-# 3. Two guests (tests/qemu/build-guest.sh): update-old, the disk whose slot
-#    A runs the older build as IMAGE_VERSION 1.0.0; update-new, the newer
-#    build's root file system as an image (rootfs.ext4), which the scenarios
-#    turn into bundles 1.1.0, 1.2.0 (its daemon broken) and 1.3.0.
-# 4. The suite's scenarios 13-15 on update-old through OVMF.
-# Needs what scripts/setup.sh installs (ovmf, grub-efi-amd64-bin, mtools,
-# rauc, squashfs-tools besides the suite's), as root.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-top=$PWD
-
-build_only=0
-if [ "${1:-}" = --build-only ]; then build_only=1; shift; fi
-old_ref=${1:-update-base}
-[ "$(id -u)" -eq 0 ] || { echo "qemu-updates: run as root (the guest's build needs it)" >&2; exit 1; }
-git rev-parse --verify -q "$old_ref^{commit}" >/dev/null || {
-  echo "qemu-updates: no git ref $old_ref: fetch the tags (git fetch --tags) or name the older build's commit" >&2
-  exit 1
-}
-[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || { echo "qemu-updates: OVMF missing: run scripts/setup.sh (Debian package ovmf)" >&2; exit 1; }
-
-t0=$(date +%s)
-say() { echo "qemu-updates: +$(( $(date +%s) - t0 )) s $*"; }
-
-# 1. The older build.
-wt=$top/target/qemu/old-src
-mkdir -p target/qemu
-git worktree remove --force "$wt" 2>/dev/null || rm -rf "$wt"
-git worktree prune
-git worktree add --detach "$wt" "$old_ref" >/dev/null
-say "building $old_ref ($(git rev-parse --short "$old_ref^{commit}")) in $wt"
-scripts/build-recipe-offline.sh >/dev/null # the vendor folder of this tree's lock
-export LIBSQLITE3_SYS_USE_PKG_CONFIG=1 ZSTD_SYS_USE_PKG_CONFIG=1
-old_out=$top/target/release
-if cmp -s Cargo.lock "$wt/Cargo.lock"; then
-  (cd "$wt" && CARGO_TARGET_DIR=$top/target cargo build --offline --frozen -p cart-app --release --features linuxkms \
-    --config 'source.crates-io.replace-with="recipe-vendor"' \
-    --config "source.recipe-vendor.directory=\"$top/target/recipe-vendor\"")
-else
-  # Another lock: its own vendor folder, its own dependencies (slower).
-  (cd "$wt" && CARGO_TARGET_DIR=$top/target/qemu/old-target scripts/build-recipe-offline.sh)
-  old_out=$top/target/qemu/old-target/release
-fi
-mkdir -p target/qemu/old-bin
-cp "$old_out/cart-app" "$old_out/cartctl" target/qemu/old-bin/
-git worktree remove --force "$wt"
-
 # 2. The newer build.
 say "building this tree"
 scripts/build-recipe-offline.sh
