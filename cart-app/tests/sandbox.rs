@@ -103,8 +103,13 @@ status_interval_secs = 1
     }
 
     fn cartctl(&self, who: As, args: &[&str]) -> (i32, String, String) {
-        let out = self
-            .sandbox
+        self.cartctl_in(&self.sandbox, who, args)
+    }
+
+    /// `cartctl` with this cart's config in `sandbox` (another view of its
+    /// folders): exit code, stdout, stderr.
+    fn cartctl_in(&self, sandbox: &Sandbox, who: As, args: &[&str]) -> (i32, String, String) {
+        let out = sandbox
             .command(who, Path::new(env!("CARGO_BIN_EXE_cartctl")))
             .arg("--config")
             .arg(self.path("etc/cart.toml"))
@@ -116,6 +121,15 @@ status_interval_secs = 1
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// The config of a cart that is not provisioned and has no broker: the
+    /// daemon runs (out of service) and keeps retrying provisioning.
+    fn write_offline_config(&self, tpm: &Swtpm, extra: &str) -> PathBuf {
+        self.write_config(&format!(
+            "[tpm]\ntcti = \"{}\"\n[link]\nhost = \"127.0.0.1\"\nport = 9\n[provisioning.wifi]\nenabled = false\n{extra}",
+            tpm.tcti()
+        ))
     }
 }
 
@@ -131,12 +145,7 @@ fn read(p: &Path) -> String {
 fn field_technicians_reach_the_daemon_and_its_snapshot_under_the_sandbox() {
     let tpm = Swtpm::start();
     let cart = Cart::new();
-    // Not provisioned, no broker: the daemon runs (out of service) and
-    // keeps retrying provisioning.
-    cart.write_config(&format!(
-        "[tpm]\ntcti = \"{}\"\n[link]\nhost = \"127.0.0.1\"\nport = 9\n[provisioning.wifi]\nenabled = false\n",
-        tpm.tcti()
-    ));
+    cart.write_offline_config(&tpm, "");
     let log = cart.path("daemon.log");
     let socket = cart.path("control/control.sock");
     let snapshot = cart.path("control/status.json");
@@ -244,10 +253,7 @@ fn field_technicians_reach_the_daemon_and_its_snapshot_under_the_sandbox() {
 fn catalog_import_writes_as_the_daemon_user_never_root() {
     let tpm = Swtpm::start();
     let cart = Cart::new();
-    cart.write_config(&format!(
-        "[tpm]\ntcti = \"{}\"\n[link]\nhost = \"127.0.0.1\"\nport = 9\n[provisioning.wifi]\nenabled = false\n[store]\ncurrency = \"EUR\"\n",
-        tpm.tcti()
-    ));
+    cart.write_offline_config(&tpm, "[store]\ncurrency = \"EUR\"\n");
     let log = cart.path("daemon.log");
     let socket = cart.path("control/control.sock");
     let _daemon = cart.daemon(&log);
@@ -461,10 +467,7 @@ enabled = false
 fn the_ledger_is_read_from_a_folder_the_reader_cannot_write() {
     let tpm = Swtpm::start();
     let cart = Cart::new();
-    cart.write_config(&format!(
-        "[tpm]\ntcti = \"{}\"\n[link]\nhost = \"127.0.0.1\"\nport = 9\n[provisioning.wifi]\nenabled = false\n",
-        tpm.tcti()
-    ));
+    cart.write_offline_config(&tpm, "");
     let log = cart.path("daemon.log");
     let snapshot = cart.path("control/status.json");
     let mut daemon = cart.daemon(&log);
@@ -491,20 +494,7 @@ fn the_ledger_is_read_from_a_folder_the_reader_cannot_write() {
     for folder in ["etc", "state", "control"] {
         ro.bind(&cart.path(folder), false);
     }
-    let cartctl = |args: &[&str]| {
-        let out = ro
-            .command(As::Cart, Path::new(env!("CARGO_BIN_EXE_cartctl")))
-            .arg("--config")
-            .arg(cart.path("etc/cart.toml"))
-            .args(args)
-            .output()
-            .expect("run cartctl in the sandbox");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cartctl = |args: &[&str]| cart.cartctl_in(&ro, As::Cart, args);
     let (code, out, err) = cartctl(&["update-deadline"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("no update pending"), "{out}");
