@@ -1367,23 +1367,14 @@ fn remote_jobs(cart: &mut Cart) {
         t.elapsed().as_secs_f64()
     ));
 
-    let boot_id = || "cat /proc/sys/kernel/random/boot_id".to_owned();
-    let before = cart.must(&boot_id()).trim().to_owned();
+    let before = boot_id(cart);
     let t = Instant::now();
     create_job(
         cart,
         "reboot-q1",
         serde_json::json!({"operation": "reboot", "when": "quiet"}),
     );
-    let rebooted = qemu_suite::wait_for(Duration::from_secs(300), || {
-        cart.guest
-            .as_ref()
-            .and_then(|g| g.agent.sh(&boot_id(), Duration::from_secs(10)).ok())
-            .is_some_and(|o| {
-                o.success() && !o.stdout.trim().is_empty() && o.stdout.trim() != before
-            })
-    });
-    if !rebooted {
+    if !rebooted_since(cart, &before, Duration::from_secs(300)) {
         cart.fail("the reboot job did not reboot the guest");
     }
     let down_after = t.elapsed();
@@ -1454,6 +1445,32 @@ fn image_version(cart: &mut Cart) -> String {
     cart.must(". /etc/os-release && echo \"$IMAGE_VERSION\"")
         .trim()
         .to_owned()
+}
+
+/// This boot's id (it changes at every boot).
+fn boot_id(cart: &mut Cart) -> String {
+    cart.must("cat /proc/sys/kernel/random/boot_id")
+        .trim()
+        .to_owned()
+}
+
+/// Waits until the guest answers from a boot other than `before`.
+fn rebooted_since(cart: &mut Cart, before: &str, timeout: Duration) -> bool {
+    qemu_suite::wait_for(timeout, || {
+        cart.guest
+            .as_ref()
+            .and_then(|g| {
+                g.agent
+                    .sh(
+                        "cat /proc/sys/kernel/random/boot_id",
+                        Duration::from_secs(10),
+                    )
+                    .ok()
+            })
+            .is_some_and(|o| {
+                o.success() && !o.stdout.trim().is_empty() && o.stdout.trim() != before
+            })
+    })
 }
 
 /// An update job's document for `bundle` published at `url`.
@@ -1571,10 +1588,7 @@ fn update_waits_for_a_payment(cart: &mut Cart) {
         "bundles/u-new.raucb",
         std::fs::read(&b.path).expect("bundle"),
     );
-    let boot_id = cart
-        .must("cat /proc/sys/kernel/random/boot_id")
-        .trim()
-        .to_owned();
+    let before = boot_id(cart);
 
     pay_for(cart, BREAD, "s12");
     create_job(cart, "u-new", update_doc(&url, &b, "91.0.0"));
@@ -1595,22 +1609,7 @@ fn update_waits_for_a_payment(cart: &mut Cart) {
     tap_when_shown(cart, "s12-receipt", DONE, Duration::from_secs(120));
     // Idle now: installed, then the reboot.
     let t = Instant::now();
-    let rebooted = qemu_suite::wait_for(Duration::from_secs(400), || {
-        cart.guest
-            .as_ref()
-            .and_then(|g| {
-                g.agent
-                    .sh(
-                        "cat /proc/sys/kernel/random/boot_id",
-                        Duration::from_secs(10),
-                    )
-                    .ok()
-            })
-            .is_some_and(|o| {
-                o.success() && !o.stdout.trim().is_empty() && o.stdout.trim() != boot_id
-            })
-    });
-    if !rebooted {
+    if !rebooted_since(cart, &before, Duration::from_secs(400)) {
         let log = cart.must("journalctl -u cart-app JOB_ID=u-new -o cat | tail -20");
         cart.fail(&format!("the update did not reboot the cart: {log}"));
     }

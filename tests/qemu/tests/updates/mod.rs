@@ -22,8 +22,8 @@ use qemu_suite::bundle::{self, Bundle};
 use store_and_forward::wire::jobs::JobExecutionStatus;
 
 use super::{
-    BREAD, COMPATIBLE, Cart, DONE, create_job, image_version, job_ended, pay_for, payment_states,
-    receipt_shown, tap_when_shown, update_doc, wait_ready,
+    BREAD, COMPATIBLE, Cart, DONE, boot_id, create_job, image_version, job_ended, pay_for,
+    payment_states, receipt_shown, tap_when_shown, update_doc, wait_ready,
 };
 
 /// The version `scripts/qemu-updates.sh` gives the older build in slot A.
@@ -91,12 +91,6 @@ fn booted_slot(cart: &mut Cart) -> String {
 /// GRUB's environment as RAUC left it.
 fn grubenv(cart: &mut Cart) -> String {
     cart.must("grub-editenv /efi/EFI/BOOT/grubenv list")
-}
-
-fn boot_id(cart: &mut Cart) -> String {
-    cart.must("cat /proc/sys/kernel/random/boot_id")
-        .trim()
-        .to_owned()
 }
 
 /// All payments in the ledger (every state), from `cartctl status`.
