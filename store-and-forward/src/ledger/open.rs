@@ -388,15 +388,15 @@ pub(crate) fn refuse(path: &Path, e: rusqlite::Error) -> LedgerError {
 pub(crate) fn open_read_only(path: &Path) -> Result<Connection, LedgerError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| refuse(path, e))?;
-    let first = conn.query_row("PRAGMA application_id", [], |r| r.get::<_, i64>(0));
-    let cannot_open = match &first {
+    let err = match conn.query_row("PRAGMA application_id", [], |r| r.get::<_, i64>(0)) {
         Ok(_) => return Ok(conn),
-        Err(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen),
+        Err(e) => e,
     };
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
+    let cannot_open = err.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen);
     if !cannot_open || Path::new(&wal).exists() || !path.exists() {
-        return Err(refuse(path, first.expect_err("an error")));
+        return Err(refuse(path, err));
     }
     drop(conn);
     let mut uri = String::from("file:");
