@@ -326,6 +326,9 @@ impl Checkout {
             // The decision is committed; the reader only shows it.
             warn!(payment_key = %key, cause = %e, "reader did not take the outcome");
         }
+        // The shopper has the decision: now wait for the TPM counter's
+        // increment after an offline approval (about a millisecond).
+        lock(&self.ledger).settle_counter();
         if let Some(u) = &self.uplink {
             u.kick();
         }

@@ -26,7 +26,7 @@ use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, SubjectPublicKeyInfoDer};
-use store_and_forward::counter::{CounterError, MonotonicCounter};
+use store_and_forward::counter::{CounterError, MonotonicCounter, PendingIncrement};
 use store_and_forward::datakey::{DataKey, DataKeyError};
 use zeroize::Zeroizing;
 
@@ -171,6 +171,13 @@ impl MonotonicCounter for TpmMonotonicCounter {
 
     fn increment(&mut self) -> Result<u64, CounterError> {
         self.inner.increment().map_err(counter_err)
+    }
+
+    fn start_increment(&mut self) -> PendingIncrement {
+        match self.inner.start_increment() {
+            Ok(pending) => PendingIncrement::waiting(move || pending.wait().map_err(counter_err)),
+            Err(e) => PendingIncrement::ready(Err(counter_err(e))),
+        }
     }
 }
 

@@ -286,34 +286,60 @@ fn checkouts_with_maintenance(n: u64) {
             let mut rounds = 0u64;
             let mut purged = 0u64;
             let mut truncated = 0u64;
-            let mut held = Histogram::<u64>::new(3).expect("histogram");
+            // How long each kind of work holds the ledger's lock, µs.
+            let mut held: Vec<(&str, Histogram<u64>)> = [
+                "telemetry enqueue",
+                "take batch",
+                "mark delivered",
+                "maintenance step",
+                "checkpoint",
+            ]
+            .into_iter()
+            .map(|k| (k, Histogram::<u64>::new(3).expect("histogram")))
+            .collect();
+            let mut timed = |kind: usize, t: Instant| {
+                held[kind]
+                    .1
+                    .record(t.elapsed().as_micros() as u64)
+                    .expect("record");
+            };
             while !stop.load(Ordering::SeqCst) {
                 // A second of the daemon's life in 100 ms: telemetry in,
                 // the uplink's delivery marks, a maintenance run.
                 let events: Vec<_> = (seq..seq + 200).map(reading).collect();
                 seq += 200;
-                lock(&ledger)
-                    .enqueue_telemetry(&events, Timestamp::now())
-                    .expect("telemetry");
+                {
+                    let mut l = lock(&ledger);
+                    let t = Instant::now();
+                    l.enqueue_telemetry(&events, Timestamp::now())
+                        .expect("telemetry");
+                    timed(0, t);
+                }
                 for class in [OutboxClass::Payment, OutboxClass::Telemetry] {
-                    let ids: Vec<i64> = lock(&ledger)
-                        .take_batch(class, 0, 500, 1 << 20, Timestamp::now())
-                        .expect("take")
-                        .iter()
-                        .map(|r| r.id)
-                        .collect();
+                    let ids: Vec<i64> = {
+                        let mut l = lock(&ledger);
+                        let t = Instant::now();
+                        let b = l
+                            .take_batch(class, 0, 500, 1 << 20, Timestamp::now())
+                            .expect("take");
+                        timed(1, t);
+                        b.iter().map(|r| r.id).collect()
+                    };
                     if !ids.is_empty() {
-                        lock(&ledger)
-                            .mark_delivered(&ids, Timestamp::now())
-                            .expect("mark");
+                        let mut l = lock(&ledger);
+                        let t = Instant::now();
+                        l.mark_delivered(&ids, Timestamp::now()).expect("mark");
+                        timed(2, t);
                     }
                 }
                 loop {
-                    let t = Instant::now();
-                    let step = lock(&ledger)
-                        .maintain_step(Timestamp::now(), 200)
-                        .expect("maintain");
-                    held.record(t.elapsed().as_micros() as u64).expect("record");
+                    let step = {
+                        let mut l = lock(&ledger);
+                        let t = Instant::now();
+                        let step = l.maintain_step(Timestamp::now(), 200).expect("maintain");
+                        timed(3, t);
+                        step
+                    };
                     purged += step.purged_delivered + step.purged_payments;
                     if !step.more {
                         break;
@@ -321,11 +347,14 @@ fn checkouts_with_maintenance(n: u64) {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 let idle = !paying.load(Ordering::SeqCst);
-                if lock(&ledger)
-                    .checkpoint_wal(idle)
-                    .expect("checkpoint")
-                    .truncated
-                {
+                let checkpoint = {
+                    let mut l = lock(&ledger);
+                    let t = Instant::now();
+                    let c = l.checkpoint_wal(idle).expect("checkpoint");
+                    timed(4, t);
+                    c
+                };
+                if checkpoint.truncated {
                     truncated += 1;
                 }
                 rounds += 1;
@@ -370,7 +399,9 @@ fn checkouts_with_maintenance(n: u64) {
     }
     stop.store(true, Ordering::SeqCst);
     let (rounds, purged, truncated, held) = background.join().expect("maintenance thread");
-    report("  a maintenance step or checkpoint holding the lock", &held);
+    for (kind, h) in &held {
+        report(&format!("  lock held by {kind}"), h);
+    }
     report(
         "whole checkout (2 commits), maintenance + telemetry + delivery beside it",
         &whole,

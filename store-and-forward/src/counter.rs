@@ -43,6 +43,41 @@ pub trait MonotonicCounter: Send {
     fn read(&mut self) -> Result<u64, CounterError>;
     /// Adds one, durably, and returns the new value.
     fn increment(&mut self) -> Result<u64, CounterError>;
+
+    /// Starts adding one and returns at once when the counter works on its
+    /// own (a TPM on its owner thread): the checkout shows its decision
+    /// while the counter moves. The default increments before returning.
+    fn start_increment(&mut self) -> PendingIncrement {
+        PendingIncrement::ready(self.increment())
+    }
+}
+
+/// An increment started by [`MonotonicCounter::start_increment`]: its new
+/// value, or its failure, once the counter has answered.
+pub struct PendingIncrement(Box<dyn FnOnce() -> Result<u64, CounterError> + Send>);
+
+impl PendingIncrement {
+    /// An increment already done.
+    pub fn ready(result: Result<u64, CounterError>) -> Self {
+        PendingIncrement(Box::new(move || result))
+    }
+
+    /// An increment whose answer `wait` gives (blocking at most as long as
+    /// the counter's own timeout).
+    pub fn waiting(wait: impl FnOnce() -> Result<u64, CounterError> + Send + 'static) -> Self {
+        PendingIncrement(Box::new(wait))
+    }
+
+    /// The new value, waiting for the counter if it has not answered yet.
+    pub fn wait(self) -> Result<u64, CounterError> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for PendingIncrement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingIncrement")
+    }
 }
 
 /// A file-backed counter for tests and development. Not tamper-resistant:

@@ -799,3 +799,110 @@ fn a_newer_status_supersedes_pending_ones_but_not_other_control_records() {
     };
     assert_eq!(last.as_slice(), &[4u8]);
 }
+
+/// A counter like the TPM's: `start_increment` returns at once and the
+/// increment happens when the test lets it (`true`) or fails (`false`).
+struct GatedCounter {
+    path: std::path::PathBuf,
+    initial: u64,
+    gate: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<bool>>>,
+}
+
+impl MonotonicCounter for GatedCounter {
+    fn read(&mut self) -> Result<u64, store_and_forward::counter::CounterError> {
+        FileCounter::open(&self.path, self.initial)?.read()
+    }
+    fn increment(&mut self) -> Result<u64, store_and_forward::counter::CounterError> {
+        FileCounter::open(&self.path, self.initial)?.increment()
+    }
+    fn start_increment(&mut self) -> store_and_forward::counter::PendingIncrement {
+        let (path, initial, gate) = (self.path.clone(), self.initial, self.gate.clone());
+        store_and_forward::counter::PendingIncrement::waiting(move || {
+            // A failing test drops the ledger (which settles) before the
+            // sender: never wait for ever.
+            let go = gate
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(10));
+            if go != Ok(true) {
+                return Err(store_and_forward::counter::CounterError::Device(
+                    "the TPM stopped answering".into(),
+                ));
+            }
+            FileCounter::open(&path, initial)?.increment()
+        })
+    }
+}
+
+#[test]
+fn the_decision_does_not_wait_for_the_counter_which_moves_one_approval_at_a_time() {
+    let fx = Fixture::new();
+    let (release, gate) = std::sync::mpsc::channel();
+    let counter = GatedCounter {
+        path: fx.counter_path(),
+        initial: fx.initial_counter,
+        gate: std::sync::Arc::new(std::sync::Mutex::new(gate)),
+    };
+    let mut key = store_and_forward::datakey::FileDataKey::new(fx.dir.path().join("data.key"));
+    let (mut ledger, _) = store_and_forward::Ledger::open(
+        fx.config.clone(),
+        fx.limits.clone(),
+        Box::new(counter),
+        &mut key,
+        t0(),
+    )
+    .unwrap();
+    ledger.record_backend_contact(t0()).unwrap();
+
+    // Approved and durable while the counter has not moved yet.
+    let a = attempt(eur(100), 1);
+    ledger.record_card_read(&a, t0()).unwrap();
+    assert!(ledger.decide_offline(&a.key, t0()).unwrap().approved);
+    assert_eq!(fx.counter().read().unwrap(), fx.initial_counter);
+    // Settled: the counter moved once, the ledger stays bound.
+    release.send(true).unwrap();
+    ledger.settle_counter();
+    assert_eq!(fx.counter().read().unwrap(), fx.initial_counter + 1);
+    assert_eq!(ledger.integrity(), &LedgerIntegrity::Bound);
+
+    // The next approval's increment fails: the approval stands (it is
+    // committed) and offline approval stops until the counter is repaired.
+    let b = attempt(eur(100), 2);
+    ledger.record_card_read(&b, t0()).unwrap();
+    assert!(ledger.decide_offline(&b.key, t0()).unwrap().approved);
+    release.send(false).unwrap();
+    ledger.settle_counter();
+    assert!(
+        matches!(ledger.integrity(), LedgerIntegrity::CounterMismatch { .. }),
+        "{:?}",
+        ledger.integrity()
+    );
+    assert_eq!(
+        ledger.payment(&b.key).unwrap().unwrap().state,
+        PaymentState::OfflineApproved
+    );
+    assert_eq!(fx.counter().read().unwrap(), fx.initial_counter + 1);
+
+    // A third approval while its predecessor's increment is under way
+    // waits for it first: the counter moves one approval at a time.
+    // (Here the counter answers again: the next decision repairs the one
+    // it missed, then approves.)
+    let c = attempt(eur(100), 3);
+    ledger.record_card_read(&c, t0()).unwrap();
+    assert!(ledger.decide_offline(&c.key, t0()).unwrap().approved);
+    assert_eq!(ledger.integrity(), &LedgerIntegrity::Bound);
+    assert_eq!(fx.counter().read().unwrap(), fx.initial_counter + 2);
+    let e = attempt(eur(100), 4);
+    ledger.record_card_read(&e, t0()).unwrap();
+    release.send(true).unwrap();
+    assert!(ledger.decide_offline(&e.key, t0()).unwrap().approved);
+    assert_eq!(fx.counter().read().unwrap(), fx.initial_counter + 3);
+    // The last increment is still under way when the ledger closes: a
+    // clean stop waits for it, the counter is in step at the next start.
+    release.send(true).unwrap();
+    drop(ledger);
+    let (ledger, report) = fx.reopen();
+    assert!(!report.counter_repaired);
+    assert_eq!(ledger.integrity(), &LedgerIntegrity::Bound);
+    assert_eq!(fx.counter().read().unwrap(), fx.initial_counter + 4);
+}

@@ -119,6 +119,18 @@ pub struct Ledger {
     /// Commits since the last WAL checkpoint (auto-checkpoint is off so
     /// checkouts never pay for one).
     commits_since_checkpoint: u64,
+    /// The counter's increment after the last offline approval, while the
+    /// counter (a TPM) still works on it: the value the ledger expects, the
+    /// payment, and the answer to come. Settled before the next offline
+    /// decision, any binding check and on drop.
+    pending_increment: Option<(u64, crate::PaymentKey, crate::counter::PendingIncrement)>,
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        // A clean stop leaves the counter in step with the ledger.
+        self.settle_counter();
+    }
 }
 
 impl std::fmt::Debug for Ledger {

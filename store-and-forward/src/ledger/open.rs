@@ -104,6 +104,7 @@ impl Ledger {
             telemetry_bytes: 0,
             delivered_telemetry_bytes: 0,
             commits_since_checkpoint: 0,
+            pending_increment: None,
         };
 
         ledger.ledger_id = match read_meta(&ledger.conn, keys::LEDGER_ID)? {
@@ -151,6 +152,7 @@ impl Ledger {
     /// rule) and binds a new ledger. Returns whether a lagging counter was
     /// repaired.
     pub(crate) fn check_binding(&mut self, now: Timestamp) -> Result<bool, LedgerError> {
+        self.settle_counter();
         let expected =
             read_meta(&self.conn, keys::COUNTER_EXPECTED)?.and_then(|s| s.parse::<u64>().ok());
         let value = match self.counter.read() {
@@ -210,6 +212,7 @@ impl Ledger {
     /// Re-binds the ledger to the counter's current value. For a technician,
     /// after the backend has reconciled a rolled-back ledger.
     pub fn rebind_counter(&mut self, now: Timestamp) -> Result<(), LedgerError> {
+        self.settle_counter();
         let value = self.counter.read()?;
         self.bind_to(value, now)?;
         warn!(counter = value, "ledger re-bound to the monotonic counter");

@@ -10,7 +10,7 @@
 pub const APPLICATION_ID: i64 = 0x4341_5254;
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Outbox `status` of the sequence mark: the row that keeps the highest id
 /// ever handed out once the rows above it are deleted (see migration 2).
@@ -168,6 +168,17 @@ CREATE TABLE recovery_keys (
     wrapped    BLOB NOT NULL,
     created_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+"#,
+    },
+    Migration {
+        version: 5,
+        // Additive: an index. Older firmware uses it without knowing.
+        min_reader_version: 1,
+        sql: r#"
+-- Maintenance deletes a purged payment's log by payment: without this
+-- index each delete read the whole log, and a step held the ledger's lock
+-- (and a checkout waiting on it) for milliseconds.
+CREATE INDEX IF NOT EXISTS payment_log_payment ON payment_log (payment_seq);
 "#,
     },
 ];

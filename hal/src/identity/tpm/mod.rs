@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use key::TpmIdentity;
-pub use nv::TpmCounter;
+pub use nv::{PendingIncrement, TpmCounter};
 
 use crate::identity::IdentityError;
 
@@ -245,6 +245,16 @@ impl Tpm {
         F: FnOnce(&mut owner::State) -> Result<T, IdentityError> + Send + 'static,
     {
         self.owner.call(self.timeouts.command, op, f)
+    }
+
+    /// A command queued on the owner thread without waiting: its answer
+    /// comes from [`owner::Pending::wait`], within the command timeout.
+    fn submit<T, F>(&self, op: &'static str, f: F) -> Result<owner::Pending<T>, IdentityError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut owner::State) -> Result<T, IdentityError> + Send + 'static,
+    {
+        self.owner.submit(self.timeouts.command, op, f)
     }
 
     /// A command that may create an object, within the create timeout.

@@ -168,6 +168,18 @@ pub(super) fn open_or_define(tpm: &Tpm, index: u32) -> Result<TpmCounter, Identi
     })
 }
 
+/// An increment queued on the TPM ([`TpmCounter::start_increment`]).
+#[derive(Debug)]
+pub struct PendingIncrement(super::owner::Pending<u64>);
+
+impl PendingIncrement {
+    /// The counter's new value once the TPM has answered (within the
+    /// command timeout counted from the start).
+    pub fn wait(self) -> Result<u64, IdentityError> {
+        self.0.wait()
+    }
+}
+
 impl TpmCounter {
     /// The counter's current value, read in the salted HMAC session (an
     /// authenticated answer: for the ledger's binding check).
@@ -182,6 +194,17 @@ impl TpmCounter {
         let index = self.index;
         self.tpm
             .call("increment the counter", move |s| increment(s, index))
+    }
+
+    /// Starts an increment on the TPM's owner thread and returns at once:
+    /// the new value (or the failure) comes from [`PendingIncrement::wait`].
+    /// The checkout shows its decision while the TPM works.
+    pub fn start_increment(&self) -> Result<PendingIncrement, IdentityError> {
+        let index = self.index;
+        Ok(PendingIncrement(
+            self.tpm
+                .submit("increment the counter", move |s| increment(s, index))?,
+        ))
     }
 
     /// The NV index.

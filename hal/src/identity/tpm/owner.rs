@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tss_esapi::handles::{KeyHandle, ObjectHandle, SessionHandle};
 use tss_esapi::interface_types::session_handles::AuthSession;
@@ -115,6 +115,21 @@ impl Owner {
         T: Send + 'static,
         F: FnOnce(&mut State) -> Result<T, IdentityError> + Send + 'static,
     {
+        self.submit(timeout, op, f)?.wait()
+    }
+
+    /// Queues `f` on the owner thread and returns at once; the answer is
+    /// waited for with [`Pending::wait`], within `timeout` of now.
+    pub fn submit<T, F>(
+        &self,
+        timeout: Duration,
+        op: &'static str,
+        f: F,
+    ) -> Result<Pending<T>, IdentityError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut State) -> Result<T, IdentityError> + Send + 'static,
+    {
         let (reply, answer) = mpsc::sync_channel(1);
         self.jobs
             .as_ref()
@@ -123,11 +138,35 @@ impl Owner {
                 let _ = reply.send(f(state));
             }))
             .map_err(|_| IdentityError::OwnerGone)?;
-        match answer.recv_timeout(timeout) {
+        Ok(Pending {
+            answer,
+            op,
+            timeout,
+            deadline: Instant::now() + timeout,
+        })
+    }
+}
+
+/// A job queued on the owner thread whose answer is still to come.
+#[derive(Debug)]
+pub struct Pending<T> {
+    answer: mpsc::Receiver<Result<T, IdentityError>>,
+    op: &'static str,
+    timeout: Duration,
+    deadline: Instant,
+}
+
+impl<T> Pending<T> {
+    /// The job's answer, waited for until the deadline set when it was
+    /// queued: past it, [`IdentityError::TpmTimeout`] (the job still runs
+    /// when the TPM comes back, and its answer is dropped).
+    pub fn wait(self) -> Result<T, IdentityError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match self.answer.recv_timeout(left) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(IdentityError::TpmTimeout {
-                op,
-                after_ms: timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+                op: self.op,
+                after_ms: self.timeout.as_millis().min(u128::from(u64::MAX)) as u64,
             }),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(IdentityError::OwnerGone),
         }

@@ -140,6 +140,9 @@ impl Ledger {
         key: &PaymentKey,
         now: Timestamp,
     ) -> Result<OfflineDecision, LedgerError> {
+        // The last approval's increment first: approvals move the counter
+        // one at a time.
+        self.settle_counter();
         // A counter left behind by a failed increment is repaired first.
         if matches!(self.integrity, LedgerIntegrity::CounterMismatch { .. }) {
             self.check_binding(now)?;
@@ -192,25 +195,11 @@ impl Ledger {
         self.telemetry_bytes += ev_bytes;
         self.note_commit();
         if let Some(target) = counter_target {
+            // The decision is durable and can be shown; the counter (a TPM:
+            // about a millisecond) moves meanwhile, and is settled before
+            // the next offline decision at the latest.
             failpoint::hit("decision.before_counter_increment");
-            match self.counter.increment() {
-                Ok(v) if v == target => {}
-                Ok(v) => {
-                    warn!(payment_key = %key, counter = v, expected = target, "counter out of step");
-                    self.integrity = LedgerIntegrity::CounterMismatch {
-                        detail: format!("counter at {v} after increment, ledger expects {target}"),
-                    };
-                }
-                Err(e) => {
-                    // The approval stands (it is committed); offline approval
-                    // pauses until the counter is repaired.
-                    warn!(payment_key = %key, cause = %e, "counter increment failed after an offline approval");
-                    self.integrity = LedgerIntegrity::CounterMismatch {
-                        detail: e.to_string(),
-                    };
-                }
-            }
-            failpoint::hit("decision.after_counter_increment");
+            self.pending_increment = Some((target, *key, self.counter.start_increment()));
         }
         if decision.approved {
             info!(payment_key = %key, amount = %row.amount, "approved offline");
@@ -218,6 +207,35 @@ impl Ledger {
             info!(payment_key = %key, amount = %row.amount, reasons = ?decision.reasons, "declined offline");
         }
         Ok(decision)
+    }
+
+    /// Waits for the counter's increment after the last offline approval,
+    /// if one is still under way, and checks it: a counter that failed or
+    /// moved out of step turns offline approval off (the approval itself
+    /// stands: it is committed). The daemon calls it once the decision is
+    /// shown; the next offline decision, a binding check and dropping the
+    /// ledger call it too.
+    pub fn settle_counter(&mut self) {
+        let Some((target, key, pending)) = self.pending_increment.take() else {
+            return;
+        };
+        match pending.wait() {
+            Ok(v) if v == target => {}
+            Ok(v) => {
+                warn!(payment_key = %key, counter = v, expected = target, "counter out of step");
+                self.integrity = LedgerIntegrity::CounterMismatch {
+                    detail: format!("counter at {v} after increment, ledger expects {target}"),
+                };
+            }
+            Err(e) => {
+                // Offline approval pauses until the counter is repaired.
+                warn!(payment_key = %key, cause = %e, "counter increment failed after an offline approval");
+                self.integrity = LedgerIntegrity::CounterMismatch {
+                    detail: e.to_string(),
+                };
+            }
+        }
+        failpoint::hit("decision.after_counter_increment");
     }
 
     /// The shopper or the reader cancelled before a decision.
