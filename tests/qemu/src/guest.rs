@@ -128,6 +128,9 @@ impl Guest {
             .arg(format!("socket,id=chrtpm,path={}", tpm.socket().display()))
             .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
             .args(["-device", "tpm-tis,tpmdev=tpm0"])
+            // The board's hardware watchdog: systemd pings it
+            // (RuntimeWatchdogSec); a hung guest is reset.
+            .args(["-device", "i6300esb", "-action", "watchdog=reset"])
             .args(["-netdev", "user,id=net0"])
             .args(["-device", &format!("virtio-net-pci,netdev=net0,id={NIC}")])
             .args([

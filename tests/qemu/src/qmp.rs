@@ -147,12 +147,21 @@ impl Qmp {
     /// Whether a `DEVICE_DELETED` event for `id` has arrived (reads the
     /// events waiting, without blocking for long).
     pub fn device_deleted(&mut self, id: &str) -> bool {
+        self.events_named("DEVICE_DELETED")
+            .iter()
+            .any(|e| e.pointer("/data/device").and_then(Value::as_str) == Some(id))
+    }
+
+    /// The events called `name` that have arrived so far (reads the events
+    /// waiting, without blocking for long).
+    pub fn events_named(&mut self, name: &str) -> Vec<Value> {
         // A no-op command collects the events sent before its answer.
         let _ = self.execute("query-status", json!({}));
-        self.events.iter().any(|e| {
-            e.get("event").and_then(Value::as_str) == Some("DEVICE_DELETED")
-                && e.pointer("/data/device").and_then(Value::as_str) == Some(id)
-        })
+        self.events
+            .iter()
+            .filter(|e| e.get("event").and_then(Value::as_str) == Some(name))
+            .cloned()
+            .collect()
     }
 
     /// Powers the machine off at once (no guest shutdown).

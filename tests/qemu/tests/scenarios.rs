@@ -1295,6 +1295,53 @@ fn watchdog(cart: &mut Cart) {
         t.elapsed().as_secs_f64()
     ));
     restart_loop(cart);
+    hardware_watchdog(cart);
+}
+
+/// Scenario 7, the board: systemd holds the hardware watchdog
+/// (RuntimeWatchdogSec, packaging/systemd/50-cart-watchdog.conf); a kernel
+/// that stops (a crash with `kernel.panic=0`: it never reboots by itself)
+/// is reset by the watchdog, and the cart comes back selling.
+fn hardware_watchdog(cart: &mut Cart) {
+    let armed = cart.must(
+        "cat /sys/class/watchdog/watchdog0/identity /sys/class/watchdog/watchdog0/state \
+             /sys/class/watchdog/watchdog0/timeout; \
+         systemctl show -p RuntimeWatchdogUSec --value",
+    );
+    let lines: Vec<&str> = armed.lines().map(str::trim).collect();
+    assert!(
+        matches!(lines[..], [identity, "active", "30", "30s"] if identity.contains("6300ESB")),
+        "the hardware watchdog is not armed by systemd: {lines:?}"
+    );
+    let before = boot_id(cart);
+    let resets_before = cart.guest().qmp.events_named("WATCHDOG").len();
+    // The crash runs after the agent has answered.
+    cart.must(
+        "sysctl -q -w kernel.panic=0; \
+         nohup sh -c 'sleep 2; echo c > /proc/sysrq-trigger' >/dev/null 2>&1 &",
+    );
+    let t = Instant::now();
+    if !rebooted_since(cart, &before, Duration::from_secs(300)) {
+        cart.fail("a stopped kernel was not reset by the watchdog");
+    }
+    let fired = cart.guest().qmp.events_named("WATCHDOG");
+    assert!(
+        fired.len() > resets_before
+            && fired.iter().all(|e| e
+                .pointer("/data/action")
+                .and_then(serde_json::Value::as_str)
+                == Some("reset")),
+        "QEMU saw no watchdog reset: {fired:?}"
+    );
+    assert!(
+        cart.guest().console().contains("sysrq triggered crash"),
+        "the console does not show the crash"
+    );
+    wait_ready(cart, "after the watchdog reset");
+    cart.boots.push(format!(
+        "hardware watchdog: crashed kernel reset and READY in {:.1} s (RuntimeWatchdogSec=30)",
+        t.elapsed().as_secs_f64()
+    ));
 }
 
 /// Creates a job for the cart at the emulator's AWS IoT Jobs.

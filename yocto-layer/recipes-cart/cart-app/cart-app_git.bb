@@ -61,7 +61,7 @@ do_install() {
 PACKAGE_BEFORE_PN = "${PN}-selftest"
 
 FILES:${PN}-selftest += "${bindir}/cart-selftest"
-FILES:${PN} += "/data ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${nonarch_base_libdir}/udev/rules.d ${datadir}/polkit-1/rules.d ${systemd_unitdir}/journald.conf.d"
+FILES:${PN} += "/data ${nonarch_libdir}/sysusers.d ${nonarch_libdir}/tmpfiles.d ${nonarch_base_libdir}/udev/rules.d ${datadir}/polkit-1/rules.d ${systemd_unitdir}/journald.conf.d ${systemd_unitdir}/system.conf.d"
 CONFFILES:${PN} = "${sysconfdir}/cart/cart.toml"
 
 # Exactly what cart-app links (readelf -d NEEDED) and what it opens at run
