@@ -251,6 +251,10 @@ fn main() {
                 cart_id: cart.into(),
                 telemetry_linger_secs: 0,
                 drain_interval_ms: 50,
+                // No backend subscribes to this broker: its PUBACKs say
+                // "no matching subscribers", which would otherwise be
+                // retried with backoff instead of drained.
+                no_subscribers: store_and_forward::sync::NoSubscribers::Delivered,
                 ..SyncConfig::default()
             },
             ledger.clone(),
