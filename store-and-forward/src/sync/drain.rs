@@ -384,6 +384,19 @@ impl Uplink {
                     .collect();
                 let created: std::collections::HashMap<i64, Timestamp> =
                     records.iter().map(|r| (r.id, r.created)).collect();
+                // Records published before and sent back for a retry (a
+                // PUBACK 16 while the backend's subscriber was away, a
+                // transient refusal) were already released from the linger
+                // (by a flush, the return after an outage, or their age):
+                // they are not held again. Otherwise what waited through an
+                // outage and met a broker still without the backend lingers
+                // up to `telemetry_linger_secs` after the return, the flush
+                // having been spent on the pass that got the 16.
+                let retried: std::collections::HashSet<i64> = records
+                    .iter()
+                    .filter(|r| r.attempts > 0)
+                    .map(|r| r.id)
+                    .collect();
                 // Validated once per batch; invalid records never leave the cart.
                 let (valid, invalid) = validate(&stored);
                 bad.extend(
@@ -412,7 +425,8 @@ impl Uplink {
                             break;
                         }
                         let oldest = created.get(&rest[0].0).copied().unwrap_or(now);
-                        if !more_follow && now.secs_since(oldest) < linger {
+                        let released = rest.iter().any(|(id, _)| retried.contains(id));
+                        if !more_follow && !released && now.secs_since(oldest) < linger {
                             // Wait for more events to fill the unit.
                             break;
                         }

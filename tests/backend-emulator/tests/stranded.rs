@@ -200,3 +200,70 @@ async fn a_message_nobody_received_is_sent_again_once_the_backend_is_back() {
     assert!(counts.telemetry_events >= 40, "{counts:?}");
     assert_eq!(counts.telemetry_duplicates, 0, "{counts:?}");
 }
+
+/// The return after an outage sends what waited through it at once,
+/// telemetry too (no linger). When the broker is back before the
+/// backend's subscriber, that first pass is answered 16 and its records
+/// are retried: they were released from the linger already and must not
+/// be held again for `telemetry_linger_secs` (600 s shipped) once the
+/// backend is back. Shipped sync settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waited_through_an_outage_goes_once_the_backend_is_back_without_lingering() {
+    use store_and_forward::telemetry::simulated_readings;
+
+    init_logs();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open_ledger(dir.path(), roomy_limits());
+    let events = 3_000;
+    {
+        let mut l = ledger.lock().unwrap();
+        let readings = simulated_readings(events, Timestamp(Timestamp::now().0 - 3_600_000), 5);
+        for chunk in readings.chunks(1_000) {
+            l.enqueue_telemetry(chunk, Timestamp::now()).unwrap();
+        }
+    }
+    broker.stop();
+    let id = "cart-0033";
+    let cart = Cart::start_on(
+        link_config(&broker, broker.port(), id),
+        broker.client_cert(id),
+        id,
+        SyncConfig::default(),
+        ledger.clone(),
+        dir.path().to_path_buf(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.resume();
+    let back = Timestamp::now();
+    assert!(cart.uplink.link().wait_up(Duration::from_secs(20)).await);
+    // The flush pass meets a broker without the backend: 16, retried.
+    eventually(20, "the first pass answered 16", || {
+        cart.uplink.report().retried > 0
+    })
+    .await;
+    let em = emulator(&broker).await;
+    let t = std::time::Instant::now();
+    // Records queued before the return; what the cart queues after it
+    // (its own link events) lingers as designed.
+    let outage_left = || {
+        ledger
+            .lock()
+            .unwrap()
+            .outbox_depth()
+            .unwrap()
+            .iter()
+            .any(|d| d.pending > 0 && d.oldest_pending.is_some_and(|o| o.0 < back.0))
+    };
+    eventually(60, "the outage's telemetry delivered", || !outage_left()).await;
+    let took = t.elapsed();
+    let counts = em.counts();
+    assert!(counts.telemetry_events >= events as u64, "{counts:?}");
+    assert_eq!(counts.telemetry_duplicates, 0, "{counts:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "delivered {took:?} after the backend was back"
+    );
+    cart.stop().await;
+    em.shutdown().await;
+}
