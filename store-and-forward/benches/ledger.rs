@@ -346,16 +346,16 @@ fn checkouts_with_maintenance(n: u64) {
                     }
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                // As the daemon: no checkpoint while a payment is in
-                // progress; TRUNCATE otherwise.
-                if !paying.load(Ordering::SeqCst) {
+                let idle = !paying.load(Ordering::SeqCst);
+                let checkpoint = {
                     let mut l = lock(&ledger);
                     let t = Instant::now();
-                    let c = l.checkpoint_wal(true).expect("checkpoint");
+                    let c = l.checkpoint_wal(idle).expect("checkpoint");
                     timed(4, t);
-                    if c.truncated {
-                        truncated += 1;
-                    }
+                    c
+                };
+                if checkpoint.truncated {
+                    truncated += 1;
                 }
                 rounds += 1;
                 std::thread::sleep(Duration::from_millis(100));

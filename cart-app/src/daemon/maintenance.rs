@@ -1,8 +1,8 @@
 //! The ledger's maintenance, scheduled: once at start, then every
 //! `ledger.maintenance_interval_secs`. The work runs on a blocking thread in
 //! bounded steps with the ledger's lock released between them, so a
-//! checkout waits at most one step; the checkpoint (TRUNCATE) runs only
-//! while no payment is in progress.
+//! checkout waits at most one step; the TRUNCATE checkpoint runs only while
+//! no payment is in progress.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -52,7 +52,7 @@ pub async fn run(
 }
 
 /// One maintenance run: steps until done, then a TRUNCATE checkpoint when
-/// no payment is in progress (none otherwise).
+/// no payment is in progress (a PASSIVE one otherwise).
 pub fn run_once(
     ledger: &SharedLedger,
     session: &SessionState,
@@ -72,12 +72,8 @@ pub fn run_once(
         }
         std::thread::sleep(BETWEEN_STEPS);
     }
-    // While a payment is in progress no checkpoint runs at all (a PASSIVE
-    // one copies and fsyncs too, holding the lock a checkout waits on);
-    // the WAL waits for the next run.
-    if !session.paying.load(Ordering::SeqCst) {
-        report.checkpoint = lock(ledger).checkpoint_wal(true)?;
-    }
+    let idle = !session.paying.load(Ordering::SeqCst);
+    report.checkpoint = lock(ledger).checkpoint_wal(idle)?;
     Ok(report)
 }
 
