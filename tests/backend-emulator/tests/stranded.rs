@@ -13,6 +13,13 @@ use store_and_forward::ledger::OutboxClass;
 use store_and_forward::sync::SyncConfig;
 use store_and_forward::{Currency, Money, PaymentKey, PaymentState, Timestamp};
 
+/// The outbox's depth per class, read through the cart's shared ledger.
+fn depth(
+    ledger: &store_and_forward::sync::SharedLedger,
+) -> Vec<store_and_forward::ledger::OutboxDepth> {
+    ledger.lock().unwrap().outbox_depth().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_payment_is_quarantined_alone_and_the_rest_flows() {
     init_logs();
@@ -83,11 +90,7 @@ async fn an_unreadable_payment_is_quarantined_alone_and_the_rest_flows() {
     );
     // An alarm for the backend went into telemetry with the key.
     eventually(30, "the alarm delivered", || {
-        ledger
-            .lock()
-            .unwrap()
-            .outbox_depth()
-            .unwrap()
+        depth(&ledger)
             .iter()
             .all(|d| d.class != "telemetry" || d.pending == 0)
     })
@@ -171,11 +174,7 @@ async fn a_message_nobody_received_is_sent_again_once_the_backend_is_back() {
     cart.uplink.kick();
     // Nobody subscribed: every publish is answered 16, nothing is delivered.
     let pending = |class: &str| {
-        ledger
-            .lock()
-            .unwrap()
-            .outbox_depth()
-            .unwrap()
+        depth(&ledger)
             .iter()
             .find(|d| d.class == class)
             .map_or(0, |d| d.pending)
@@ -247,11 +246,7 @@ async fn what_waited_through_an_outage_goes_once_the_backend_is_back_without_lin
     // Records queued before the return; what the cart queues after it
     // (its own link events) lingers as designed.
     let outage_left = || {
-        ledger
-            .lock()
-            .unwrap()
-            .outbox_depth()
-            .unwrap()
+        depth(&ledger)
             .iter()
             .any(|d| d.pending > 0 && d.oldest_pending.is_some_and(|o| o.0 < back.0))
     };
