@@ -81,20 +81,21 @@ fn attempt(i: u64) -> NewAttempt {
 fn checkouts(ledger: &Mutex<Ledger>, n: u64) -> (Histogram<u64>, Histogram<u64>) {
     let mut decide = Histogram::<u64>::new(3).expect("histogram");
     let mut settle = Histogram::<u64>::new(3).expect("histogram");
+    let mut wait = Histogram::<u64>::new(3).expect("histogram");
     let mut confirm = Vec::new();
+    // As the daemon's checkout does: ahead of waiting background work.
+    let first = ledger.lock().unwrap().checkout_first();
     for i in 0..n {
         let a = attempt(i);
-        ledger
-            .lock()
-            .unwrap()
+        first
+            .lock_checkout(ledger)
             .record_card_read(&a, Timestamp::now())
             .expect("attempt");
         let t = Instant::now();
-        let d = ledger
-            .lock()
-            .unwrap()
-            .decide_offline(&a.key, Timestamp::now())
-            .expect("decide");
+        let mut l = first.lock_checkout(ledger);
+        wait.record(t.elapsed().as_micros() as u64).expect("record");
+        let d = l.decide_offline(&a.key, Timestamp::now()).expect("decide");
+        drop(l);
         decide
             .record(t.elapsed().as_micros() as u64)
             .expect("record");
@@ -119,6 +120,10 @@ fn checkouts(ledger: &Mutex<Ledger>, n: u64) -> (Histogram<u64>, Histogram<u64>)
                 .apply_backend_outcome(&old, &ok, Timestamp::now());
         }
     }
+    report(
+        "    (of the decision: waiting for the ledger's lock)",
+        &wait,
+    );
     (decide, settle)
 }
 
@@ -268,6 +273,7 @@ fn main() {
     let running = Arc::new(AtomicBool::new(true));
     let sensors = {
         let (ledger, running, uplink) = (ledger.clone(), running.clone(), uplink.clone());
+        let first = ledger.lock().unwrap().checkout_first();
         std::thread::spawn(move || {
             let mut seq = 0u64;
             while running.load(Ordering::Relaxed) {
@@ -283,9 +289,8 @@ fn main() {
                     })
                     .collect();
                 seq += 50;
-                let _ = ledger
-                    .lock()
-                    .unwrap()
+                let _ = first
+                    .lock_background(&ledger)
                     .enqueue_telemetry(&events, Timestamp::now());
                 uplink.kick();
                 std::thread::sleep(Duration::from_millis(5));

@@ -127,6 +127,9 @@ pub struct Checkout {
     card_timeout: Duration,
     /// Signs the receipts of approvals (a configured receipt URL).
     receipts: Option<ReceiptSigner>,
+    /// The attempt and the decision take the ledger's lock before any
+    /// background work waiting for it.
+    first: store_and_forward::ledger::CheckoutFirst,
 }
 
 impl Checkout {
@@ -139,7 +142,9 @@ impl Checkout {
             Some((u, r)) => (Some(u), Some(r)),
             None => (None, None),
         };
+        let first = lock(&ledger).checkout_first();
         Checkout {
+            first,
             ledger,
             uplink,
             runtime,
@@ -281,7 +286,9 @@ impl Checkout {
             card: card.clone(),
         };
         let created = Timestamp::now();
-        lock(&self.ledger).record_card_read_age_checked(&attempt, age_check.as_ref(), created)?;
+        self.first
+            .lock_checkout(&self.ledger)
+            .record_card_read_age_checked(&attempt, age_check.as_ref(), created)?;
         let online = self.link_up();
         on_event(PayEvent::Authorizing { online });
         let answer = match (online, &self.uplink, &self.runtime) {
@@ -293,7 +300,7 @@ impl Checkout {
         };
         let (shown, state) = match answer {
             Some(outcome) => {
-                let mut l = lock(&self.ledger);
+                let mut l = self.first.lock_checkout(&self.ledger);
                 l.apply_backend_outcome(&key, &outcome, Timestamp::now())?;
                 let state = l.payment(&key)?.map(|p| p.state);
                 let shown = match outcome {
@@ -306,7 +313,10 @@ impl Checkout {
                 (shown, state)
             }
             None => {
-                let d = lock(&self.ledger).decide_offline(&key, Timestamp::now())?;
+                let d = self
+                    .first
+                    .lock_checkout(&self.ledger)
+                    .decide_offline(&key, Timestamp::now())?;
                 if d.approved {
                     (Shown::ApprovedOffline, Some(PaymentState::OfflineApproved))
                 } else {

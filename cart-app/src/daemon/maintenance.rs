@@ -1,8 +1,9 @@
 //! The ledger's maintenance, scheduled: once at start, then every
 //! `ledger.maintenance_interval_secs`. The work runs on a blocking thread in
 //! bounded steps with the ledger's lock released between them, so a
-//! checkout waits at most one step; the TRUNCATE checkpoint runs only while
-//! no payment is in progress.
+//! checkout waits at most one step. The checkpoint at the end: TRUNCATE
+//! while no payment is in progress, else PASSIVE on the ledger's checkpoint
+//! connection without the lock.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -59,8 +60,12 @@ pub fn run_once(
     now: Timestamp,
 ) -> Result<MaintenanceReport, store_and_forward::LedgerError> {
     let mut report = MaintenanceReport::default();
+    // Each step takes the lock after any checkout waiting for it.
+    let first = lock(ledger).checkout_first();
     loop {
-        let step: MaintenanceStep = lock(ledger).maintain_step(now, STEP_ROWS)?;
+        let step: MaintenanceStep = first
+            .lock_background(ledger)
+            .maintain_step(now, STEP_ROWS)?;
         report.steps += 1;
         let t = &mut report.totals;
         t.purged_delivered += step.purged_delivered;
@@ -72,8 +77,20 @@ pub fn run_once(
         }
         std::thread::sleep(BETWEEN_STEPS);
     }
-    let idle = !session.paying.load(Ordering::SeqCst);
-    report.checkpoint = lock(ledger).checkpoint_wal(idle)?;
+    // Idle: a TRUNCATE checkpoint, under the lock (it makes writers wait,
+    // and a checkout that came meanwhile waits on the lock, woken as soon
+    // as it is free, not in SQLite's busy-handler sleeps). A payment in
+    // progress: a PASSIVE one without the lock, on the ledger's checkpoint
+    // connection, copying and fsyncing while checkouts go on committing.
+    if !session.paying.load(Ordering::SeqCst) {
+        let mut l = first.lock_background(ledger);
+        if !session.paying.load(Ordering::SeqCst) {
+            report.checkpoint = l.checkpoint_wal(true)?;
+            return Ok(report);
+        }
+    }
+    let checkpoint = lock(ledger).checkpoint_handle();
+    report.checkpoint = checkpoint.checkpoint(false)?;
     Ok(report)
 }
 

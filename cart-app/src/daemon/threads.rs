@@ -91,6 +91,8 @@ pub fn spawn_session(
         .name("session".into())
         .spawn(move || {
             let mut telemetry = TelemetryBuffer::new(200, 2_000);
+            // Telemetry takes the ledger's lock after a waiting checkout.
+            let first = lock(&ledger).checkout_first();
             let mut fault = FaultView::default();
             // Out of service by the daemon (not provisioned, stopping) and
             // by an operator: the screen shows it while either holds.
@@ -250,19 +252,27 @@ pub fn spawn_session(
                     .store(session.idle() && !session.paying(), Ordering::SeqCst);
                 let now = Timestamp::now();
                 if !telemetry.is_empty() && telemetry.is_due(now) {
-                    flush(&ledger, &mut telemetry, now);
+                    flush(&ledger, &first, &mut telemetry, now);
                 }
             }
-            flush(&ledger, &mut telemetry, Timestamp::now());
+            flush(&ledger, &first, &mut telemetry, Timestamp::now());
         })
 }
 
-fn flush(ledger: &SharedLedger, buffer: &mut TelemetryBuffer, now: Timestamp) {
+fn flush(
+    ledger: &SharedLedger,
+    first: &store_and_forward::ledger::CheckoutFirst,
+    buffer: &mut TelemetryBuffer,
+    now: Timestamp,
+) {
     let events = buffer.take();
     if events.is_empty() {
         return;
     }
-    if let Err(e) = lock(ledger).enqueue_telemetry(&events, now) {
+    if let Err(e) = first
+        .lock_background(ledger)
+        .enqueue_telemetry(&events, now)
+    {
         warn!(cause = %e, dropped = events.len(), "telemetry not stored");
     }
 }

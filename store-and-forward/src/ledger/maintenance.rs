@@ -211,22 +211,13 @@ impl Ledger {
         Ok(step)
     }
 
-    /// Checkpoints the WAL: PASSIVE, or TRUNCATE (the WAL file goes back to
-    /// zero bytes; call it when no checkout is in progress: it waits for
-    /// nothing here, the ledger has one connection, but copies and fsyncs).
+    /// Checkpoints the WAL now, on the checkpoint connection: PASSIVE, or
+    /// TRUNCATE (the WAL file goes back to zero bytes; call it when no
+    /// checkout is in progress). The daemon calls
+    /// [`Ledger::checkpoint_handle`]'s instead, without the ledger's lock.
     pub fn checkpoint_wal(&mut self, truncate: bool) -> Result<WalCheckpoint, LedgerError> {
-        let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
-        let (busy, log, done): (i64, i64, i64) =
-            self.conn
-                .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
         self.commits_since_checkpoint = 0;
-        Ok(WalCheckpoint {
-            truncated: truncate && busy == 0,
-            wal_frames: log,
-            checkpointed_frames: done,
-        })
+        self.checkpointer.handle().checkpoint(truncate)
     }
 
     /// Bytes of delivered telemetry still kept.

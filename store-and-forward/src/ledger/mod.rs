@@ -23,11 +23,17 @@
 //!   with a sale.
 //! - `maintenance.rs`: retention, the telemetry quota over delivered
 //!   records, WAL checkpoints, in bounded steps.
+//! - `first.rs`: checkouts go first at the ledger's lock, background work
+//!   after them.
+//! - `checkpoint.rs`: the second connection that checkpoints the WAL
+//!   outside the ledger's lock, and its thread.
 //! - `recovery.rs`: the data key wrapped to backend recovery keys.
 //! - `export.rs`: the read-only recovery export of what a cart with a dead
 //!   TPM still owes the backend, and opening it with the unwrapped key.
 
+mod checkpoint;
 pub mod export;
+mod first;
 mod maintenance;
 mod open;
 mod outbox;
@@ -46,7 +52,9 @@ use crate::counter::MonotonicCounter;
 use crate::datakey::Sealer;
 use crate::policy::{LedgerIntegrity, Limits};
 
+pub use checkpoint::CheckpointHandle;
 pub use export::{ExportError, ExportedPayment, OpenedRecord, RecoveryExport, export_read_only};
+pub use first::CheckoutFirst;
 pub use maintenance::{MaintenanceReport, MaintenanceStep};
 pub use open::OpenReport;
 pub use outbox::{OutboxBody, OutboxClass, OutboxRecord, PaymentForward, RetryPolicy};
@@ -119,6 +127,10 @@ pub struct Ledger {
     /// Commits since the last WAL checkpoint (auto-checkpoint is off so
     /// checkouts never pay for one).
     commits_since_checkpoint: u64,
+    /// The second connection that checkpoints the WAL outside the lock.
+    checkpointer: checkpoint::Checkpointer,
+    /// Who goes first at the lock this ledger sits behind.
+    checkout_first: CheckoutFirst,
     /// The counter's increment after the last offline approval, while the
     /// counter (a TPM) still works on it: the value the ledger expects, the
     /// payment, and the answer to come. Settled before the next offline
@@ -196,13 +208,6 @@ impl Ledger {
         Ok(self.conn.query_row(&pragma_sql(name)?, [], |r| r.get(0))?)
     }
 
-    fn checkpoint(&mut self) -> Result<(), crate::LedgerError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        self.commits_since_checkpoint = 0;
-        Ok(())
-    }
-
     /// Runs `f` with `synchronous=NORMAL`: its commits are not fsynced on
     /// their own. For records whose loss in a power cut costs only a resend
     /// or some telemetry (telemetry, delivery marks, acks, cart state). In
@@ -232,13 +237,21 @@ impl Ledger {
         self.commits_since_checkpoint += 1;
     }
 
-    /// Checkpoints when many commits went by without one (off the checkout
-    /// path: called after telemetry and outbox writes).
+    /// Asks for a PASSIVE checkpoint when many commits went by without
+    /// one (called after telemetry and outbox writes). It runs on the
+    /// checkpoint connection's thread: nobody waits for it.
     fn checkpoint_if_due(&mut self) -> Result<(), crate::LedgerError> {
         if self.commits_since_checkpoint >= CHECKPOINT_EVERY_COMMITS {
-            self.checkpoint()?;
+            self.checkpointer.request();
+            self.commits_since_checkpoint = 0;
         }
         Ok(())
+    }
+
+    /// The handle that checkpoints the WAL without this ledger's lock
+    /// (the daemon's maintenance run ends with it).
+    pub fn checkpoint_handle(&self) -> CheckpointHandle {
+        self.checkpointer.handle().clone()
     }
 }
 

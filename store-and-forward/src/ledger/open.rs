@@ -93,8 +93,12 @@ impl Ledger {
         let sealer = Sealer::new(&key);
         check_data_key(&conn, &path, &sealer)?;
 
+        let checkpointer =
+            super::checkpoint::Checkpointer::open(&path, config.journal_size_limit_bytes)?;
         let mut ledger = Ledger {
             conn,
+            checkpointer,
+            checkout_first: super::CheckoutFirst::default(),
             config,
             sealer,
             counter,

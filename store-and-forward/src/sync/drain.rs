@@ -47,13 +47,15 @@ struct Outgoing {
 type Done = (Outgoing, Result<PubAck, LinkError>);
 
 /// Records read or marked in one hold of the ledger's lock (about half a
-/// millisecond): a checkout waiting on the lock waits for one such part.
+/// millisecond): a checkout waiting on the lock waits for one such part
+/// (the drain takes the lock after waiting checkouts: `CheckoutFirst`).
 const RECORDS_PER_HOLD: usize = 500;
 
 /// Up to `limit` records of `class` after `cursor`, read in parts of
 /// [`RECORDS_PER_HOLD`] with the lock released between them.
 fn take(
     ledger: &crate::sync::SharedLedger,
+    first: &crate::ledger::CheckoutFirst,
     class: OutboxClass,
     mut cursor: i64,
     limit: usize,
@@ -62,7 +64,10 @@ fn take(
     let mut records = Vec::new();
     while records.len() < limit {
         let want = (limit - records.len()).min(RECORDS_PER_HOLD);
-        let part = super::lock(ledger).take_batch(class, cursor, want, usize::MAX, now)?;
+        let part =
+            first
+                .lock_background(ledger)
+                .take_batch(class, cursor, want, usize::MAX, now)?;
         let Some(last) = part.last() else { break };
         cursor = last.id;
         let short = part.len() < want;
@@ -95,12 +100,13 @@ impl Uplink {
             loop {
                 let now = Timestamp::now();
                 // Read (and unsealed) off the runtime's workers.
-                let ledger = self.ledger.clone();
+                let (ledger, first) = (self.ledger.clone(), self.first.clone());
                 let limit = self.config.batch_records.max(1);
-                let records =
-                    tokio::task::spawn_blocking(move || take(&ledger, class, cursor, limit, now))
-                        .await
-                        .map_err(|e| SyncError::Blocking(e.to_string()))??;
+                let records = tokio::task::spawn_blocking(move || {
+                    take(&ledger, &first, class, cursor, limit, now)
+                })
+                .await
+                .map_err(|e| SyncError::Blocking(e.to_string()))??;
                 let Some(last) = records.last() else { break };
                 cursor = last.id;
                 let full_batch = records.len() >= self.config.batch_records.max(1);
@@ -235,19 +241,22 @@ impl Uplink {
         // The ledger's writes (and their fsync) off the runtime's workers:
         // the link's keep-alive and the other tasks go on meanwhile.
         let retried: u64 = retry.iter().map(|(ids, _)| ids.len() as u64).sum();
-        let ledger = self.ledger.clone();
+        let (ledger, first) = (self.ledger.clone(), self.first.clone());
         let policy = self.config.retry;
         tokio::task::spawn_blocking(move || -> Result<(), SyncError> {
-            // The lock is taken per part: a checkout waits for one part at
-            // most, not for a whole window of messages.
+            // The lock is taken per part, after any checkout waiting for
+            // it: a checkout waits for one part at most, not for a whole
+            // window of messages.
             for (ids, why) in &quarantine {
-                super::lock(&ledger).quarantine(ids, why, now)?;
+                first.lock_background(&ledger).quarantine(ids, why, now)?;
             }
             for part in delivered.chunks(RECORDS_PER_HOLD) {
-                super::lock(&ledger).mark_delivered(part, now)?;
+                first.lock_background(&ledger).mark_delivered(part, now)?;
             }
             for (ids, why) in &retry {
-                super::lock(&ledger).mark_failed(ids, why, &policy, now)?;
+                first
+                    .lock_background(&ledger)
+                    .mark_failed(ids, why, &policy, now)?;
             }
             Ok(())
         })

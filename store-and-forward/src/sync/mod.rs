@@ -217,6 +217,8 @@ pub struct Uplink {
     jobs_rx: Mutex<Option<mpsc::Receiver<jobs::JobReport>>>,
     /// The job this process handed to the application.
     jobs_active: Mutex<Option<String>>,
+    /// The drain's holds of the ledger's lock go after waiting checkouts.
+    first: crate::ledger::CheckoutFirst,
 }
 
 impl Uplink {
@@ -244,7 +246,9 @@ impl Uplink {
         app: Option<mpsc::Sender<AppEvent>>,
     ) -> Arc<Uplink> {
         let (jobs_tx, jobs_rx) = mpsc::channel(16);
+        let first = lock(&ledger).checkout_first();
         Arc::new(Uplink {
+            first,
             config,
             ledger,
             link,
