@@ -1,5 +1,6 @@
-//! The identity's life in the daemon: first-boot provisioning while the
-//! cart is not provisioned, certificate rotation once it is.
+//! The identity's life in the daemon: [`start`] starts the uplink (and
+//! rotation) for a provisioned cart, first-boot provisioning for one that
+//! is not; certificate rotation once it is.
 //!
 //! Provisioning runs [`provision::run`] until it succeeds (a missing
 //! network waits for the provisioning QR code from the scanner; other
@@ -8,23 +9,145 @@
 //! Rotation checks [`rotation::due`] at start and every six hours, and runs
 //! when due or when the backend asks, over the daemon's own link.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hal::scanner::WifiCredentials;
 use store_and_forward::Timestamp;
-use store_and_forward::sync::SharedLedger;
+use store_and_forward::sync::{AppEvent, SharedLedger, SyncConfig, Uplink};
 use store_and_forward::uplink::{Incoming, LinkHandle, SwappableClientCert};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use ui::{SetupStep, SetupView};
 
-use crate::config::Config;
+use super::parts::{self, Anchors};
+use super::threads::Msg;
+use super::{DaemonError, lock};
+use crate::config::{Config, Loaded};
 use crate::provision::fleet::FleetClient;
 use crate::provision::network::JoinOutcome;
 use crate::provision::rotation::{self, Trigger};
 use crate::provision::{self, ProvisionError};
+use crate::receipt::ReceiptSigner;
+use crate::session::Input;
 use crate::tpm::CartTpm;
+
+/// What the daemon starts with, besides the ledger: the uplink when the
+/// cart is provisioned, provisioning otherwise.
+pub(super) struct Started {
+    /// The uplink (a provisioned cart).
+    pub uplink: Option<Arc<Uplink>>,
+    /// How the cart is provisioned, or why it is not (for the status).
+    pub provisioning: String,
+    /// Signs receipts (a provisioned cart with a receipt URL).
+    pub receipts: Option<ReceiptSigner>,
+    /// Provisioning codes from the scanner (a cart that is provisioning).
+    pub wifi_tx: Option<mpsc::Sender<WifiCredentials>>,
+}
+
+/// The channels [`start`] hands to what it starts.
+pub(super) struct Channels {
+    /// The uplink's events for the application.
+    pub app_tx: mpsc::Sender<AppEvent>,
+    /// Stops the uplink.
+    pub uplink_stop: watch::Receiver<bool>,
+    /// Rotation triggers (the backend's requests).
+    pub rotation: mpsc::Receiver<Trigger>,
+    /// Stops the daemon (provisioning done).
+    pub stop_tx: watch::Sender<bool>,
+    /// The daemon's stop.
+    pub stop: watch::Receiver<bool>,
+    /// The session thread (the setup screen while provisioning).
+    pub session_tx: std::sync::mpsc::Sender<Msg>,
+}
+
+/// Starts the uplink and the rotation when the cart is provisioned, or
+/// provisioning when it is not (the cart cannot sell then).
+pub(super) fn start(
+    loaded: &Loaded,
+    anchors: &Anchors,
+    ledger: &SharedLedger,
+    rt: &tokio::runtime::Runtime,
+    ch: Channels,
+) -> Result<Started, DaemonError> {
+    let config = &loaded.config;
+    let shared_config = Arc::new(config.clone());
+    let mut wifi_tx = None;
+    let mut receipts = None;
+    let (uplink, provisioning) = match parts::load_identity(loaded, anchors, ledger, rt)? {
+        parts::Identity::Ready { cert, summary } => {
+            let _guard = rt.enter();
+            if !config.store.receipt_url.is_empty() {
+                receipts = Some(crate::receipt::ReceiptSigner::new(
+                    &config.store.receipt_url,
+                    &config.cart_id,
+                    cert.clone(),
+                ));
+            }
+            let fleet_api = anchors.tpm.is_some();
+            let (link, mut incoming) = parts::start_link(loaded, cert.clone(), fleet_api)?;
+            // The certificate API's answers go to the rotation, the rest to the sync.
+            let (sync_tx, sync_rx) =
+                tokio::sync::mpsc::channel(config.link.incoming_capacity.max(1));
+            let (answers_tx, answers_rx) = tokio::sync::mpsc::channel(16);
+            rt.spawn(async move {
+                while let Some(m) = incoming.recv().await {
+                    if provision::fleet::is_answer(&m.topic) {
+                        let _ = answers_tx.try_send(m);
+                    } else if sync_tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let sync = SyncConfig {
+                cart_id: config.cart_id.clone(),
+                ..config.sync.clone()
+            };
+            let u = Uplink::new(sync, ledger.clone(), link.clone(), Some(ch.app_tx));
+            rt.spawn(u.clone().run(sync_rx, ch.uplink_stop));
+            if let Some(tpm) = &anchors.tpm {
+                rt.spawn(rotate_when_due(
+                    Rotation {
+                        config: shared_config.clone(),
+                        tpm: tpm.clone(),
+                        ledger: ledger.clone(),
+                        link,
+                        cert,
+                        answers: answers_rx,
+                    },
+                    ch.rotation,
+                    ch.stop,
+                ));
+            }
+            (Some(u), summary)
+        }
+        parts::Identity::NotProvisioned { why } => {
+            error!(%why, "the cart is not provisioned: it cannot sell");
+            if let Some(tpm) = &anchors.tpm {
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                wifi_tx = Some(tx);
+                let setup = Mutex::new(ch.session_tx);
+                rt.spawn(provision_until_done(
+                    shared_config.clone(),
+                    tpm.clone(),
+                    ledger.clone(),
+                    rx,
+                    ch.stop_tx,
+                    move |view| {
+                        let _ = lock(&setup).send(Msg::Input(Input::Setup(view)));
+                    },
+                ));
+            }
+            (None, why)
+        }
+    };
+    Ok(Started {
+        uplink,
+        provisioning,
+        receipts,
+        wifi_tx,
+    })
+}
 
 /// Runs provisioning until the cart is provisioned, then asks the daemon
 /// to stop (it restarts with the new identity). `wifi` brings scanned

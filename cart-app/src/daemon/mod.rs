@@ -27,6 +27,8 @@
 //! - [`supervise`]: a device thread's panic costs one step, not the daemon.
 //! - [`control_server`]: the control socket `cartctl` talks to.
 //! - [`maintenance`]: the ledger's maintenance, at start and on a schedule.
+//! - `tasks`: the link banner, the backend's events for the application,
+//!   the status line, the watchdog thread, signals, the stop sequence.
 //! - [`jobs`]: the remote jobs the application runs (out of service,
 //!   rotation, log level, reboot), each at an idle cart.
 
@@ -37,6 +39,7 @@ pub mod maintenance;
 pub mod parts;
 pub mod settings;
 pub mod supervise;
+mod tasks;
 pub mod threads;
 pub mod update;
 
@@ -46,16 +49,16 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use hal::scanner::{Decoder, Scanner, SerialScanner, WedgeScanner};
-use store_and_forward::sync::{AppEvent, SharedLedger, SyncConfig, Uplink};
+use store_and_forward::sync::{AppEvent, SharedLedger};
 use store_and_forward::{Currency, Timestamp};
-use tracing::{error, info, warn};
+use tracing::info;
 
 use crate::catalog::Catalog;
 use crate::checkout::Checkout;
 use crate::config::{Config, Loaded};
 use crate::provision::{self, rotation::Trigger};
 use crate::session::{Input, Session};
-use crate::watchdog::{self, Verdict, Watchdog};
+use crate::watchdog::{self, Watchdog};
 use control_server::{Context, ControlServer, LinkControl, TapControl};
 use settings::{ScannerKind, UiBackend};
 use threads::{Msg, SessionState};
@@ -187,82 +190,31 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     let ledger: SharedLedger = Arc::new(Mutex::new(parts::open_ledger(&loaded, &anchors)?));
     let catalog = Catalog::open(&config.catalog.path)?;
     let checkout_timeout = Duration::from_secs(config.reader.card_timeout_secs);
-    let shared_config = Arc::new(config.clone());
 
     // The uplink, when the cart is provisioned; provisioning otherwise.
-    let (app_tx, mut app_rx) = tokio::sync::mpsc::channel::<AppEvent>(64);
+    let (app_tx, app_rx) = tokio::sync::mpsc::channel::<AppEvent>(64);
     let (uplink_stop_tx, uplink_stop_rx) = tokio::sync::watch::channel(false);
     let (rotation_tx, rotation_rx) = tokio::sync::mpsc::channel::<Trigger>(8);
-    let mut wifi_tx = None;
     let (session_tx, session_rx) = mpsc::channel::<Msg>();
-    let mut receipts = None;
-    let (uplink, provisioning) = match parts::load_identity(&loaded, &anchors, &ledger, &rt)? {
-        parts::Identity::Ready { cert, summary } => {
-            let _guard = rt.enter();
-            if !config.store.receipt_url.is_empty() {
-                receipts = Some(crate::receipt::ReceiptSigner::new(
-                    &config.store.receipt_url,
-                    &config.cart_id,
-                    cert.clone(),
-                ));
-            }
-            let fleet_api = anchors.tpm.is_some();
-            let (link, mut incoming) = parts::start_link(&loaded, cert.clone(), fleet_api)?;
-            // The certificate API's answers go to the rotation, the rest to the sync.
-            let (sync_tx, sync_rx) =
-                tokio::sync::mpsc::channel(config.link.incoming_capacity.max(1));
-            let (answers_tx, answers_rx) = tokio::sync::mpsc::channel(16);
-            rt.spawn(async move {
-                while let Some(m) = incoming.recv().await {
-                    if provision::fleet::is_answer(&m.topic) {
-                        let _ = answers_tx.try_send(m);
-                    } else if sync_tx.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let sync = SyncConfig {
-                cart_id: config.cart_id.clone(),
-                ..config.sync.clone()
-            };
-            let u = Uplink::new(sync, ledger.clone(), link.clone(), Some(app_tx));
-            rt.spawn(u.clone().run(sync_rx, uplink_stop_rx));
-            if let Some(tpm) = &anchors.tpm {
-                rt.spawn(identity::rotate_when_due(
-                    identity::Rotation {
-                        config: shared_config.clone(),
-                        tpm: tpm.clone(),
-                        ledger: ledger.clone(),
-                        link,
-                        cert,
-                        answers: answers_rx,
-                    },
-                    rotation_rx,
-                    stop_rx.clone(),
-                ));
-            }
-            (Some(u), summary)
-        }
-        parts::Identity::NotProvisioned { why } => {
-            error!(%why, "the cart is not provisioned: it cannot sell");
-            if let Some(tpm) = &anchors.tpm {
-                let (tx, rx) = tokio::sync::mpsc::channel(4);
-                wifi_tx = Some(tx);
-                let setup = Mutex::new(session_tx.clone());
-                rt.spawn(identity::provision_until_done(
-                    shared_config.clone(),
-                    tpm.clone(),
-                    ledger.clone(),
-                    rx,
-                    stop_tx.clone(),
-                    move |view| {
-                        let _ = lock(&setup).send(Msg::Input(Input::Setup(view)));
-                    },
-                ));
-            }
-            (None, why)
-        }
-    };
+    let identity::Started {
+        uplink,
+        provisioning,
+        receipts,
+        wifi_tx,
+    } = identity::start(
+        &loaded,
+        &anchors,
+        &ledger,
+        &rt,
+        identity::Channels {
+            app_tx,
+            uplink_stop: uplink_stop_rx,
+            rotation: rotation_rx,
+            stop_tx: stop_tx.clone(),
+            stop: stop_rx.clone(),
+            session_tx: session_tx.clone(),
+        },
+    )?;
     // The expiry in the journal: `provision::load` logged it for a TPM cart
     // (and the rotation task does every six hours); here for the software
     // identity.
@@ -416,28 +368,7 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
 
     // Link state to the session (the offline banner).
     if let Some(u) = &uplink {
-        let mut state = u.link().state();
-        let tx = Mutex::new(session_tx.clone());
-        let mut stop = stop_rx.clone();
-        rt.spawn(async move {
-            let mut last = None;
-            loop {
-                let up = state.borrow_and_update().up;
-                if last != Some(up) {
-                    last = Some(up);
-                    if up {
-                        info!(device = "link", "link up");
-                    } else {
-                        warn!(device = "link", "link down");
-                    }
-                    let _ = lock(&tx).send(Msg::Link(up));
-                }
-                tokio::select! {
-                    r = state.changed() => if r.is_err() { break },
-                    _ = stop.changed() => break,
-                }
-            }
-        });
+        tasks::link_banner(&rt, u, session_tx.clone(), stop_rx.clone());
     }
     // Backend events for the application: catalog deltas to the session,
     // rotation requests to the rotation task.
@@ -451,112 +382,25 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
         update: verdict.clone(),
     };
     let health_ctx = job_ctx.clone();
-    {
-        let tx = Mutex::new(session_tx.clone());
-        rt.spawn(async move {
-            while let Some(ev) = app_rx.recv().await {
-                match ev {
-                    AppEvent::Job { run, done } => {
-                        tokio::spawn(jobs::run(job_ctx.clone(), run, done));
-                    }
-                    AppEvent::Rotation { id, .. } => {
-                        info!(request = %id, "certificate rotation requested by the backend");
-                        if rotation_tx.send(Trigger::Request { id }).await.is_err() {
-                            warn!("no rotation here (software identity): request ignored");
-                        }
-                    }
-                    other => {
-                        let _ = lock(&tx).send(Msg::App(other));
-                    }
-                }
-            }
-        });
-    }
+    tasks::app_events(&rt, app_rx, job_ctx, rotation_tx, session_tx.clone());
 
-    // Status line and the ledger's heart; the watchdog's checks.
-    {
-        let ctx = ctx.clone();
-        let mut stop = stop_rx.clone();
-        let every = Duration::from_secs(config.daemon.status_interval_secs.max(1));
-        let check = watchdog::check_interval().unwrap_or(Duration::from_secs(5));
-        rt.spawn(async move {
-            let mut last_status = Instant::now() - every;
-            loop {
-                runtime_heart.beat();
-                let ctx2 = ctx.clone();
-                let read = tokio::task::spawn_blocking(move || ctx2.status()).await;
-                if let Ok(status) = read {
-                    if status.is_ok() {
-                        ledger_heart.beat();
-                    }
-                    if last_status.elapsed() >= every {
-                        last_status = Instant::now();
-                        watchdog::notify_status(&control_server::status_line(&status));
-                        let ctx2 = ctx.clone();
-                        let _ =
-                            tokio::task::spawn_blocking(move || ctx2.write_snapshot(&status, true))
-                                .await;
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(check.min(every)) => {}
-                    _ = stop.changed() => break,
-                }
-            }
-        });
-    }
-    let dog_stop = Arc::new(AtomicBool::new(false));
-    let dog_thread = {
-        let stop = dog_stop.clone();
-        let interval = watchdog::check_interval();
-        std::thread::Builder::new()
-            .name("watchdog".into())
-            .spawn(move || {
-                let Some(interval) = interval else { return };
-                while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(interval);
-                    match dog.check() {
-                        Verdict::Pet => watchdog::notify_watchdog(),
-                        Verdict::Stalled(parts) => {
-                            error!(?parts, "no progress: the watchdog is not petted")
-                        }
-                    }
-                }
-            })
-            .map_err(io("watchdog thread"))?
-    };
-
-    // Signals.
+    // Status line and the ledger's heart; the watchdog's checks; signals.
+    tasks::status(
+        &rt,
+        ctx.clone(),
+        Duration::from_secs(config.daemon.status_interval_secs.max(1)),
+        runtime_heart,
+        ledger_heart,
+        stop_rx.clone(),
+    );
+    let (dog_stop, dog_thread) = tasks::watchdog_thread(dog)?;
     if opts.signals {
-        let stop = stop_tx.clone();
-        let path = opts.config_path.clone();
-        let ledger = ledger.clone();
-        rt.spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::hangup()),
-            ) else {
-                error!("cannot listen for signals");
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = term.recv() => { info!("SIGTERM: stopping"); stop.send_replace(true); break }
-                    _ = int.recv() => { info!("SIGINT: stopping"); stop.send_replace(true); break }
-                    _ = hup.recv() => {
-                        watchdog::notify_reloading();
-                        if let Some(p) = &path {
-                            let ledger = ledger.clone();
-                            let p = p.clone();
-                            let _ = tokio::task::spawn_blocking(move || reload(&p, &ledger)).await;
-                        }
-                        watchdog::notify_ready("configuration reloaded");
-                    }
-                }
-            }
-        });
+        tasks::signals(
+            &rt,
+            stop_tx.clone(),
+            opts.config_path.clone(),
+            ledger.clone(),
+        );
     }
 
     // The UI heart beats on the UI thread; READY once the loop turns.
@@ -593,40 +437,14 @@ pub fn run(loaded: Loaded, mut opts: RunOptions) -> Result<(), DaemonError> {
     });
 
     // The stop sequence, off the UI thread.
-    {
-        let mut stop = stop_rx.clone();
-        let shared = shared.clone();
-        let grace = Duration::from_secs(config.daemon.stop_grace_secs);
-        let session_tx = Mutex::new(session_tx.clone());
-        let cancel = cancel.clone();
-        rt.spawn(async move {
-            let _ = stop.wait_for(|s| *s).await;
-            watchdog::notify_stopping();
-            let _ = lock(&session_tx).send(Msg::Stop);
-            let deadline = Instant::now() + grace;
-            let mut cancelled = false;
-            while shared.paying.load(Ordering::SeqCst) {
-                if Instant::now() >= deadline && !cancelled {
-                    warn!("stop: the payment in progress did not finish in time; cancelling it (the ledger keeps any card read in doubt)");
-                    cancel.store(true, Ordering::SeqCst);
-                    cancelled = true;
-                }
-                if Instant::now() >= deadline + Duration::from_secs(5) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let _ = lock(&session_tx).send(Msg::Exit);
-            // A stop can come before the event loop first turns (a cart
-            // that provisions itself faster than the window comes up, as
-            // under QEMU's TCG): a quit sent then is lost, a quit queued
-            // into the loop is not.
-            let _ = ui::slint::invoke_from_event_loop(|| {
-                let _ = ui::slint::quit_event_loop();
-            });
-            let _ = ui::slint::quit_event_loop();
-        });
-    }
+    tasks::stop_sequence(
+        &rt,
+        stop_rx.clone(),
+        shared.clone(),
+        Duration::from_secs(config.daemon.stop_grace_secs),
+        session_tx.clone(),
+        cancel.clone(),
+    );
 
     let ui_result = ui::slint::run_event_loop_until_quit();
     drop(window);
@@ -671,28 +489,6 @@ fn open_scanner(config: &Config) -> Result<Option<Box<dyn Scanner>>, DaemonError
         )?)),
         ScannerKind::None => None,
     })
-}
-
-/// SIGHUP: newer offline limits and deny-list from the file.
-fn reload(path: &std::path::Path, ledger: &SharedLedger) {
-    match Config::load(path) {
-        Ok(l) => {
-            l.log_notes();
-            let mut g = lock(ledger);
-            let now = Timestamp::now();
-            let limits = g.apply_limits_update(&l.config.offline, now);
-            let deny = g.apply_deny_list(
-                l.config.deny_list.version,
-                None,
-                true,
-                &l.deny_list,
-                &[],
-                now,
-            );
-            info!(?limits, ?deny, "configuration reloaded");
-        }
-        Err(e) => error!(cause = %e, "configuration not reloaded"),
-    }
 }
 
 /// Taps from the UI thread to the session thread.
