@@ -8,7 +8,9 @@
 //! - `payments`: the card reader's serial line and [`crate::checkout::Checkout`];
 //! - `scanner`: the barcode scanner;
 //! - a tokio runtime (2 workers): the uplink and sync, the control socket,
-//!   signals, the status line and the watchdog's checks.
+//!   signals, the status line and the watchdog's checks;
+//! - `ledger-checkpoint` (the ledger's own): WAL checkpoints on a second
+//!   connection, outside the ledger's lock.
 //!
 //! Start order: configuration, identity (TPM), ledger, catalog, uplink,
 //! devices, UI; `READY=1` once the event loop turns. SIGTERM: no new
