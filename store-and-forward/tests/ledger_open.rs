@@ -181,6 +181,30 @@ fn newer_schema_still_readable_opens_without_downgrade() {
 }
 
 #[test]
+fn a_creation_cut_short_leaves_only_a_side_file_which_the_next_open_replaces() {
+    let fx = Fixture::new();
+    let side = |suffix: &str| {
+        let mut p = fx.path().as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    // What a power cut while creating leaves: the side file, half made,
+    // with the hot journal of its switch to WAL.
+    std::fs::write(side(".new"), b"SQLite format 3\0half").unwrap();
+    std::fs::write(side(".new-journal"), vec![0xd9; 512]).unwrap();
+    assert!(!fx.path().exists());
+    let (_, report) = fx.try_open_at(t0()).unwrap();
+    assert!(report.created);
+    assert_eq!(report.schema_before, 0);
+    assert_eq!(report.schema_now, SCHEMA_VERSION);
+    for leftover in [".new", ".new-journal", ".new-wal", ".new-shm", "-journal"] {
+        assert!(!side(leftover).exists(), "{leftover} left behind");
+    }
+    // A read-only reader (cartctl status) reads the new ledger at once.
+    store_and_forward::ledger::read_only_states(fx.path(), "").unwrap();
+}
+
+#[test]
 fn new_ledger_records_schema_and_min_reader() {
     let fx = Fixture::new();
     let (_, report) = fx.try_open_at(t0()).unwrap();

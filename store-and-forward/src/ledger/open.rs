@@ -85,7 +85,12 @@ impl Ledger {
             [],
             |r| r.get(0),
         )?;
-        let schema_before: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        // A ledger created just now came with the schema (`create_atomically`).
+        let schema_before: i64 = if created {
+            0
+        } else {
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))?
+        };
         migrate(&conn, created)?;
         let schema_now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
 
@@ -331,6 +336,7 @@ fn prepare_file(path: &Path) -> Result<bool, LedgerError> {
                     detail: "empty main file beside a non-empty WAL".into(),
                 });
             }
+            create_atomically(path)?;
             Ok(true)
         }
         Ok(_) => {
@@ -346,16 +352,63 @@ fn prepare_file(path: &Path) -> Result<bool, LedgerError> {
             Ok(false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(io)?;
+            create_atomically(path)?;
             Ok(true)
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// Creates a new ledger beside `path` and renames it into place: in WAL
+/// mode, with the schema and the application id, fsynced. A power cut
+/// while creating leaves at most the side file (made again next time),
+/// never a half-made ledger at `path`: switching a new file to WAL goes
+/// through a rollback journal, and a cut there left a hot journal that a
+/// read-only reader (`cartctl status`) cannot roll back.
+fn create_atomically(path: &Path) -> Result<(), LedgerError> {
+    let io = |source| LedgerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let side = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    let new = side(".new");
+    for leftover in [".new", ".new-journal", ".new-wal", ".new-shm"] {
+        match fs::remove_file(side(leftover)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&new)
+        .map_err(io)?;
+    let conn = Connection::open_with_flags(
+        &new,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        warn!(%mode, "new ledger could not switch to WAL");
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    migrate(&conn, true)?;
+    // The last connection's close folds the WAL into the file and removes it.
+    conn.close().map_err(|(_, e)| e)?;
+    fs::File::open(&new)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    fs::rename(&new, path).map_err(io)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
 }
 
 fn read_up_to(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
