@@ -20,7 +20,7 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tracing::warn;
 
 use crate::error::LedgerError;
@@ -74,22 +74,12 @@ impl Checkpointer {
     /// Opens the second connection to the ledger at `path` (already open,
     /// in WAL mode) and starts the thread.
     pub(crate) fn open(path: &Path, journal_size_limit: u64) -> Result<Self, LedgerError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let conn = super::open::open_read_write(path)?;
         conn.execute_batch(
             "PRAGMA wal_autocheckpoint = 0;
              PRAGMA busy_timeout = 5000;",
         )?;
-        let _: i64 = conn.query_row(
-            &format!(
-                "PRAGMA journal_size_limit = {}",
-                journal_size_limit.min(i64::MAX as u64)
-            ),
-            [],
-            |r| r.get(0),
-        )?;
+        super::open::set_journal_size_limit(&conn, journal_size_limit)?;
         let handle = CheckpointHandle {
             conn: Arc::new(Mutex::new(conn)),
         };

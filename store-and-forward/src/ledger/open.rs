@@ -59,32 +59,18 @@ impl Ledger {
     ) -> Result<(Ledger, OpenReport), LedgerError> {
         let path = config.path.clone();
         let created = prepare_file(&path)?;
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| refuse(&path, e))?;
+        let conn = open_read_write(&path).map_err(|e| refuse(&path, e))?;
         let created = created || !check_existing(&conn, &path)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            warn!(%mode, "ledger could not switch to WAL");
-        }
+        switch_to_wal(&conn)?;
         conn.execute_batch(
             "PRAGMA synchronous = FULL;
              PRAGMA wal_autocheckpoint = 0;
              PRAGMA busy_timeout = 5000;",
         )?;
-        // Not persistent: set on every open. Freed pages stay on the free
-        // list and are reused (auto_vacuum stays as the file was made:
-        // switching it needs a full VACUUM, which a cart never runs).
-        let _: i64 = conn.query_row(
-            &format!(
-                "PRAGMA journal_size_limit = {}",
-                config.journal_size_limit_bytes.min(i64::MAX as u64)
-            ),
-            [],
-            |r| r.get(0),
-        )?;
+        // Freed pages stay on the free list and are reused (auto_vacuum
+        // stays as the file was made: switching it needs a full VACUUM,
+        // which a cart never runs).
+        set_journal_size_limit(&conn, config.journal_size_limit_bytes)?;
         // A ledger created just now came with the schema (`create_atomically`).
         let schema_before: i64 = if created {
             0
@@ -359,6 +345,35 @@ fn prepare_file(path: &Path) -> Result<bool, LedgerError> {
     }
 }
 
+/// A read-write connection to the ledger at `path` (the ledger's own, the
+/// checkpoint connection, a ledger being created).
+pub(super) fn open_read_write(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// Switches the file to WAL (persistent: a no-op once it is).
+fn switch_to_wal(conn: &Connection) -> Result<(), LedgerError> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        warn!(%mode, "ledger could not switch to WAL");
+    }
+    Ok(())
+}
+
+/// Caps what the WAL file keeps after a checkpoint. Not persistent: set
+/// on every connection that checkpoints.
+pub(super) fn set_journal_size_limit(conn: &Connection, bytes: u64) -> Result<(), LedgerError> {
+    let _: i64 = conn.query_row(
+        &format!("PRAGMA journal_size_limit = {}", bytes.min(i64::MAX as u64)),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(())
+}
+
 /// Creates a new ledger beside `path` and renames it into place: in WAL
 /// mode, with the schema and the application id, fsynced. A power cut
 /// while creating leaves at most the side file (made again next time),
@@ -389,14 +404,8 @@ fn create_atomically(path: &Path) -> Result<(), LedgerError> {
         .mode(0o600)
         .open(&new)
         .map_err(io)?;
-    let conn = Connection::open_with_flags(
-        &new,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        warn!(%mode, "new ledger could not switch to WAL");
-    }
+    let conn = open_read_write(&new)?;
+    switch_to_wal(&conn)?;
     conn.execute_batch("PRAGMA synchronous = FULL")?;
     migrate(&conn, true)?;
     // The last connection's close folds the WAL into the file and removes it.
